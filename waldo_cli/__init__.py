@@ -1,0 +1,48 @@
+"""waldo: find a picture inside pictures.
+
+The public API is imported lazily, so that ``waldo --help``, ``--version`` and
+``params`` never pay for importing Numba.
+
+>>> import waldo_cli
+>>> sorted(waldo_cli.__all__)[:3]
+['Match', 'WaldoError', '__version__']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "match_template": "waldo_cli.engine",
+    "find_peaks": "waldo_cli.peaks",
+    "Match": "waldo_cli.peaks",
+    "load_image": "waldo_cli.io",
+    "read_image": "waldo_cli.io",
+    "param_counts": "waldo_cli.params",
+    "WaldoError": "waldo_cli.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from waldo_cli.engine import match_template
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import load_image, read_image
+    from waldo_cli.params import param_counts
+    from waldo_cli.peaks import Match, find_peaks
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'waldo_cli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
