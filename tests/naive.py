@@ -1,0 +1,83 @@
+"""Slow, obviously correct float64 versions of what waldo computes fast.
+
+Written from OpenCV's documented TM_* definitions and the degenerate-case
+rules of templmatch.cpp, with NumPy only, window by window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FLT_EPSILON = float(np.finfo(np.float32).eps)
+DBL_EPSILON = float(np.finfo(np.float64).eps)
+
+
+def as_hwc(a):
+    a = np.asarray(a).astype(np.float32).astype(np.float64)
+    return a[:, :, None] if a.ndim == 2 else a
+
+
+def windows(image, h, w):
+    """All h×w windows: shape (H-h+1, W-w+1, h, w, C)."""
+    return np.lib.stride_tricks.sliding_window_view(image, (h, w), axis=(0, 1)).transpose(
+        0, 1, 3, 4, 2
+    )
+
+
+def reference_terms(image, template):
+    """Per window: raw sums in float64 (num_ccorr, num_ccoeff, sum I^2, sum I'^2)."""
+    img, tpl = as_hwc(image), as_hwc(template)
+    h, w, _ = tpl.shape
+    win = windows(img, h, w)
+    n = h * w
+    ccorr = np.einsum("yxijc,ijc->yx", win, tpl)
+    wmean = win.mean(axis=(2, 3), keepdims=True)
+    tmean = tpl.mean(axis=(0, 1))
+    ccoeff = np.einsum("yxijc,ijc->yx", win - wmean, tpl - tmean)
+    sum2 = np.einsum("yxijc,yxijc->yx", win, win)
+    var = np.einsum("yxijc,yxijc->yx", win - wmean, win - wmean)
+    sqdiff = ((win - tpl) ** 2).sum(axis=(2, 3, 4))
+    t_sq = float((tpl**2).sum())
+    t_energy = float(((tpl - tmean) ** 2).sum())
+    return dict(ccorr=ccorr, ccoeff=ccoeff, sum2=sum2, var=var, sqdiff=sqdiff,
+                t_sq=t_sq, t_energy=t_energy, n=n)
+
+
+def match_template_ref(image, template, method):
+    """float64 reference of every method, with OpenCV's rules; also returns a mask of
+    windows that sit near the degeneracy threshold (which may be left out)."""
+    t = reference_terms(image, template)
+    if method == "sqdiff":
+        return t["sqdiff"], np.zeros(t["sqdiff"].shape, bool)
+    if method == "ccorr":
+        return t["ccorr"], np.zeros(t["ccorr"].shape, bool)
+    if method == "ccoeff":
+        return t["ccoeff"], np.zeros(t["ccoeff"].shape, bool)
+    if method == "ccoeff_normed" and t["t_energy"] / t["n"] < DBL_EPSILON:
+        return np.ones(t["ccorr"].shape), np.zeros(t["ccorr"].shape, bool)
+    if method == "ccoeff_normed":
+        num, diff2, tnorm = t["ccoeff"], t["var"], np.sqrt(t["t_energy"])
+    elif method == "ccorr_normed":
+        num, diff2, tnorm = t["ccorr"], t["sum2"], np.sqrt(t["t_sq"])
+    else:
+        num, diff2, tnorm = t["sqdiff"], t["sum2"], np.sqrt(t["t_sq"])
+    limit = np.minimum(0.5, 10 * FLT_EPSILON * t["sum2"])
+    degenerate = diff2 <= limit
+    near = np.abs(diff2 - limit) <= 1e-6 * np.maximum(limit, 1e-300) + 1e-9
+    out = np.empty(num.shape)
+    for idx in np.ndindex(num.shape):
+        r = num[idx]
+        d = 0.0 if degenerate[idx] else np.sqrt(diff2[idx]) * tnorm
+        if abs(r) < d:
+            out[idx] = r / d
+        elif abs(r) < d * 1.125:
+            out[idx] = 1.0 if r > 0 else -1.0
+        else:
+            out[idx] = 1.0 if method == "sqdiff_normed" else 0.0
+    return out, near
+
+
+def raw_scale(image, template):
+    """The magnitude raw methods are compared against: sqrt(sum T^2 * max sum I^2)."""
+    t = reference_terms(image, template)
+    return float(np.sqrt(max(t["t_sq"], 1e-300) * max(t["sum2"].max(), 1e-300)))

@@ -1,0 +1,177 @@
+r"""The matching engine: validate, convert once, pick a kernel, apply the formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from waldo_cli.errors import ShapeError, TemplateTooLargeError
+from waldo_cli.methods import DEFAULT_METHOD, METHOD_CODES, check_method
+
+# OpenCV calls a template flat when its variance, summed over channels, is
+# below DBL_EPSILON, and then scores every window 1 for ccoeff_normed.
+_DBL_EPSILON = float(np.finfo(np.float64).eps)
+
+
+def _as_hwc(array: object, what: str) -> np.ndarray:
+    """Return ``array`` as an (H, W, C) float32 array, or raise ShapeError."""
+    arr = np.asarray(array)
+    if arr.dtype.kind not in "biuf":
+        raise ShapeError(f"{what} has dtype {arr.dtype}; a real (bool, integer or float) "
+                         "array is needed")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    elif arr.ndim != 3:
+        raise ShapeError(f"{what} has {arr.ndim} dimensions; expected (H, W) or (H, W, C)")
+    if arr.size == 0:
+        raise ShapeError(f"{what} is empty (shape {arr.shape[1]}×{arr.shape[0]}×{arr.shape[2]})")
+    arr32 = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr32).all():
+        raise ShapeError(f"{what} holds NaN or infinite values (after conversion to float32)")
+    return arr32
+
+
+def _correlate(image: np.ndarray, template: np.ndarray, out: np.ndarray) -> None:
+    """The one dispatch point: choose the kernel that computes the correlation.
+
+    image (C, H, W) float32, template (C, h, w) float64 (already centred for
+    precision), out (H-h+1, W-w+1) float64. Only the direct kernel exists so
+    far; a frequency-domain path for large templates will be chosen here.
+    """
+    from waldo_cli.kernels import _correlate_direct
+
+    _correlate_direct(image, template, out)
+
+
+def _band_count(rows: int) -> int:
+    from waldo_cli.kernels import thread_count
+
+    # A few bands per thread balance the load; each band restarts its column
+    # sums, which costs one window height of extra rows.
+    return max(1, min(rows, 4 * thread_count()))
+
+
+def match_template(image: object, template: object, method: str = DEFAULT_METHOD) -> np.ndarray:
+    r"""Score every placement of ``template`` inside ``image``.
+
+    Parameters
+    ----------
+    image : (H, W[, C]) array_like
+        Any real dtype; computed in float32 (values are rounded to float32
+        first), with products and sums accumulated in float64.
+    template : (h, w[, C]) array_like
+        Same channel count as ``image``; h ≤ H and w ≤ W.
+    method : str
+        One of ``sqdiff``, ``sqdiff_normed``, ``ccorr``, ``ccorr_normed``,
+        ``ccoeff``, ``ccoeff_normed`` (default).
+
+    Returns
+    -------
+    scores : (H-h+1, W-w+1) float32 ndarray
+        ``scores[y, x]`` scores the window whose top-left corner is row y,
+        column x. Never NaN or inf.
+
+    Raises
+    ------
+    ShapeError
+        Wrong rank, empty, non-real or non-finite input, or differing channels.
+    TemplateTooLargeError
+        The template is taller or wider than the image.
+
+    Notes
+    -----
+    The definitions are OpenCV's ``cv2.matchTemplate`` ``TM_*`` definitions
+    (https://docs.opencv.org/4.x/df/dfb/group__imgproc__object.html), as
+    implemented in ``modules/imgproc/src/templmatch.cpp``. With I the image,
+    T the template, (x', y') running over the template, c over channels,
+    n = h·w, and sums running over all channels:
+
+    .. math::
+
+        R_{sqdiff}(x, y) &= \sum_{x',y',c} (T(x',y',c) - I(x+x',y+y',c))^2 \\
+        R_{ccorr}(x, y) &= \sum_{x',y',c} T(x',y',c)\, I(x+x',y+y',c) \\
+        R_{ccoeff}(x, y) &= \sum_{x',y',c} T'(x',y',c)\, I'(x+x',y+y',c) \\
+        T'(x',y',c) &= T(x',y',c) - \bar T_c, \quad
+        I'(x+x',y+y',c) = I(x+x',y+y',c) - \bar I_c(x, y)
+
+    where :math:`\bar T_c` is the template's mean in channel c and
+    :math:`\bar I_c(x, y)` the window's mean in channel c. The normed methods
+    divide by a norm :math:`t`:
+
+    .. math::
+
+        R_{sqdiff\_normed} &= R_{sqdiff} / t, \quad
+            t = \sqrt{\textstyle\sum T^2 \cdot \sum I^2} \\
+        R_{ccorr\_normed} &= R_{ccorr} / t, \quad
+            t = \sqrt{\textstyle\sum T^2 \cdot \sum I^2} \\
+        R_{ccoeff\_normed} &= R_{ccoeff} / t, \quad
+            t = \sqrt{\textstyle\sum T'^2 \cdot \sum I'^2}
+
+    OpenCV's rules for degenerate cases, followed exactly:
+
+    * ``ccoeff_normed`` with a flat template (its variance summed over
+      channels below DBL_EPSILON): every score is 1.
+    * A window is degenerate when the energy under the square root,
+      :math:`d = \sum I'^2` for ``ccoeff_normed`` and :math:`d = \sum I^2`
+      for the other two, satisfies
+      :math:`d \le \min(0.5,\ 10\,\epsilon_{f32} \sum I^2)`;
+      then :math:`t = 0`.
+    * Clamping, for the normed methods: with numerator r, the score is
+      r / t when \|r\| < t, sign(r) when \|r\| < 1.125 t, and otherwise
+      0 (``ccorr_normed``, ``ccoeff_normed``) or 1 (``sqdiff_normed``). So a
+      flat or black window scores 0 for the correlation methods and 1 (the
+      worst) for ``sqdiff_normed``; ``sqdiff_normed`` never exceeds 1.
+    * ``sqdiff`` is clamped at 0 from below.
+
+    The scale of the values matters for the degenerate rule (its 0.5 is
+    absolute), as in OpenCV: ``load_image`` returns pixels on the 0–255 scale.
+    Unlike OpenCV, the ccoeff numerator is computed with the template's mean
+    removed before correlating and sums are float64, so the result agrees
+    with a float64 computation to about 1e-7 rather than 1e-3.
+
+    Examples
+    --------
+    >>> image = np.zeros((5, 6), np.uint8); image[2:4, 3:5] = [[10, 20], [30, 40]]
+    >>> scores = match_template(image, image[2:4, 3:5], "sqdiff")
+    >>> scores.shape, np.unravel_index(scores.argmin(), scores.shape)
+    ((4, 5), (np.int64(2), np.int64(3)))
+    """
+    method = check_method(method)
+    img = _as_hwc(image, "image")
+    tpl = _as_hwc(template, "template")
+    (height, width, channels), (h, w, t_channels) = img.shape, tpl.shape
+    if channels != t_channels:
+        raise ShapeError(f"template has {t_channels} channel(s) but image has {channels}; "
+                         "give both the same number of channels")
+    if h > height or w > width:
+        raise TemplateTooLargeError((h, w), (height, width))
+
+    code = METHOD_CODES[method]
+    n = float(h * w)
+    out_h, out_w = height - h + 1, width - w + 1
+
+    tpl64 = tpl.astype(np.float64)
+    t_mean = tpl64.mean(axis=(0, 1))
+    centred = tpl64 - t_mean
+    t_energy = float(np.sum(centred * centred))  # sum of (T - mean T)**2
+    t_sq = float(np.sum(tpl64 * tpl64))  # sum of T**2
+    if method == "ccoeff_normed" and t_energy / n < _DBL_EPSILON:
+        # OpenCV: a flat template correlates equally with everything.
+        return np.ones((out_h, out_w), np.float32)
+
+    from waldo_cli.kernels import _finish_scores, _window_sums
+
+    planar = np.ascontiguousarray(img.transpose(2, 0, 1))
+    # The centred template makes sum(T' * I) the ccoeff numerator directly,
+    # with no cancellation between two large sums.
+    kernel = np.ascontiguousarray(centred.transpose(2, 0, 1))
+    corr = np.empty((out_h, out_w), np.float64)
+    _correlate(planar, kernel, corr)
+
+    offsets = np.round(img.mean(axis=(0, 1), dtype=np.float64))
+    sums = np.empty((channels, out_h, out_w), np.float64)
+    sqsums = np.empty((channels, out_h, out_w), np.float64)
+    _window_sums(planar, h, w, offsets, _band_count(out_h), sums, sqsums)
+
+    scores = np.empty((out_h, out_w), np.float32)
+    _finish_scores(code, corr, sums, sqsums, offsets, t_mean, t_energy, t_sq, n, scores)
+    return scores
