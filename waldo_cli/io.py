@@ -79,6 +79,43 @@ def _describe_os_error(exc: OSError) -> str:
     return f"cannot decode the image ({text})"
 
 
+def _head(source: str | os.PathLike[str] | BinaryIO, size: int = 64) -> bytes:
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as fh:
+                return fh.read(size)
+        source.seek(0)
+        return source.read(size)
+    except (OSError, ValueError, AttributeError):
+        return b""
+
+
+def _declares_no_pixels(head: bytes) -> bool:
+    """Whether a header Pillow refused says the image is 0 pixels wide or high.
+
+    Pillow's plugins refuse such files as unidentified; this tells the user why.
+
+    >>> import struct
+    >>> _declares_no_pixels(b"\\x89PNG\\r\\n\\x1a\\n" + struct.pack(">I4sII", 13, b"IHDR", 0, 7))
+    True
+    >>> _declares_no_pixels(b"P5 0 4 255 "), _declares_no_pixels(b"P5 3 4 255 ")
+    (True, False)
+    """
+    import re
+    import struct
+
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR" and len(head) >= 24:
+        width, height = struct.unpack(">II", head[16:24])
+        return width == 0 or height == 0
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        width, height = struct.unpack("<HH", head[6:10])
+        return width == 0 or height == 0
+    pnm = re.match(rb"P[1-7]\s+(\d+)\s+(\d+)", head)
+    if pnm:
+        return int(pnm.group(1)) == 0 or int(pnm.group(2)) == 0
+    return False
+
+
 def _open(source: str | os.PathLike[str] | BinaryIO, name: str) -> Image.Image:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
@@ -99,6 +136,8 @@ def _open(source: str | os.PathLike[str] | BinaryIO, name: str) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ImageReadError(name, f"refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
+        if _declares_no_pixels(_head(source)):
+            raise ImageReadError(name, "the image has no pixels (zero width or height)") from None
         raise ImageReadError(name, "not an image file Pillow can read") from None
     except OSError as exc:
         raise ImageReadError(name, _describe_os_error(exc)) from None
@@ -161,8 +200,8 @@ def read_image(source: str | os.PathLike[str] | BinaryIO | bytes, name: str | No
     >>> from PIL import Image
     >>> buf = io.BytesIO(); Image.new("RGBA", (4, 2), (255, 0, 0, 128)).save(buf, "PNG")
     >>> img = read_image(buf.getvalue(), name="red.png")
-    >>> img.pixels.shape, img.pixels.dtype, float(img.pixels[0, 0, 0]), float(img.alpha[0, 0])
-    ((2, 4, 3), dtype('float32'), 255.0, 0.5019608)
+    >>> img.pixels.shape, img.pixels.dtype, float(img.pixels[0, 0, 0]), round(float(img.alpha[0, 0]), 3)
+    ((2, 4, 3), dtype('float32'), 255.0, 0.502)
     """
     if isinstance(source, (bytes, bytearray)):
         label = name or "<bytes>"
