@@ -24,7 +24,7 @@ def test_every_mode_loads_as_float32_hwc(mode, channels, tmp_path, rng):
     source = Image.fromarray(_rgb(rng))
     image = source.convert(mode) if mode not in ("I;16", "I") else source.convert("L")
     if mode == "I;16":
-        image = Image.fromarray((np.asarray(source.convert("L")).astype(np.uint16) * 257))
+        image = Image.fromarray(np.asarray(source.convert("L")).astype(np.uint16) * 257)
     elif mode == "I":
         image = Image.fromarray(np.asarray(source.convert("L")).astype(np.int32) * 257)
     ext = "tiff" if mode in ("CMYK", "F", "I", "YCbCr") else "png"

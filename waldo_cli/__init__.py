@@ -25,7 +25,16 @@ _LAZY = {
     "WaldoError": "waldo_cli.errors",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "__version__",
+    "match_template",
+    "find_peaks",
+    "Match",
+    "load_image",
+    "read_image",
+    "param_counts",
+    "WaldoError",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from waldo_cli.engine import match_template

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from waldo_cli import __version__
+from waldo_cli.methods import DEFAULT_METHOD, METHODS
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -31,6 +32,7 @@ class WaldoGroup(click.Group):
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the command; report Click's errors as one line and exit with our codes."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         name = prog_name or "waldo"
@@ -56,6 +58,155 @@ def cli() -> None:
     """
 
 
+@cli.command("find")
+@click.argument("image", metavar="IMAGE")
+@click.argument("template", metavar="TEMPLATE")
+@click.option("-m", "--method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
+              show_default=True, help="How windows are scored (OpenCV's TM_* methods).")
+@click.option("-k", "--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Report up to this many matches, best first.")
+@click.option("-t", "--threshold", type=float, default=None,
+              help="Only scores at least this good count (at most this, for the sqdiff "
+                   "methods). Default: 0.5 for ccoeff_normed, 0.9 for ccorr_normed, 0.1 for "
+                   "sqdiff_normed, none for the raw methods.")
+@click.option("--no-threshold", is_flag=True,
+              help="Report the top-k places whatever their score.")
+@click.option("--min-distance", type=click.IntRange(min=0), default=None,
+              help="Matches are at least this many pixels apart (max of |dx|, |dy|). "
+                   "Default: half the template's smaller side.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout instead of a table.")
+def find_command(image: str, template: str, method: str, top_k: int, threshold: float | None,
+                 no_threshold: bool, min_distance: int | None, as_json: bool) -> int:
+    """Find TEMPLATE inside IMAGE and report the best matches.
+
+    Scores every window of IMAGE against TEMPLATE, keeps the best ones that
+    pass the threshold and are MIN-DISTANCE apart, and prints them: a table on
+    a terminal, tab-separated text in a pipe (the timing line then goes to
+    stderr), or JSON with --json. x and y are the top-left corner of the
+    match, in pixels. A grey file matched with a colour one is matched in grey.
+
+    Exit status: 0 if a match passed the threshold, 1 if none did, 2 on error.
+    """
+    import time
+
+    from waldo_cli.engine import match_template
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_image, reconcile_channels
+    from waldo_cli.methods import default_threshold
+    from waldo_cli.params import template_param_counts
+    from waldo_cli.peaks import find_peaks
+    from waldo_cli.report import FindReport, plain_table, print_table, summary_line, write_json
+
+    if no_threshold and threshold is not None:
+        raise click.UsageError("give --threshold or --no-threshold, not both")
+    limit = None if no_threshold else (threshold if threshold is not None
+                                       else default_threshold(method))
+    try:
+        loaded_image = read_image(image)
+        loaded_template = read_image(template)
+        pixels, kernel = reconcile_channels(loaded_image.pixels, loaded_template.pixels)
+        started = time.perf_counter()
+        scores = match_template(pixels, kernel, method)
+        matches = find_peaks(scores, method, kernel.shape[:2], top_k=top_k, threshold=limit,
+                             min_distance=min_distance)
+        seconds = time.perf_counter() - started
+    except WaldoError as exc:
+        raise WaldoUsageError(str(exc)) from None
+
+    report = FindReport(
+        image=image, template=template, method=method,
+        image_size=(loaded_image.width, loaded_image.height),
+        template_size=(loaded_template.width, loaded_template.height),
+        matches=matches, seconds=seconds, threshold=limit,
+        extra={"parameters": template_param_counts(pixels.shape[0], pixels.shape[1],
+                                                   kernel.shape[0], kernel.shape[1],
+                                                   kernel.shape[2])},
+    )
+    out = _stdout_console()
+    if as_json:
+        write_json(sys.stdout, report)
+    elif out.is_terminal:
+        print_table(out, report)
+    else:
+        click.echo(plain_table(report))
+        click.echo(summary_line(report), err=True)
+    return EXIT_MATCH if matches else EXIT_NO_MATCH
+
+
+def _stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console(file=sys.stdout)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``waldo`` console script."""
     cli.main(args=argv, prog_name="waldo")
+
+
+@cli.command("params")
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Height and width of a square image, in pixels (or give --height and --width).")
+@click.option("--height", type=click.IntRange(min=1), default=None, help="H, the image's rows.")
+@click.option("--width", type=click.IntRange(min=1), default=None, help="W, the image's columns.")
+@click.option("--delta", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Δ, the locality radius: a (2Δ+1)×(2Δ+1) window; 0 is a 1×1 convolution.")
+@click.option("--channels-in", type=click.IntRange(min=1), default=3, show_default=True,
+              help="C_in, channels of the image.")
+@click.option("--channels-out", type=click.IntRange(min=1), default=1, show_default=True,
+              help="C_out, channels of the hidden representation.")
+@click.option("--hidden", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Hidden units of the dense layer in the first row.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout instead of a table.")
+@click.option("--explain", is_flag=True,
+              help="Under the table, the equation and the assumption behind each row.")
+def params_command(size: int | None, height: int | None, width: int | None, delta: int,
+                   channels_in: int, channels_out: int, hidden: int, as_json: bool,
+                   explain: bool) -> None:
+    """Count what a convolution saves over a fully connected layer, for your image size.
+
+    Follows the chapter "From Fully Connected Layers to Convolutions" (Dive into
+    Deep Learning) for an H×W image with C_in channels and a hidden
+    representation of the same H×W with C_out channels, one row per step:
+    a dense layer to --hidden units, the fully connected layer, translation
+    invariance, and locality |a|, |b| ≤ Δ (the convolutional layer).
+
+    Give --size, or both --height and --width. Counts are exact; float32 is 4
+    bytes per parameter; reduction is the fully connected row's parameters
+    divided by the row's. Multiply-adds count, for one forward pass over one
+    image, one per weight that meets a pixel inside the image (no biases, no
+    taps on the zero padding). --explain is ignored with --json.
+    """
+    import json
+
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.params import param_counts
+
+    if size is not None and (height is not None or width is not None):
+        raise click.UsageError("give --size or --height and --width, not both")
+    if size is None and (height is None or width is None):
+        raise click.UsageError("give --size, or both --height and --width")
+    try:
+        counts = param_counts(
+            size if size is not None else height, size if size is not None else width, delta,
+            channels_in=channels_in, channels_out=channels_out, hidden=hidden,
+        )
+    except WaldoError as exc:
+        raise WaldoUsageError(str(exc)) from None
+
+    if as_json:
+        click.echo(json.dumps(counts.to_dict()))
+        return
+    from rich.console import Console
+
+    out = Console(file=sys.stdout)
+    if out.is_terminal:
+        from waldo_cli.report import print_param_report
+
+        print_param_report(out, counts, explain=explain)
+    else:
+        from waldo_cli.report import plain_param_report
+
+        click.echo(plain_param_report(counts, explain=explain))

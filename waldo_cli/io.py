@@ -91,12 +91,12 @@ def _head(source: str | os.PathLike[str] | BinaryIO, size: int = 64) -> bytes:
 
 
 def _declares_no_pixels(head: bytes) -> bool:
-    """Whether a header Pillow refused says the image is 0 pixels wide or high.
+    r"""Whether a header Pillow refused says the image is 0 pixels wide or high.
 
     Pillow's plugins refuse such files as unidentified; this tells the user why.
 
     >>> import struct
-    >>> _declares_no_pixels(b"\\x89PNG\\r\\n\\x1a\\n" + struct.pack(">I4sII", 13, b"IHDR", 0, 7))
+    >>> _declares_no_pixels(b"\x89PNG\r\n\x1a\n" + struct.pack(">I4sII", 13, b"IHDR", 0, 7))
     True
     >>> _declares_no_pixels(b"P5 0 4 255 "), _declares_no_pixels(b"P5 3 4 255 ")
     (True, False)
@@ -172,8 +172,9 @@ def _to_pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.ascontiguousarray(pixels, dtype=np.float32), alpha
 
 
-def read_image(source: str | os.PathLike[str] | BinaryIO | bytes, name: str | None = None
-               ) -> LoadedImage:
+def read_image(
+    source: str | os.PathLike[str] | BinaryIO | bytes, name: str | None = None
+) -> LoadedImage:
     """Read an image file into float32 pixels, keeping its alpha channel apart.
 
     Parameters
@@ -200,8 +201,10 @@ def read_image(source: str | os.PathLike[str] | BinaryIO | bytes, name: str | No
     >>> from PIL import Image
     >>> buf = io.BytesIO(); Image.new("RGBA", (4, 2), (255, 0, 0, 128)).save(buf, "PNG")
     >>> img = read_image(buf.getvalue(), name="red.png")
-    >>> img.pixels.shape, img.pixels.dtype, float(img.pixels[0, 0, 0]), round(float(img.alpha[0, 0]), 3)
-    ((2, 4, 3), dtype('float32'), 255.0, 0.502)
+    >>> img.pixels.shape, img.pixels.dtype, float(img.pixels[0, 0, 0])
+    ((2, 4, 3), dtype('float32'), 255.0)
+    >>> round(float(img.alpha[0, 0]), 3)
+    0.502
     """
     if isinstance(source, (bytes, bytearray)):
         label = name or "<bytes>"

@@ -16,8 +16,8 @@ import os
 # starts its thread pool.
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
-import numpy as np  # noqa: E402
 import numba  # noqa: E402
+import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
 # OpenCV's method numbering (TM_SQDIFF = 0 ... TM_CCOEFF_NORMED = 5).

@@ -1,0 +1,280 @@
+"""``waldo find`` through Click's runner, and the installed executable once."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from waldo_cli import __version__
+from waldo_cli.cli import cli
+from waldo_cli.methods import METHODS
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_images" / "astronaut.png"
+SAMPLE_TEMPLATE = ROOT / "sample_images" / "astronaut-patch.png"
+PATCH_AT = (134, 350)  # where the patch was cut from, (x, y)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, photo):
+    """An image, a template cut from it at (x=40, y=30), and bad files."""
+    root = tmp_path_factory.mktemp("cli")
+    image = photo("astronaut")[100:228, 150:310]
+    Image.fromarray(image).save(root / "scene.png")
+    Image.fromarray(image[30:54, 40:68]).save(root / "waldo.png")
+    Image.fromarray(image[30:54, 40:68]).convert("L").save(root / "waldo-grey.png")
+    (root / "empty.png").write_bytes(b"")
+    (root / "text.png").write_text("not an image at all\n")
+    data = (root / "scene.png").read_bytes()
+    (root / "truncated.png").write_bytes(data[: len(data) // 3])
+    (root / "folder.png").mkdir()
+
+    def chunk(kind, body):
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+
+    (root / "zero.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    Image.fromarray(image[:20, :20]).save(root / "small.png")
+    return root
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def test_version():
+    result = run("--version")
+    assert result.exit_code == 0
+    assert __version__ in result.stdout
+
+
+def test_help_lists_find():
+    result = run("--help")
+    assert result.exit_code == 0 and "find" in result.stdout
+
+
+def test_find_plain_output_when_piped(files):
+    result = run("find", files / "scene.png", files / "waldo.png")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t") == ["rank", "x", "y", "width", "height", "score"]
+    assert lines[1].split("\t")[:5] == ["1", "40", "30", "28", "24"]
+    assert float(lines[1].split("\t")[5]) == pytest.approx(1.0, abs=1e-5)
+    assert "\x1b[" not in result.stdout  # no colour codes in a pipe
+    assert "searched in" in result.stderr
+
+
+def test_find_table_on_a_terminal(files):
+    result = run("find", files / "scene.png", files / "waldo.png", "-k", "2",
+                 env={"FORCE_COLOR": "1", "COLUMNS": "100"})
+    assert result.exit_code == 0
+    assert "rank" in result.stdout and "score" in result.stdout
+    assert "┃" in result.stdout or "│" in result.stdout
+    assert "searched in" in result.stdout
+    assert result.stderr == ""
+
+
+def test_find_json_document(files):
+    result = run("find", files / "scene.png", files / "waldo.png", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)  # exactly one document
+    assert doc["image"] == str(files / "scene.png")
+    assert doc["template"] == str(files / "waldo.png")
+    assert doc["method"] == "ccoeff_normed"
+    assert doc["image_size"] == [160, 128]
+    assert doc["template_size"] == [28, 24]
+    assert isinstance(doc["seconds"], float) and doc["seconds"] >= 0
+    [match] = doc["matches"]
+    assert set(match) == {"x", "y", "width", "height", "score"}
+    assert (match["x"], match["y"], match["width"], match["height"]) == (40, 30, 28, 24)
+    assert match["score"] == pytest.approx(1.0, abs=1e-5)
+    # what the search would cost as a layer: the template as a 1-channel filter
+    assert doc["parameters"] == {"conv": 28 * 24 * 3, "dense": 160 * 128 * 3 * 133 * 105}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_finds_exact_cut(method, files):
+    result = run("find", files / "scene.png", files / "waldo.png", "--method", method,
+                 "--json", "--no-threshold")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["method"] == method
+    if method not in ("ccorr", "ccoeff"):  # raw correlation favours bright places
+        assert (doc["matches"][0]["x"], doc["matches"][0]["y"]) == (40, 30)
+
+
+def test_top_k_gives_distinct_places(files):
+    result = run("find", files / "scene.png", files / "waldo.png", "-k", "5", "--threshold",
+                 "0", "--json")
+    matches = json.loads(result.stdout)["matches"]
+    assert len(matches) == 5
+    assert matches[0]["x"] == 40 and matches[0]["y"] == 30
+    scores = [m["score"] for m in matches]
+    assert scores == sorted(scores, reverse=True)
+    for i, a in enumerate(matches):
+        for b in matches[i + 1:]:
+            assert max(abs(a["x"] - b["x"]), abs(a["y"] - b["y"])) >= 12
+
+
+def test_min_distance_option(files):
+    result = run("find", files / "scene.png", files / "waldo.png", "-k", "3", "--no-threshold",
+                 "--min-distance", "1", "--json")
+    matches = json.loads(result.stdout)["matches"]
+    assert len(matches) == 3
+    # with suppression this small, the runners-up hug the best match
+    assert all(max(abs(m["x"] - 40), abs(m["y"] - 30)) <= 2 for m in matches)
+
+
+def test_threshold_nothing_found_exits_1(files):
+    result = run("find", files / "scene.png", files / "waldo.png", "--threshold", "1.5",
+                 "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["matches"] == [] and doc["threshold"] == 1.5
+
+
+def test_threshold_for_sqdiff_means_at_most(files):
+    ok = run("find", files / "scene.png", files / "waldo.png", "-m", "sqdiff", "-t", "0.5")
+    assert ok.exit_code == 0
+    none = run("find", files / "scene.png", files / "small.png", "-m", "sqdiff_normed",
+               "-t", "0")
+    assert none.exit_code == 1
+    assert none.stdout.splitlines() == ["rank\tx\ty\twidth\theight\tscore"]
+    assert "no match" in none.stderr
+
+
+def test_default_threshold_is_reported(files):
+    doc = json.loads(run("find", files / "scene.png", files / "waldo.png", "--json").stdout)
+    assert doc["threshold"] == 0.5
+    doc = json.loads(run("find", files / "scene.png", files / "waldo.png", "-m", "ccorr",
+                         "--json").stdout)
+    assert doc["threshold"] is None
+
+
+def test_grey_template_on_colour_image(files):
+    result = run("find", files / "scene.png", files / "waldo-grey.png", "--json")
+    assert result.exit_code == 0
+    match = json.loads(result.stdout)["matches"][0]
+    assert (match["x"], match["y"]) == (40, 30)
+    assert match["score"] > 0.99
+
+
+def test_sample_images_search():
+    """The README's first command: the patch is found where it was cut."""
+    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "--json")
+    assert result.exit_code == 0
+    match = json.loads(result.stdout)["matches"][0]
+    assert (match["x"], match["y"]) == PATCH_AT
+
+
+def _assert_one_line_error(result, *needles):
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("image", "template", "needles"),
+    [
+        ("missing.png", "waldo.png", ("missing.png", "no such file")),
+        ("scene.png", "missing.png", ("missing.png", "no such file")),
+        ("folder.png", "waldo.png", ("folder.png", "directory")),
+        ("empty.png", "waldo.png", ("empty.png", "empty")),
+        ("truncated.png", "waldo.png", ("truncated.png", "truncated")),
+        ("text.png", "waldo.png", ("text.png", "not an image")),
+        ("zero.png", "waldo.png", ("zero.png", "no pixels")),
+        ("scene.png", "text.png", ("text.png", "not an image")),
+        ("small.png", "waldo.png", ("template 28×24 is larger than image 20×20",)),
+    ],
+)
+def test_bad_files_give_one_line(image, template, needles, files):
+    _assert_one_line_error(run("find", files / image, files / template), *needles)
+
+
+def test_decompression_bomb_reads_as_an_error(files, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    _assert_one_line_error(run("find", files / "scene.png", files / "waldo.png"),
+                           "scene.png", "decompression bomb")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--method", "nearest"], "--method"),
+        (["-k", "0"], "--top-k"),
+        (["-k", "-3"], "--top-k"),
+        (["-k", "two"], "--top-k"),
+        (["--min-distance", "-1"], "--min-distance"),
+        (["--threshold", "high"], "--threshold"),
+        (["--threshold", "0.5", "--no-threshold"], "--no-threshold"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_bad_options_give_one_line(args, needle, files):
+    _assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
+
+
+def test_missing_argument_gives_one_line(files):
+    _assert_one_line_error(run("find", files / "scene.png"), "TEMPLATE")
+
+
+def _waldo_executable() -> str:
+    exe = Path(sys.executable).with_name("waldo")
+    if not exe.exists():
+        pytest.fail(f"the installed waldo executable is missing next to {sys.executable}")
+    return str(exe)
+
+
+def test_installed_executable_runs(files):
+    proc = subprocess.run([_waldo_executable(), "find", str(files / "scene.png"),
+                           str(files / "waldo.png"), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["matches"][0]["x"] == 40
+    bad = subprocess.run([_waldo_executable(), "find", str(files / "nothere.png"),
+                          str(files / "waldo.png")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    missing = files / "nothere.png"
+    assert bad.stderr.strip().splitlines() == [f"waldo: error: {missing}: no such file"]
+
+
+def test_python_dash_m_runs():
+    proc = subprocess.run([sys.executable, "-m", "waldo_cli", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def _modules_after(code: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
+                           "print('\\n'.join(sorted(sys.modules)))"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+def test_help_and_version_do_not_import_numba():
+    code = ("from waldo_cli.cli import cli\n"
+            "for args in (['--help'], ['--version'], ['find', '--help']):\n"
+            "    cli.main(args, standalone_mode=False)\n")
+    assert "numba" not in _modules_after(code)
+
+
+def test_engine_does_not_import_click_or_pil():
+    modules = _modules_after("import waldo_cli.engine, waldo_cli.peaks")
+    assert "click" not in modules and "rich" not in modules and "PIL" not in modules

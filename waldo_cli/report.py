@@ -1,0 +1,244 @@
+"""Results to text: rich tables for terminals, plain text for pipes, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from waldo_cli.peaks import Match
+
+
+@dataclass(frozen=True)
+class FindReport:
+    """Everything ``waldo find`` reports about one search."""
+
+    image: str
+    template: str
+    method: str
+    image_size: tuple[int, int]  # (W, H)
+    template_size: tuple[int, int]  # (w, h)
+    matches: Sequence[Match]
+    seconds: float
+    threshold: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``waldo find --json``.
+
+        >>> r = FindReport("a.png", "b.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.5)
+        >>> r.to_dict()["matches"], r.to_dict()["image_size"]
+        ([{'x': 1, 'y': 2, 'width': 2, 'height': 2, 'score': 3.0}], [8, 6])
+        """
+        doc: dict[str, Any] = {
+            "image": self.image,
+            "template": self.template,
+            "method": self.method,
+            "image_size": list(self.image_size),
+            "template_size": list(self.template_size),
+            "matches": [m.to_dict() for m in self.matches],
+            "seconds": round(self.seconds, 6),
+            "threshold": self.threshold,
+        }
+        doc.update(self.extra)
+        return doc
+
+
+def format_score(score: float) -> str:
+    """Scores with six significant digits, the precision that is meaningful.
+
+    >>> format_score(0.98765432), format_score(123456789.0)
+    ('0.987654', '1.23457e+08')
+    """
+    return f"{score:.6g}"
+
+
+def write_json(console_file: Any, report: FindReport) -> None:
+    """Write one JSON document and a newline."""
+    console_file.write(json.dumps(report.to_dict()) + "\n")
+
+
+def plain_table(report: FindReport) -> str:
+    """Tab-separated rows with a header, for pipes (no colour, no box drawing).
+
+    >>> match = Match(1, 2, 2, 2, 3.0)
+    >>> print(plain_table(FindReport("a", "b", "ccorr", (8, 6), (2, 2), [match], 0.5)))
+    rank	x	y	width	height	score
+    1	1	2	2	2	3
+    """
+    lines = ["rank\tx\ty\twidth\theight\tscore"]
+    for rank, m in enumerate(report.matches, 1):
+        lines.append(f"{rank}\t{m.x}\t{m.y}\t{m.width}\t{m.height}\t{format_score(m.score)}")
+    return "\n".join(lines)
+
+
+def summary_line(report: FindReport) -> str:
+    """One line: how many matches, with which method, in how long."""
+    count = len(report.matches)
+    found = f"{count} match{'es' if count != 1 else ''}" if count else "no match"
+    limit = "" if report.threshold is None else f" (threshold {report.threshold:g})"
+    return (f"{found} for {report.template} in {report.image} with {report.method}{limit}, "
+            f"searched in {report.seconds:.3f} s")
+
+
+def print_table(console: Console, report: FindReport) -> None:
+    """A rich table of the matches and the summary line, for a terminal."""
+    if report.matches:
+        table = Table(title=None, header_style="bold")
+        for name in ("rank", "x", "y", "width", "height", "score"):
+            table.add_column(name, justify="right")
+        for rank, m in enumerate(report.matches, 1):
+            style = "bold green" if rank == 1 else None
+            table.add_row(str(rank), str(m.x), str(m.y), str(m.width), str(m.height),
+                          format_score(m.score), style=style)
+        console.print(table)
+    console.print(summary_line(report), style="dim" if report.matches else "yellow",
+                  highlight=False)
+
+
+# ---------------------------------------------------------------------------
+# waldo params: the dense-versus-convolution table (counts from waldo_cli.params)
+
+PARAM_HEADERS: tuple[str, ...] = (
+    "layer", "weights", "biases", "parameters", "float32", "multiply-adds", "reduction",
+)
+
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+
+
+def format_param_bytes(size: int) -> str:
+    """A byte count in binary units (1 KiB = 1024 B), exact below 1 KiB.
+
+    >>> format_param_bytes(200), format_param_bytes(4_000_004_000)
+    ('200 B', '3.7 GiB')
+    """
+    if size < 1024:
+        return f"{size} B"
+    exponent = min((size.bit_length() - 1) // 10, len(_BINARY_UNITS) - 1)
+    value = size / 1024**exponent
+    number = f"{value:.3g}" if value >= 1e6 else f"{value:,.1f}"
+    return f"{number} {_BINARY_UNITS[exponent]}"
+
+
+def format_param_reduction(ratio: Any) -> str:
+    """A reduction factor: exact with separators when it is a whole number below a million.
+
+    >>> from fractions import Fraction
+    >>> [format_param_reduction(Fraction(n, d)) for n, d in [(1, 1), (5, 2), (10**9, 7)]]
+    ['1×', '2.5×', '1.43e+08×']
+    """
+    if ratio >= 10**6 or ratio < 100:
+        return f"{float(ratio):.3g}×"
+    return f"{round(ratio):,}×"
+
+
+def param_table_rows(counts: Any) -> list[tuple[str, ...]]:
+    """The cells of the ``waldo params`` table, one tuple per row, as text.
+
+    >>> from waldo_cli.params import param_counts
+    >>> param_table_rows(param_counts(3, 3, 1, 1, 1))[-1]
+    ('convolution (Δ = 1, 3×3)', '9', '1', '10', '40 B', '49', '9×')
+    """
+    return [
+        (row.label, f"{row.weights:,}", f"{row.biases:,}", f"{row.parameters:,}",
+         format_param_bytes(row.bytes_float32), f"{row.multiply_adds:,}",
+         format_param_reduction(row.reduction))
+        for row in counts.rows
+    ]
+
+
+def param_title(counts: Any) -> str:
+    """One line naming the sizes the table is for.
+
+    >>> from waldo_cli.params import param_counts
+    >>> param_title(param_counts(2, 3, 1))
+    'image H×W×C_in = 2×3×3 → hidden H×W×C_out = 2×3×1, Δ = 1'
+    """
+    return (f"image H×W×C_in = {counts.height}×{counts.width}×{counts.channels_in} → "
+            f"hidden H×W×C_out = {counts.height}×{counts.width}×{counts.channels_out}, "
+            f"Δ = {counts.delta}")
+
+
+def _param_explain_blocks(counts: Any) -> list[tuple[str, str, str]]:
+    return [(f"{number}. {row.label}: {row.formula}", row.equation, row.assumption)
+            for number, row in enumerate(counts.rows, 1)]
+
+
+def plain_param_report(counts: Any, explain: bool = False) -> str:
+    """The ``waldo params`` table as aligned plain text, for pipes.
+
+    >>> from waldo_cli.params import param_counts
+    >>> print(plain_param_report(param_counts(1, 1, 0, 1, 1, 1)).splitlines()[2])
+    dense (1 hidden unit)  1        1       2           8 B      1              1×
+    """
+    import textwrap
+
+    from waldo_cli.params import MULTIPLY_ADDS_RULE
+
+    table = [PARAM_HEADERS, *param_table_rows(counts)]
+    widths = [max(len(line[k]) for line in table) for k in range(len(PARAM_HEADERS))]
+    lines = [param_title(counts)]
+    for line in table:
+        cells = [line[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(line[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    lines += [f"note: {note}" for note in counts.notes]
+    if explain:
+        lines.append("")
+        for heading, equation, assumption in _param_explain_blocks(counts):
+            lines.append(heading)
+            lines.append(f"   {equation}")
+            lines += textwrap.wrap(assumption, 88, initial_indent="   ", subsequent_indent="   ")
+        lines += textwrap.wrap(MULTIPLY_ADDS_RULE, 91)
+    return "\n".join(lines)
+
+
+def print_param_report(console: Console, counts: Any, explain: bool = False) -> None:
+    """The ``waldo params`` table as a rich table, with notes and explanations, for a terminal.
+
+    The table has one line per layer when it fits the console; on a narrower
+    console each layer becomes a block of quantity-value lines instead, so that
+    long exact counts are never folded or cut.
+    """
+    from rich.text import Text
+
+    from waldo_cli.params import MULTIPLY_ADDS_RULE
+
+    cells = param_table_rows(counts)
+    widths = [max(len(line[k]) for line in [PARAM_HEADERS, *cells])
+              for k in range(len(PARAM_HEADERS))]
+    title = Text(param_title(counts))
+    if sum(widths) + 3 * len(widths) + 1 <= console.width:
+        table = Table(title=title, header_style="bold", title_justify="left")
+        table.add_column(PARAM_HEADERS[0], no_wrap=True)
+        for header in PARAM_HEADERS[1:]:
+            table.add_column(header, justify="right", no_wrap=True)
+        for row, line in zip(counts.rows, cells, strict=True):
+            style = "bold green" if row.name == "conv" else None
+            table.add_row(*(Text(cell) for cell in line), style=style)
+    else:
+        table = Table(title=title, header_style="bold", title_justify="left")
+        table.add_column("quantity")
+        table.add_column("value", justify="right", no_wrap=True)
+        for row, line in zip(counts.rows, cells, strict=True):
+            style = "bold green" if row.name == "conv" else "bold"
+            table.add_row(Text(line[0], style=style), "")
+            for header, cell in zip(PARAM_HEADERS[1:], line[1:], strict=True):
+                table.add_row(Text(f"  {header}"), Text(cell))
+            if row is not counts.rows[-1]:
+                table.add_section()
+    console.print(table)
+    for note in counts.notes:
+        console.print(Text(f"note: {note}", style="yellow"))
+    if explain:
+        for heading, equation, assumption in _param_explain_blocks(counts):
+            console.print()
+            console.print(Text(heading, style="bold"))
+            console.print(Text(f"   {equation}", style="cyan"))
+            console.print(Text(f"   {assumption}"))
+        console.print()
+        console.print(Text(MULTIPLY_ADDS_RULE, style="dim"))
