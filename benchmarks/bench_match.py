@@ -106,7 +106,7 @@ def main() -> None:
             "opencv": lambda i=image, t=template: cv2.matchTemplate(i, t, cv2.TM_CCOEFF_NORMED),
         }
         if not args.no_skimage:
-            functions["skimage"] = lambda i=image, t=template: sk_match(i, t, channel_axis=-1)
+            functions["skimage"] = lambda i=image, t=template: sk_match(i, t)
         medians = time_runs(functions, args.repeats)
         ours = match_template(image, template, "ccoeff_normed")
         theirs = cv2.matchTemplate(image, template, cv2.TM_CCOEFF_NORMED)

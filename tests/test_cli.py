@@ -145,10 +145,10 @@ def test_threshold_nothing_found_exits_1(files):
 
 
 def test_threshold_for_sqdiff_means_at_most(files):
-    ok = run("find", files / "scene.png", files / "waldo.png", "-m", "sqdiff", "-t", "0.5")
+    ok = run("find", files / "scene.png", files / "waldo.png", "-m", "sqdiff", "--threshold", "0.5")
     assert ok.exit_code == 0
     none = run("find", files / "scene.png", files / "small.png", "-m", "sqdiff_normed",
-               "-t", "0")
+               "--threshold", "0")
     assert none.exit_code == 1
     assert none.stdout.splitlines() == ["rank\tx\ty\twidth\theight\tscore"]
     assert "no match" in none.stderr

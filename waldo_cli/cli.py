@@ -65,7 +65,7 @@ def cli() -> None:
               show_default=True, help="How windows are scored (OpenCV's TM_* methods).")
 @click.option("-k", "--top-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="Report up to this many matches, best first.")
-@click.option("-t", "--threshold", type=float, default=None,
+@click.option("--threshold", type=float, default=None,
               help="Only scores at least this good count (at most this, for the sqdiff "
                    "methods). Default: 0.5 for ccoeff_normed, 0.9 for ccorr_normed, 0.1 for "
                    "sqdiff_normed, none for the raw methods.")
