@@ -8,12 +8,13 @@ same thing for every file.
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -281,3 +282,149 @@ def reconcile_channels(image: np.ndarray, template: np.ndarray) -> tuple[np.ndar
     if ci == 1 and ct == 3:
         return image, to_grey(template)
     raise WaldoError(f"cannot match a {ct}-channel template against a {ci}-channel image")
+
+
+def _output_format(path: Path) -> str:
+    """The Pillow format a file name asks for, or raise OutputError."""
+    from waldo_cli.errors import OutputError
+
+    Image.init()
+    fmt = Image.EXTENSION.get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        known = sorted({ext for ext, f in Image.EXTENSION.items() if f in Image.SAVE
+                        and f in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")})
+        raise OutputError(f"{path}: unknown image format {path.suffix or '(no extension)'!r}; "
+                          f"use one of {', '.join(known)}")
+    return fmt
+
+
+def check_output_path(path: str | os.PathLike[str],
+                      protect: tuple[str | os.PathLike[str], ...] = (), *,
+                      image: bool = True) -> Path:
+    """Refuse an output path before any work is done, with a one-line reason.
+
+    Parameters
+    ----------
+    path : path-like
+        Where the user wants a file.
+    protect : paths
+        Inputs that must never be overwritten (the image, the template).
+    image : bool
+        Whether the file is a picture (then its extension must name a format).
+
+    Returns
+    -------
+    Path
+        The path, unchanged.
+
+    Raises
+    ------
+    OutputError
+        The folder does not exist or is not writable, the path is a folder or
+        an input, or the extension names no image format.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_output_path(os.path.join(tempfile.mkdtemp(), "heat.png")).suffix
+    '.png'
+    """
+    from waldo_cli.errors import OutputError
+
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{target}: the folder {folder} does not exist")
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory")
+    for other in protect:
+        if other is None or str(other) == "-":
+            continue
+        same = os.path.abspath(target) == os.path.abspath(other) or (
+            target.exists() and Path(other).exists() and os.path.samefile(target, other))
+        if same:
+            raise OutputError(f"{target}: refusing to overwrite an input file")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"{target}: the folder {folder} is not writable")
+    if image:
+        _output_format(target)
+    return target
+
+
+def write_atomically(path: str | os.PathLike[str], write: Any) -> None:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it into place.
+
+    An interrupted run leaves either the old file or the new one, never half
+    of one. The temporary file is removed if ``write`` fails.
+
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> write_atomically(p, lambda fh: fh.write(b"hi"))
+    >>> open(p, "rb").read()
+    b'hi'
+    """
+    import tempfile
+
+    from waldo_cli.errors import OutputError
+
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_image(picture: Image.Image | np.ndarray, path: str | os.PathLike[str],
+               protect: tuple[str | os.PathLike[str], ...] = ()) -> Path:
+    """Save a picture atomically, in the format its file name asks for.
+
+    Parameters
+    ----------
+    picture : PIL.Image.Image or (H, W[, C]) uint8 ndarray
+        What to write.
+    path : path-like
+        Destination; its extension picks the format (PNG, JPEG, WebP, ...).
+    protect : paths
+        Inputs that must not be overwritten.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
+    >>> save_image(np.zeros((2, 3, 3), np.uint8), p).name, Image.open(p).size
+    ('x.png', (3, 2))
+    """
+    target = check_output_path(path, protect)
+    fmt = _output_format(target)
+    if isinstance(picture, np.ndarray):
+        picture = Image.fromarray(np.squeeze(picture) if picture.ndim == 3
+                                  and picture.shape[2] == 1 else picture)
+    if fmt == "JPEG" and picture.mode not in ("RGB", "L", "CMYK"):
+        picture = picture.convert("RGB")
+    write_atomically(target, lambda fh: picture.save(fh, format=fmt))
+    return target
