@@ -6,6 +6,7 @@ input (always one line on stderr, never a traceback), 130 interrupted.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -76,8 +77,25 @@ def cli() -> None:
                    "Default: half the template's smaller side.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document on stdout instead of a table.")
+@click.option("--heatmap", "heatmap_path", metavar="PATH", default=None,
+              help="Write the score map as a picture on the image's pixel grid (each score "
+                   "at its window's centre; best = bright end; grey border = no window centre).")
+@click.option("--overlay", "overlay_path", metavar="PATH", default=None,
+              help="Write the image with a box, rank and score for every match. The format "
+                   "follows the extension (.png, .jpg, .webp, .tif, .bmp, .gif).")
+@click.option("--colormap", default="viridis", show_default=True, metavar="NAME",
+              help="Colormap of the heatmap, any name the cmap package knows (viridis, magma, "
+                   "inferno, plasma, cividis, ...).")
+@click.option("--no-legend", is_flag=True, help="Leave the legend off the heatmap.")
+@click.option("--show", type=click.Choice(["overlay", "heatmap"]), is_flag=False,
+              flag_value="overlay", default=None,
+              help="On a terminal, draw the overlay (or the heatmap: --show heatmap) with "
+                   "coloured half blocks above the table. Does nothing off a terminal or "
+                   "with --json.")
 def find_command(image: str, template: str, method: str, top_k: int, threshold: float | None,
-                 no_threshold: bool, min_distance: int | None, as_json: bool) -> int:
+                 no_threshold: bool, min_distance: int | None, as_json: bool,
+                 heatmap_path: str | None, overlay_path: str | None, colormap: str,
+                 no_legend: bool, show: str | None) -> int:
     """Find TEMPLATE inside IMAGE and report the best matches.
 
     Scores every window of IMAGE against TEMPLATE, keeps the best ones that
@@ -102,7 +120,15 @@ def find_command(image: str, template: str, method: str, top_k: int, threshold: 
         raise click.UsageError("give --threshold or --no-threshold, not both")
     limit = None if no_threshold else (threshold if threshold is not None
                                        else default_threshold(method))
+    out = _stdout_console()
+    wants_picture = heatmap_path is not None or overlay_path is not None or (
+        show is not None and out.is_terminal and not as_json)
     try:
+        _check_outputs((heatmap_path, overlay_path), (image, template))
+        if heatmap_path is not None or show == "heatmap":
+            from waldo_cli.render import colormap_table
+
+            colormap_table(colormap)
         loaded_image = read_image(image)
         loaded_template = read_image(template)
         pixels, kernel = reconcile_channels(loaded_image.pixels, loaded_template.pixels)
@@ -123,7 +149,13 @@ def find_command(image: str, template: str, method: str, top_k: int, threshold: 
                                                    kernel.shape[0], kernel.shape[1],
                                                    kernel.shape[2])},
     )
-    out = _stdout_console()
+    if wants_picture:
+        try:
+            _write_pictures(report, pixels, scores, heatmap_path, overlay_path, colormap,
+                            not no_legend, show if out.is_terminal and not as_json else None,
+                            out, (image, template))
+        except WaldoError as exc:
+            raise WaldoUsageError(str(exc)) from None
     if as_json:
         write_json(sys.stdout, report)
     elif out.is_terminal:
@@ -132,6 +164,40 @@ def find_command(image: str, template: str, method: str, top_k: int, threshold: 
         click.echo(plain_table(report))
         click.echo(summary_line(report), err=True)
     return EXIT_MATCH if matches else EXIT_NO_MATCH
+
+
+def _check_outputs(paths: tuple[str | None, ...], inputs: tuple[str, ...]) -> None:
+    """Refuse bad output paths before any work is done."""
+    from waldo_cli.errors import OutputError
+    from waldo_cli.io import check_output_path
+
+    given = [p for p in paths if p is not None]
+    for path in given:
+        check_output_path(path, inputs)
+    if len({os.path.abspath(p) for p in given}) < len(given):
+        raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
+
+
+def _write_pictures(report: Any, pixels: Any, scores: Any, heatmap_path: str | None,
+                    overlay_path: str | None, colormap: str, legend: bool, show: str | None,
+                    console: Any, inputs: tuple[str, ...]) -> None:
+    from waldo_cli.io import save_image
+    from waldo_cli.render import render_heatmap, render_overlay
+    from waldo_cli.report import print_preview
+
+    pictures = {}
+    if heatmap_path is not None or show == "heatmap":
+        pictures["heatmap"] = render_heatmap(scores, report.method, pixels.shape[:2],
+                                             (report.template_size[1], report.template_size[0]),
+                                             colormap=colormap, legend=legend)
+    if overlay_path is not None or show == "overlay":
+        pictures["overlay"] = render_overlay(pixels, report.matches)
+    if heatmap_path is not None:
+        save_image(pictures["heatmap"], heatmap_path, inputs)
+    if overlay_path is not None:
+        save_image(pictures["overlay"], overlay_path, inputs)
+    if show is not None:
+        print_preview(console, pictures[show])
 
 
 def _stdout_console() -> Any:

@@ -110,6 +110,46 @@ PARAM_HEADERS: tuple[str, ...] = (
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
+def half_block_lines(rgb: Any) -> list[Any]:
+    """Rows of '▀' characters, each showing two pixel rows (foreground top, background bottom).
+
+    ``rgb`` is an (h, w, 3) uint8 array; an odd last row is paired with black.
+
+    >>> import numpy as np
+    >>> lines = half_block_lines(np.zeros((3, 2, 3), np.uint8))
+    >>> len(lines), lines[0].plain
+    (2, '▀▀')
+    """
+    import numpy as np
+    from rich.color import Color
+    from rich.style import Style
+    from rich.text import Text
+
+    if rgb.shape[0] % 2:
+        rgb = np.concatenate([rgb, np.zeros((1, *rgb.shape[1:]), rgb.dtype)])
+    lines = []
+    for y in range(0, rgb.shape[0], 2):
+        text = Text(no_wrap=True, overflow="crop")
+        for top, bottom in zip(rgb[y].tolist(), rgb[y + 1].tolist(), strict=True):
+            text.append("▀", Style(color=Color.from_rgb(*top), bgcolor=Color.from_rgb(*bottom)))
+        lines.append(text)
+    return lines
+
+
+def print_preview(console: Console, picture: Any) -> None:
+    """Draw a picture on a terminal with half blocks, fitted to its width.
+
+    Nothing is printed when the console is not a terminal.
+    """
+    if not console.is_terminal:
+        return
+    from waldo_cli.render import thumbnail
+
+    rows = max(8, (console.size.height - 6)) * 2
+    for line in half_block_lines(thumbnail(picture, console.size.width, rows)):
+        console.print(line, soft_wrap=True)
+
+
 def format_param_bytes(size: int) -> str:
     """A byte count in binary units (1 KiB = 1024 B), exact below 1 KiB.
 

@@ -1,0 +1,270 @@
+"""Heatmaps, overlays, the terminal preview and safe output files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from waldo_cli import find_peaks, load_image, match_template
+from waldo_cli.cli import cli
+from waldo_cli.errors import OutputError
+from waldo_cli.io import write_atomically
+from waldo_cli.render import NEUTRAL, colormap_table, goodness, render_heatmap, render_overlay
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_images" / "astronaut.png"
+SAMPLE_TEMPLATE = ROOT / "sample_images" / "astronaut-patch.png"
+TRUE_BOX = (134, 350, 72, 68)  # x, y, w, h of the patch in the sample photograph
+RELIABLE = ["sqdiff", "sqdiff_normed", "ccorr_normed", "ccoeff_normed"]
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], env=env)
+
+
+def _brightest(path):
+    grey = np.asarray(Image.open(path).convert("L"), np.float64)
+    y, x = np.unravel_index(np.argmax(grey), grey.shape)
+    return int(x), int(y)
+
+
+def _inside(point, box):
+    x, y = point
+    bx, by, bw, bh = box
+    return bx <= x < bx + bw and by <= y < by + bh
+
+
+@pytest.fixture(scope="module")
+def sample_scores():
+    image = load_image(SAMPLE)
+    template = load_image(SAMPLE_TEMPLATE)
+    return image, template, {m: match_template(image, template, m) for m in RELIABLE}
+
+
+@pytest.mark.parametrize("legend", [True, False])
+@pytest.mark.parametrize("method", RELIABLE)
+def test_heatmap_brightest_pixel_inside_true_box(method, legend, tmp_path):
+    heat = tmp_path / "heat.png"
+    args = ["find", SAMPLE, SAMPLE_TEMPLATE, "--method", method, "--heatmap", heat]
+    result = run(*args, *([] if legend else ["--no-legend"]))
+    assert result.exit_code in (0, 1), result.stderr
+    assert Image.open(heat).size == (512, 512)
+    assert _inside(_brightest(heat), TRUE_BOX)
+
+
+def test_heatmap_scores_drawn_at_window_centres(sample_scores):
+    image, template, scores = sample_scores
+    s = scores["ccoeff_normed"]
+    heat = np.asarray(render_heatmap(s, "ccoeff_normed", image.shape[:2], template.shape[:2],
+                                     legend=False))
+    h, w = template.shape[:2]
+    top, left = (h - 1) // 2, (w - 1) // 2
+    table = colormap_table("viridis")
+    unit, lo, hi = goodness(s, "ccoeff_normed")
+    expected = table[np.round(unit * 255).astype(int)]
+    np.testing.assert_array_equal(heat[top:top + s.shape[0], left:left + s.shape[1]], expected)
+    # the border no window centre reaches is neutral
+    assert (heat[:top] == NEUTRAL).all() and (heat[:, :left] == NEUTRAL).all()
+    assert (heat[top + s.shape[0]:] == NEUTRAL).all()
+    assert (heat[:, left + s.shape[1]:] == NEUTRAL).all()
+    # the peak colour sits at the centre of the true box
+    assert tuple(heat[TRUE_BOX[1] + top, TRUE_BOX[0] + left]) == tuple(table[255])
+
+
+def test_normed_range_is_fixed_raw_range_is_observed():
+    table = colormap_table("viridis")
+    zeros = np.zeros((4, 4), np.float32)
+    heat = np.asarray(render_heatmap(zeros, "ccoeff_normed", (4, 4), (1, 1), legend=False))
+    assert tuple(heat[0, 0]) == tuple(table[128])  # 0 is the middle of [-1, 1]
+    raw = np.array([[5.0, 10.0], [7.5, 5.0]], np.float32)
+    heat = np.asarray(render_heatmap(raw, "ccorr", (2, 2), (1, 1), legend=False))
+    assert tuple(heat[0, 0]) == tuple(table[0]) and tuple(heat[0, 1]) == tuple(table[255])
+    # sqdiff: the smallest score is the bright end
+    heat = np.asarray(render_heatmap(raw, "sqdiff", (2, 2), (1, 1), legend=False))
+    assert tuple(heat[0, 0]) == tuple(table[255]) and tuple(heat[0, 1]) == tuple(table[0])
+
+
+def test_legend_only_touches_a_corner(sample_scores):
+    image, template, scores = sample_scores
+    args = (scores["ccoeff_normed"], "ccoeff_normed", image.shape[:2], template.shape[:2])
+    with_legend = np.asarray(render_heatmap(*args, legend=True)).astype(int)
+    without = np.asarray(render_heatmap(*args, legend=False)).astype(int)
+    changed = np.argwhere((with_legend != without).any(axis=2))
+    assert len(changed) > 100  # a legend was drawn
+    assert changed[:, 0].min() > 512 * 0.75 and changed[:, 1].min() > 512 * 0.5
+
+
+def test_colormap_option(tmp_path):
+    a, b = tmp_path / "v.png", tmp_path / "m.png"
+    assert run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", a, "--no-legend").exit_code == 0
+    assert run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", b, "--no-legend",
+               "--colormap", "magma").exit_code == 0
+    centre = np.asarray(Image.open(b))[350 + 33, 134 + 35]
+    assert tuple(centre) == tuple(colormap_table("magma")[255])
+    assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_overlay_differs_only_near_boxes(tmp_path):
+    out = tmp_path / "found.png"
+    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "-k", "3", "--threshold", "0.2",
+                 "--overlay", out, "--json")
+    matches = json.loads(result.stdout)["matches"]
+    assert len(matches) == 3
+    before = np.asarray(Image.open(SAMPLE).convert("RGB")).astype(int)
+    after = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert after.shape == before.shape
+    changed = (before != after).any(axis=2)
+    near = np.zeros_like(changed)
+    margin = 30  # line width plus the label above the box
+    for m in matches:
+        near[max(0, m["y"] - margin):m["y"] + m["height"] + 8,
+             max(0, m["x"] - 8):m["x"] + m["width"] + margin + 40] = True
+    assert changed.any()
+    assert not (changed & ~near).any()
+    # every box is drawn: pixels on each box's outline changed
+    for m in matches:
+        assert changed[m["y"], m["x"]:m["x"] + m["width"]].mean() > 0.9
+
+
+def test_best_match_is_emphasised():
+    pixels = np.full((100, 160, 3), 40.0)
+    from waldo_cli.peaks import Match
+
+    out = np.asarray(render_overlay(pixels, [Match(10, 40, 30, 30, 0.9),
+                                             Match(100, 40, 30, 30, 0.5)]))
+    changed = (out != 40).any(axis=2)
+    first = changed[30:80, 0:50].sum()
+    second = changed[30:80, 90:140].sum()
+    assert first > second  # thicker outline and a filled label
+
+
+def test_overlay_on_grey_image_is_colour(tmp_path):
+    Image.fromarray(np.asarray(Image.open(SAMPLE).convert("L"))).save(tmp_path / "g.png")
+    out = tmp_path / "o.png"
+    assert run("find", tmp_path / "g.png", SAMPLE_TEMPLATE, "--overlay", out).exit_code == 0
+    assert Image.open(out).mode == "RGB"
+
+
+@pytest.mark.parametrize(("name", "fmt"), [("o.jpg", "JPEG"), ("o.webp", "WEBP"),
+                                           ("o.tif", "TIFF"), ("o.PNG", "PNG")])
+def test_overlay_format_follows_file_name(name, fmt, tmp_path):
+    assert run("find", SAMPLE, SAMPLE_TEMPLATE, "--overlay", tmp_path / name).exit_code == 0
+    assert Image.open(tmp_path / name).format == fmt
+
+
+def _assert_refused(result, *needles):
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_extension_is_refused(tmp_path):
+    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--overlay", tmp_path / "o.xyz"),
+                    "o.xyz", "unknown image format")
+    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "heat"),
+                    "unknown image format")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_onto_an_input_is_refused(tmp_path, monkeypatch):
+    image = tmp_path / "scene.png"
+    image.write_bytes(SAMPLE.read_bytes())
+    before = image.read_bytes()
+    _assert_refused(run("find", image, SAMPLE_TEMPLATE, "--overlay", image), "input file")
+    _assert_refused(run("find", image, SAMPLE_TEMPLATE, "--heatmap", SAMPLE_TEMPLATE),
+                    "input file")
+    # the same file under another name
+    monkeypatch.chdir(tmp_path)
+    _assert_refused(run("find", "scene.png", SAMPLE_TEMPLATE, "--overlay", "./scene.png"),
+                    "input file")
+    assert image.read_bytes() == before
+
+
+def test_missing_folder_is_refused(tmp_path):
+    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap",
+                        tmp_path / "nope" / "heat.png"), "does not exist")
+
+
+def test_same_path_twice_is_refused(tmp_path):
+    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "a.png",
+                        "--overlay", tmp_path / "a.png"), "same file")
+
+
+def test_unwritable_folder_is_refused(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permission bits
+            folder = Path("/proc")
+        result = run("find", SAMPLE, SAMPLE_TEMPLATE, "--overlay", folder / "o.png")
+        _assert_refused(result, "o.png")
+        assert not (folder / "o.png").exists()
+    finally:
+        (tmp_path / "locked").chmod(0o755)
+
+
+def test_interrupted_write_leaves_nothing(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+
+    def explode(fh):
+        fh.write(b"half an image")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, explode)
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+    def fail(fh):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OutputError, match="No space left"):
+        write_atomically(tmp_path / "new.png", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_unknown_colormap_is_refused(tmp_path):
+    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "h.png",
+                        "--colormap", "no-such-map"), "colormap")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("what", ["overlay", "heatmap"])
+def test_show_draws_half_blocks_on_a_terminal(what):
+    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "--show", what,
+                 env={"FORCE_COLOR": "1", "COLUMNS": "60", "LINES": "40"})
+    assert result.exit_code == 0
+    picture, _, table = result.stdout.partition("rank")
+    rows = [line for line in picture.splitlines() if "▀" in line]
+    assert len(rows) >= 10  # the picture comes above the table
+    assert {row.count("▀") for row in rows} == {60}  # as wide as the terminal
+    assert "134" in table
+
+
+def test_show_is_silent_off_a_terminal():
+    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "--show")
+    assert result.exit_code == 0
+    assert "▀" not in result.stdout and "▀" not in result.stderr
+
+
+def test_show_keeps_json_clean():
+    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "--show", "--json",
+                 env={"FORCE_COLOR": "1", "COLUMNS": "60"})
+    assert json.loads(result.stdout)["matches"][0]["x"] == 134
+
+
+def test_peaks_and_heatmap_agree(sample_scores):
+    image, template, scores = sample_scores
+    for method in RELIABLE:
+        best = find_peaks(scores[method], method, template.shape[:2])[0]
+        assert (best.x, best.y) == TRUE_BOX[:2]
