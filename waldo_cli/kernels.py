@@ -72,106 +72,120 @@ def _correlate_direct(image, template, out):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _window_sums(image, h, w, offsets, n_chunks, sums, sqsums):  # pragma: no cover - compiled
-    """Per-channel sums of (I - offset) and (I - offset)**2 over every h×w window.
+def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_energy,
+                   template_sq, n_bands, out):  # pragma: no cover - compiled
+    """Window statistics and OpenCV's formulas, fused: corr and image in, scores out.
 
-    image (C, H, W) float32; offsets (C,) float64; sums and sqsums
-    (C, H-h+1, W-w+1) float64. Rows are split into n_chunks parallel bands.
+    image (C, H, W) float32; offsets, template_mean (C,) float64; corr
+    (H-h+1, W-w+1) float64 holds sum((T - mean T) * I); out (H-h+1, W-w+1)
+    float32. Rows are split into n_bands parallel bands.
     """
     n_channels, _, width = image.shape
-    _, out_h, out_w = sums.shape
-    for chunk in prange(n_channels * n_chunks):
-        c = chunk // n_chunks
-        band = chunk % n_chunks
-        y0 = band * out_h // n_chunks
-        y1 = (band + 1) * out_h // n_chunks
+    out_h, out_w = out.shape
+    n = float(h * w)
+    inv_n = 1.0 / n
+    limit = 10.0 * FLT_EPSILON
+    for band in prange(n_bands):
+        y0 = band * out_h // n_bands
+        y1 = (band + 1) * out_h // n_bands
         if y0 >= y1:
             continue
-        off = offsets[c]
-        col = np.zeros(width, np.float64)
-        col2 = np.zeros(width, np.float64)
-        # Column sums over the first window of the band, then slide down;
-        # offsetting by the channel mean keeps every partial sum small.
-        for i in range(y0, y0 + h):
-            for x in range(width):
-                v = image[c, i, x] - off
-                col[x] += v
-                col2[x] += v * v
-        for y in range(y0, y1):
-            if y > y0:
+        # Column sums of (I - offset) and its square over the window's rows,
+        # slid down the band; the offset (the channel's rounded mean) keeps
+        # every partial sum small, so float64 holds them exactly enough.
+        col = np.zeros((n_channels, width), np.float64)
+        col2 = np.zeros((n_channels, width), np.float64)
+        wsum = np.empty((n_channels, out_w), np.float64)
+        wsq = np.empty((n_channels, out_w), np.float64)
+        for c in range(n_channels):
+            off = offsets[c]
+            for i in range(y0, y0 + h):
+                src = image[c, i]
                 for x in range(width):
-                    v_in = image[c, y + h - 1, x] - off
-                    v_out = image[c, y - 1, x] - off
-                    col[x] += v_in - v_out
-                    col2[x] += v_in * v_in - v_out * v_out
-            s = 0.0
-            s2 = 0.0
-            for x in range(w):
-                s += col[x]
-                s2 += col2[x]
-            sums[c, y, 0] = s
-            sqsums[c, y, 0] = s2
-            for x in range(1, out_w):
-                s += col[x + w - 1] - col[x - 1]
-                s2 += col2[x + w - 1] - col2[x - 1]
-                sums[c, y, x] = s
-                sqsums[c, y, x] = s2
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _finish_scores(method, corr, sums, sqsums, offsets, template_mean, template_energy,
-                   template_sq, n, out):  # pragma: no cover - compiled
-    """Turn the centred correlation and window sums into OpenCV's scores.
-
-    corr (H', W') float64 holds sum((T - mean T) * I); sums, sqsums
-    (C, H', W') float64 from _window_sums; out (H', W') float32.
-    """
-    n_channels, out_h, out_w = sums.shape
-    limit = 10.0 * FLT_EPSILON
-    for y in prange(out_h):
-        for x in range(out_w):
-            num = corr[y, x]
-            wnd_sum2 = 0.0  # sum of I**2 over the window, all channels
-            wnd_var = 0.0  # sum of (I - window mean)**2, all channels
-            mean_term = 0.0  # sum over c of T_mean_c * S_c
-            gap = 0.0  # sum over c of (S_c - n * T_mean_c)**2 / n
+                    v = src[x] - off
+                    col[c, x] += v
+                    col2[c, x] += v * v
+        for y in range(y0, y1):
             for c in range(n_channels):
-                s_off = sums[c, y, x]
-                q_off = sqsums[c, y, x]
+                off = offsets[c]
+                if y > y0:
+                    src_in = image[c, y + h - 1]
+                    src_out = image[c, y - 1]
+                    for x in range(width):
+                        v_in = src_in[x] - off
+                        v_out = src_out[x] - off
+                        col[c, x] += v_in - v_out
+                        col2[c, x] += v_in * v_in - v_out * v_out
+                s = 0.0
+                s2 = 0.0
+                for x in range(w):
+                    s += col[c, x]
+                    s2 += col2[c, x]
+                wsum[c, 0] = s
+                wsq[c, 0] = s2
+                for x in range(1, out_w):
+                    s += col[c, x + w - 1] - col[c, x - 1]
+                    s2 += col2[c, x + w - 1] - col2[c, x - 1]
+                    wsum[c, x] = s
+                    wsq[c, x] = s2
+            # Per-window terms over all channels, accumulated along x so the
+            # loops vectorise.
+            sum2 = np.zeros(out_w, np.float64)  # sum of I**2
+            var = np.zeros(out_w, np.float64)  # sum of (I - window mean)**2
+            mean_term = np.zeros(out_w, np.float64)  # sum_c T_mean_c * S_c
+            gap = np.zeros(out_w, np.float64)  # sum_c (S_c - n T_mean_c)**2 / n
+            for c in range(n_channels):
                 o = offsets[c]
-                s = s_off + n * o
-                wnd_sum2 += q_off + 2.0 * o * s_off + n * o * o
-                var_c = q_off - s_off * s_off / n
-                # rounding can leave a flat window a hair below zero
-                wnd_var += var_c if var_c > 0.0 else 0.0
-                mean_term += template_mean[c] * s
-                d = s - n * template_mean[c]
-                gap += d * d / n
+                tm = template_mean[c]
+                ws = wsum[c]
+                wq = wsq[c]
+                for x in range(out_w):
+                    s_off = ws[x]
+                    q_off = wq[x]
+                    total = s_off + n * o
+                    sum2[x] += q_off + 2.0 * o * s_off + n * o * o
+                    # rounding can leave a flat window a hair below zero
+                    var[x] += max(q_off - s_off * s_off * inv_n, 0.0)
+                    mean_term[x] += tm * total
+                    d = total - n * tm
+                    gap[x] += d * d * inv_n
+            row = corr[y]
+            num = np.empty(out_w, np.float64)
             if method == CCOEFF or method == CCOEFF_NORMED:
-                diff2 = wnd_var
+                for x in range(out_w):
+                    num[x] = row[x]
+                energy = var
                 tnorm = np.sqrt(template_energy)
             elif method == SQDIFF or method == SQDIFF_NORMED:
-                # sum (I - T)**2 from centred terms: no cancellation of
-                # large uncentred sums
-                num = wnd_var + template_energy - 2.0 * num + gap
-                num = num if num > 0.0 else 0.0
-                diff2 = wnd_sum2
+                # sum (I - T)**2 from centred terms: no cancellation of large
+                # uncentred sums
+                for x in range(out_w):
+                    num[x] = max(var[x] + template_energy - 2.0 * row[x] + gap[x], 0.0)
+                energy = sum2
                 tnorm = np.sqrt(template_sq)
             else:
-                num = num + mean_term
-                diff2 = wnd_sum2
+                for x in range(out_w):
+                    num[x] = row[x] + mean_term[x]
+                energy = sum2
                 tnorm = np.sqrt(template_sq)
-            if method == SQDIFF_NORMED or method == CCORR_NORMED or method == CCOEFF_NORMED:
-                # OpenCV's rule: a window with (almost) no energy left after
-                # removing what the method ignores has no defined score.
-                if diff2 <= min(0.5, limit * wnd_sum2):
-                    t = 0.0
+            dst = out[y]
+            if method == SQDIFF or method == CCORR or method == CCOEFF:
+                for x in range(out_w):
+                    dst[x] = np.float32(num[x])
+                continue
+            # OpenCV's rule: a window with (almost) no energy left after
+            # removing what the method ignores has no norm (t = 0); scores
+            # then clamp to 0, or to 1 for sqdiff_normed.
+            fallback = 1.0 if method == SQDIFF_NORMED else 0.0
+            for x in range(out_w):
+                e = energy[x]
+                t = 0.0 if e <= min(0.5, limit * sum2[x]) else np.sqrt(e) * tnorm
+                r = num[x]
+                a = abs(r)
+                if a < t:
+                    r = r / t
+                elif a < t * 1.125:
+                    r = 1.0 if r > 0 else -1.0
                 else:
-                    t = np.sqrt(diff2) * tnorm
-                if abs(num) < t:
-                    num = num / t
-                elif abs(num) < t * 1.125:
-                    num = 1.0 if num > 0 else -1.0
-                else:
-                    num = 1.0 if method == SQDIFF_NORMED else 0.0
-            out[y, x] = np.float32(num)
+                    r = fallback
+                dst[x] = np.float32(r)
