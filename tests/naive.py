@@ -64,16 +64,11 @@ def match_template_ref(image, template, method):
     limit = np.minimum(0.5, 10 * FLT_EPSILON * t["sum2"])
     degenerate = diff2 <= limit
     near = np.abs(diff2 - limit) <= 1e-6 * np.maximum(limit, 1e-300) + 1e-9
-    out = np.empty(num.shape)
-    for idx in np.ndindex(num.shape):
-        r = num[idx]
-        d = 0.0 if degenerate[idx] else np.sqrt(diff2[idx]) * tnorm
-        if abs(r) < d:
-            out[idx] = r / d
-        elif abs(r) < d * 1.125:
-            out[idx] = 1.0 if r > 0 else -1.0
-        else:
-            out[idx] = 1.0 if method == "sqdiff_normed" else 0.0
+    t = np.where(degenerate, 0.0, np.sqrt(diff2) * tnorm)
+    fallback = 1.0 if method == "sqdiff_normed" else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(np.abs(num) < t, num / t,
+                       np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0), fallback))
     return out, near
 
 

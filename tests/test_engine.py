@@ -62,8 +62,11 @@ def _source(kind, name, channels, dtype, photo, rng):
     return np.ascontiguousarray(base)
 
 
-def _check_against_reference(image, template, method):
-    ours = match_template(image, template, method)
+ENGINES = ["direct", "fft"]
+
+
+def _check_against_reference(image, template, method, engine="auto"):
+    ours = match_template(image, template, method, engine=engine)
     ref, near = match_template_ref(image, template, method)
     assert ours.dtype == np.float32
     assert ours.shape == ref.shape
@@ -84,38 +87,73 @@ def _check_against_opencv(image, template, method, ours):
     assert err <= TOL_CV * _scale(method, image, template), (method, err)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("size", TEMPLATE_SIZES, ids=str)
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", list(PHOTOS))
 @pytest.mark.parametrize("method", METHODS)
-def test_photographs_match_reference_and_opencv(method, name, channels, dtype, size, photo, rng):
+def test_photographs_match_reference_and_opencv(method, name, channels, dtype, size, engine,
+                                                photo, rng):
     image = _source("photo", name, channels, dtype, photo, rng)
     template = _cut_template(image, size, rng)
-    ours = _check_against_reference(image, template, method)
+    ours = _check_against_reference(image, template, method, engine)
     _check_against_opencv(image, template, method, ours)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("size", TEMPLATE_SIZES, ids=str)
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("method", METHODS)
-def test_random_arrays_match_reference_and_opencv(method, channels, dtype, size, rng):
+def test_random_arrays_match_reference_and_opencv(method, channels, dtype, size, engine, rng):
     image = _source("random", None, channels, dtype, None, rng)
     # an independent random template, not a cut-out: no perfect match exists
     template = _source("random", None, channels, dtype, None, rng)
     if size is not None:
         template = template[: size[0], : size[1]].copy()
-    ours = _check_against_reference(image, template, method)
+    ours = _check_against_reference(image, template, method, engine)
     _check_against_opencv(image, template, method, ours)
 
 
-def test_unit_scale_float_images_match_reference(rng):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_unit_scale_float_images_match_reference(engine, rng):
     # values in [0, 1], as scikit-image users hold them
     image = rng.random((30, 40, 3), dtype=np.float32)
     template = rng.random((7, 9, 3), dtype=np.float32)
     for method in METHODS:
-        _check_against_reference(image, template, method)
+        _check_against_reference(image, template, method, engine)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fft_tiles_cover_large_images(method, photo):
+    """Several overlap-save tiles, uneven edges, a template near the tile size."""
+    image = photo("coffee")[:300, :450]
+    for h, w in [(9, 13), (70, 41)]:
+        template = image[100:100 + h, 200:200 + w]
+        ours = match_template(image, template, method, engine="fft")
+        direct = match_template(image, template, method, engine="direct")
+        scale = 1.0 if method.endswith("_normed") else float(np.sqrt(
+            (template.astype(np.float64) ** 2).sum() * (image.astype(np.float64) ** 2).sum()))
+        assert np.abs(ours.astype(np.float64) - direct).max() <= 1e-6 * scale
+        # the reference on a neighbourhood of the match (it is slow)
+        crop = image[80:100 + h, 185:205 + w]
+        ref, near = match_template_ref(crop, template, method)
+        sub = ours[80:80 + ref.shape[0], 185:185 + ref.shape[1]]
+        assert np.abs(sub - ref)[~near].max() <= TOL_REF * _scale(method, crop, template)
+
+
+def test_auto_engine_picks_by_cost():
+    from waldo_cli.engine import choose_engine
+
+    assert choose_engine((1022, 1022), (3, 3), 3, 2) == "direct"
+    assert choose_engine((961, 961), (64, 64), 3, 2) == "fft"
+    assert choose_engine((100, 100), (1, 1), 1, 1) == "direct"
+
+
+def test_unknown_engine_is_an_error():
+    with pytest.raises(WaldoError, match="unknown engine"):
+        match_template(np.zeros((5, 5)), np.zeros((2, 2)), engine="gpu")
 
 
 @pytest.mark.parametrize("method", METHODS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from waldo_cli.errors import ShapeError, TemplateTooLargeError
+from waldo_cli.errors import ShapeError, TemplateTooLargeError, WaldoError
 from waldo_cli.methods import DEFAULT_METHOD, METHOD_CODES, check_method
 
 # OpenCV calls a template flat when its variance, summed over channels, is
@@ -12,8 +12,14 @@ from waldo_cli.methods import DEFAULT_METHOD, METHOD_CODES, check_method
 _DBL_EPSILON = float(np.finfo(np.float64).eps)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def _as_hwc(array: object, what: str) -> np.ndarray:
-    """Return ``array`` as an (H, W, C) float32 array, or raise ShapeError."""
+    """Return ``array`` as an (H, W, C) view of its own dtype, or raise ShapeError.
+
+    Values are checked to be finite as float32, without copying the array.
+    """
     arr = np.asarray(array)
     if arr.dtype.kind not in "biuf":
         raise ShapeError(f"{what} has dtype {arr.dtype}; a real (bool, integer or float) "
@@ -24,22 +30,111 @@ def _as_hwc(array: object, what: str) -> np.ndarray:
         raise ShapeError(f"{what} has {arr.ndim} dimensions; expected (H, W) or (H, W, C)")
     if arr.size == 0:
         raise ShapeError(f"{what} is empty (shape {arr.shape[1]}×{arr.shape[0]}×{arr.shape[2]})")
-    arr32 = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr32).all():
-        raise ShapeError(f"{what} holds NaN or infinite values (after conversion to float32)")
-    return arr32
+    if arr.dtype.kind == "f":
+        # max and min propagate NaN; anything beyond float32's range would
+        # become inf once converted
+        high, low = float(arr.max()), float(arr.min())
+        if not (np.isfinite(high) and np.isfinite(low)) or max(high, -low) > _FLOAT32_MAX:
+            raise ShapeError(f"{what} holds NaN or infinite values (after conversion to float32)")
+    return arr
 
 
-def _correlate(image: np.ndarray, template: np.ndarray, out: np.ndarray) -> None:
+ENGINES = ("auto", "direct", "fft")
+# Cost model, measured with `python benchmarks/calibrate.py` on the project's
+# 2-core machine (AVX-512): the direct kernel's multiply-adds per second per
+# thread, and the seconds one FFT tile of each side costs with 3 channels
+# (larger tiles cost more per pixel: they fall out of the caches).
+_DIRECT_MACS_PER_SECOND = 11e9
+_FFT_TILE_SECONDS = {
+    128: 1.68e-4, 160: 2.62e-4, 192: 3.83e-4, 256: 7.05e-4, 320: 1.20e-3,
+    384: 1.89e-3, 512: 3.53e-3, 640: 6.53e-3, 768: 1.09e-2, 1024: 2.22e-2,
+}
+_FFT_SIDES = tuple(sorted(_FFT_TILE_SECONDS))
+
+
+def _fft_sides(template_side: int) -> tuple[int, ...]:
+    """Tile sides to consider: the calibrated ones, and larger ones for huge templates."""
+    sides = [s for s in _FFT_SIDES if s >= 2 * template_side]
+    side = _FFT_SIDES[-1]
+    while len(sides) < 3:
+        side *= 2
+        sides.append(side)
+    return tuple(sides)
+
+
+def _tile_seconds(side: int, channels: int) -> float:
+    if side in _FFT_TILE_SECONDS:
+        seconds = _FFT_TILE_SECONDS[side]
+    else:  # beyond the table: n log n from its last entry
+        last = _FFT_SIDES[-1]
+        seconds = _FFT_TILE_SECONDS[last] * (side / last) ** 2 * np.log2(side) / np.log2(last)
+    return seconds * (channels + 1) / 4.0  # C forward transforms and one inverse
+
+
+def fft_plan(out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int,
+             threads: int) -> tuple[float, int]:
+    """Predicted seconds and tile side of the FFT path, at its best tile size.
+
+    Tiles are square and at least twice the template's larger side; a tile
+    count that does not divide among the threads is charged for the idle one.
+
+    >>> fft_plan((961, 961), (64, 64), 3, 2)[1]
+    256
+    """
+    out_h, out_w = out_shape
+    h, w = template_shape
+    best = (float("inf"), 0)
+    for side in _fft_sides(max(h, w)):
+        tiles = -(-out_h // (side - h + 1)) * -(-out_w // (side - w + 1))
+        rounds = -(-tiles // max(1, threads))
+        best = min(best, (rounds * _tile_seconds(side, channels), side))
+    return best
+
+
+def direct_seconds(out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int,
+                   threads: int) -> float:
+    """Predicted seconds of the direct kernel.
+
+    >>> round(direct_seconds((1018, 1018), (7, 7), 3, 2) * 1e3, 1)
+    6.9
+    """
+    macs = out_shape[0] * out_shape[1] * template_shape[0] * template_shape[1] * channels
+    return macs / (_DIRECT_MACS_PER_SECOND * max(1, threads))
+
+
+def choose_engine(out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int,
+                  threads: int) -> str:
+    """``direct`` or ``fft``, whichever the cost model predicts to be faster.
+
+    >>> choose_engine((1022, 1022), (3, 3), 3, 2), choose_engine((961, 961), (64, 64), 3, 2)
+    ('direct', 'fft')
+    """
+    direct = direct_seconds(out_shape, template_shape, channels, threads)
+    fft, _ = fft_plan(out_shape, template_shape, channels, threads)
+    return "direct" if direct <= fft else "fft"
+
+
+def _correlate(image: np.ndarray, template: np.ndarray, offsets: np.ndarray, out: np.ndarray,
+               engine: str) -> str:
     """The one dispatch point: choose the kernel that computes the correlation.
 
-    image (C, H, W) float32, template (C, h, w) float64 (already centred for
-    precision), out (H-h+1, W-w+1) float64. Only the direct kernel exists so
-    far; a frequency-domain path for large templates will be chosen here.
+    image (C, H, W) float32, template (C, h, w) float64 (centred, so it sums
+    to zero), offsets (C,) float64, out (H-h+1, W-w+1) float64. Returns the
+    engine used.
     """
-    from waldo_cli.kernels import _correlate_direct
+    from waldo_cli import kernels
 
-    _correlate_direct(image, template, out)
+    threads = kernels.thread_count()
+    channels, h, w = template.shape
+    if engine == "auto":
+        engine = choose_engine(out.shape, (h, w), channels, threads)
+    if engine == "direct":
+        kernels._correlate_direct(image, template, out)
+    else:
+        _, side = fft_plan(out.shape, (h, w), channels, threads)
+        spectrum = kernels._template_spectrum(template, side, side)
+        kernels._correlate_fft(image, offsets, spectrum, h, w, out)
+    return engine
 
 
 def _band_count(rows: int) -> int:
@@ -50,7 +145,8 @@ def _band_count(rows: int) -> int:
     return max(1, min(rows, 4 * thread_count()))
 
 
-def match_template(image: object, template: object, method: str = DEFAULT_METHOD) -> np.ndarray:
+def match_template(image: object, template: object, method: str = DEFAULT_METHOD, *,
+                   engine: str = "auto") -> np.ndarray:
     r"""Score every placement of ``template`` inside ``image``.
 
     Parameters
@@ -63,6 +159,11 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     method : str
         One of ``sqdiff``, ``sqdiff_normed``, ``ccorr``, ``ccorr_normed``,
         ``ccoeff``, ``ccoeff_normed`` (default).
+    engine : {"auto", "direct", "fft"}
+        How the correlation is computed: a sliding-window kernel, overlap-save
+        FFT tiles, or (default) whichever a cost model calibrated on the
+        benchmark predicts to be faster. All three give the same scores to
+        within 1e-7.
 
     Returns
     -------
@@ -136,6 +237,8 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     ((4, 5), (np.int64(2), np.int64(3)))
     """
     method = check_method(method)
+    if engine not in ENGINES:
+        raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     img = _as_hwc(image, "image")
     tpl = _as_hwc(template, "template")
     (height, width, channels), (h, w, t_channels) = img.shape, tpl.shape
@@ -149,7 +252,7 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     n = float(h * w)
     out_h, out_w = height - h + 1, width - w + 1
 
-    tpl64 = tpl.astype(np.float64)
+    tpl64 = tpl.astype(np.float32).astype(np.float64)
     t_mean = tpl64.mean(axis=(0, 1))
     centred = tpl64 - t_mean
     t_energy = float(np.sum(centred * centred))  # sum of (T - mean T)**2
@@ -162,16 +265,15 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
 
     planar = np.empty((channels, height, width), np.float32)
     for c in range(channels):
-        planar[c] = img[:, :, c]
+        np.copyto(planar[c], img[:, :, c], casting="unsafe")
     # The centred template makes sum(T' * I) the ccoeff numerator directly,
     # with no cancellation between two large sums.
     kernel = np.ascontiguousarray(centred.transpose(2, 0, 1))
-    corr = np.empty((out_h, out_w), np.float64)
-    _correlate(planar, kernel, corr)
-
-    # Any constant near each channel's mean keeps the window sums small; a
-    # sparse sample finds one without another pass over the image.
+    # Any constant near each channel's mean keeps sums small; a sparse sample
+    # finds one without another pass over the image.
     offsets = np.round(planar[:, ::7, ::7].reshape(channels, -1).mean(axis=1, dtype=np.float64))
+    corr = np.empty((out_h, out_w), np.float64)
+    _correlate(planar, kernel, offsets, corr, engine)
     scores = np.empty((out_h, out_w), np.float32)
     _finish_scores(code, planar, h, w, offsets, corr, t_mean, t_energy, t_sq,
                    _band_count(out_h), scores)

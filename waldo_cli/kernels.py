@@ -72,6 +72,67 @@ def _correlate_direct(image, template, out):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True, nogil=True)
+def _correlate_fft(image, offsets, spectrum, h, w, out):  # pragma: no cover - compiled
+    """The same correlation as _correlate_direct, by overlap-save FFT tiles.
+
+    image (C, H, W) float32; offsets (C,) float64 subtracted from each channel
+    (the template sums to zero, so this changes nothing but the rounding);
+    spectrum (C, T, T//2+1) complex128 from _template_spectrum; out
+    (H-h+1, W-w+1) float64. Tiles are T×T and run in parallel.
+    """
+    n_channels, height, width = image.shape
+    tile_h = spectrum.shape[1]
+    half = spectrum.shape[2]
+    tile_w = 2 * (half - 1)
+    out_h, out_w = out.shape
+    step_y = tile_h - h + 1
+    step_x = tile_w - w + 1
+    tiles_y = (out_h + step_y - 1) // step_y
+    tiles_x = (out_w + step_x - 1) // step_x
+    for tile in prange(tiles_y * tiles_x):
+        y0 = (tile // tiles_x) * step_y
+        x0 = (tile % tiles_x) * step_x
+        rows = min(tile_h, height - y0)
+        cols = min(tile_w, width - x0)
+        acc = np.zeros((tile_h, half), np.complex128)
+        buf = np.zeros((tile_h, tile_w), np.float64)
+        for c in range(n_channels):
+            off = offsets[c]
+            for y in range(rows):
+                src = image[c, y0 + y, x0:x0 + cols]
+                dst = buf[y]
+                for x in range(cols):
+                    dst[x] = src[x] - off
+            # float64 transforms: their rounding is far below the 2e-5 the
+            # scores must keep, even for flat windows in a bright tile
+            freq = np.fft.rfft2(buf)
+            for y in range(tile_h):
+                a = acc[y]
+                f = freq[y]
+                t = spectrum[c, y]
+                for x in range(half):
+                    a[x] += f[x] * t[x]
+        corr = np.fft.irfft2(acc, s=(tile_h, tile_w))
+        for y in range(min(step_y, out_h - y0)):
+            out[y0 + y, x0:x0 + min(step_x, out_w - x0)] = corr[y, :min(step_x, out_w - x0)]
+
+
+@njit(cache=True, nogil=True)
+def _template_spectrum(template, tile_h, tile_w):  # pragma: no cover - compiled
+    """Conjugate spectra of the zero-padded template planes, for correlation.
+
+    template (C, h, w) float64; returns (C, tile_h, tile_w//2+1) complex128.
+    """
+    n_channels, h, w = template.shape
+    spectrum = np.empty((n_channels, tile_h, tile_w // 2 + 1), np.complex128)
+    pad = np.zeros((tile_h, tile_w), np.float64)
+    for c in range(n_channels):
+        pad[:h, :w] = template[c]
+        spectrum[c] = np.conj(np.fft.rfft2(pad))
+    return spectrum
+
+
+@njit(parallel=True, cache=True, nogil=True)
 def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_energy,
                    template_sq, n_bands, out):  # pragma: no cover - compiled
     """Window statistics and OpenCV's formulas, fused: corr and image in, scores out.

@@ -1,0 +1,60 @@
+"""Measure the constants of waldo's engine cost model on this machine.
+
+    python benchmarks/calibrate.py
+
+Prints the direct kernel's multiply-add rate per thread and the seconds one
+FFT tile costs for each tile side (3 channels, all threads busy), which
+``waldo_cli/engine.py`` keeps in ``_DIRECT_MACS_PER_SECOND`` and
+``_FFT_TILE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+
+from waldo_cli import kernels
+
+SIDES = (128, 160, 192, 256, 320, 384, 512, 640, 768, 1024)
+
+
+def best_of(fn, repeats=5):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    threads = kernels.thread_count()
+    image = (rng.random((3, 2048, 2048), dtype=np.float32) * 255).astype(np.float32)
+    print(f"threads: {threads}")
+    for h in (5, 9, 15):
+        template = rng.random((3, h, h)) - 0.5
+        out = np.empty((2048 - h + 1, 2048 - h + 1))
+        fastest, _ = best_of(lambda t=template, o=out: kernels._correlate_direct(image, t, o))
+        rate = out.size * h * h * 3 / fastest / threads
+        print(f"direct {h}x{h}: {rate / 1e9:.2f} GMAC/s per thread")
+    offsets = np.zeros(3)
+    print("side  seconds per tile (3 channels)")
+    for side in SIDES:
+        h = 16
+        template = rng.random((3, h, h)) - 0.5
+        spectrum = kernels._template_spectrum(template, side, side)
+        out = np.empty((2048 - h + 1, 2048 - h + 1))
+        step = side - h + 1
+        tiles = (-(-out.shape[0] // step)) ** 2
+        rounds = -(-tiles // threads)
+        fastest, _ = best_of(lambda s=spectrum, o=out: kernels._correlate_fft(
+            image, offsets, s, h, h, o), repeats=3)
+        print(f"{side:5d} {fastest / rounds:.3e}")
+
+
+if __name__ == "__main__":
+    main()
