@@ -51,7 +51,7 @@ def main() -> None:
         step = side - h + 1
         tiles = (-(-out.shape[0] // step)) ** 2
         rounds = -(-tiles // threads)
-        fastest, _ = best_of(lambda s=spectrum, o=out: kernels._correlate_fft(
+        fastest, _ = best_of(lambda s=spectrum, o=out, h=h: kernels._correlate_fft(
             image, offsets, s, h, h, o), repeats=3)
         print(f"{side:5d} {fastest / rounds:.3e}")
 
