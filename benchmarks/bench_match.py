@@ -90,11 +90,11 @@ def main() -> None:
     from skimage.feature import match_template as sk_match
 
     from waldo_cli import match_template
-    from waldo_cli.kernels import thread_count
+    from waldo_cli.engine import get_threads
 
     rng = np.random.default_rng(0)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"waldo threads {thread_count()}, OpenCV {cv2.__version__} "
+          f"waldo threads {get_threads()}, OpenCV {cv2.__version__} "
           f"(threads {cv2.getNumThreads()}), numpy {np.__version__}")
     print("| workload | waldo ms | OpenCV ms | OpenCV / waldo | scikit-image ms | "
           "waldo max error | OpenCV max error |")

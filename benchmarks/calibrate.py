@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from waldo_cli import kernels
+from waldo_cli.engine import _run_bands, _template_spectrum, get_threads
 
 SIDES = (128, 160, 192, 256, 320, 384, 512, 640, 768, 1024)
 
@@ -32,13 +33,14 @@ def best_of(fn, repeats=5):
 
 def main() -> None:
     rng = np.random.default_rng(0)
-    threads = kernels.thread_count()
+    threads = get_threads()
     image = (rng.random((3, 2048, 2048), dtype=np.float32) * 255).astype(np.float32)
     print(f"threads: {threads}")
     for h in (5, 9, 15):
         template = rng.random((3, h, h)) - 0.5
         out = np.empty((2048 - h + 1, 2048 - h + 1))
-        fastest, _ = best_of(lambda t=template, o=out: kernels._correlate_direct(image, t, o))
+        fastest, _ = best_of(lambda t=template, o=out: _run_bands(
+            kernels._correlate_direct, (image, t, o), o.shape[0]))
         rate = out.size * h * h * 3 / fastest / threads
         print(f"direct {h}x{h}: {rate / 1e9:.2f} GMAC/s per thread")
     offsets = np.zeros(3)
@@ -46,13 +48,14 @@ def main() -> None:
     for side in SIDES:
         h = 16
         template = rng.random((3, h, h)) - 0.5
-        spectrum = kernels._template_spectrum(template, side, side)
+        spectrum = _template_spectrum(template, side)
         out = np.empty((2048 - h + 1, 2048 - h + 1))
         step = side - h + 1
         tiles = (-(-out.shape[0] // step)) ** 2
         rounds = -(-tiles // threads)
-        fastest, _ = best_of(lambda s=spectrum, o=out, h=h: kernels._correlate_fft(
-            image, offsets, s, h, h, o), repeats=3)
+        kernels.load_fft()
+        fastest, _ = best_of(lambda s=spectrum, o=out, h=h, n=tiles: _run_bands(
+            kernels._correlate_fft, (image, offsets, s, h, h, o), n), repeats=3)
         print(f"{side:5d} {fastest / rounds:.3e}")
 
 

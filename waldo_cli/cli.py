@@ -6,8 +6,10 @@ input (always one line on stderr, never a traceback), 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
 from typing import Any
 
 import click
@@ -92,10 +94,16 @@ def cli() -> None:
               help="On a terminal, draw the overlay (or the heatmap: --show heatmap) with "
                    "coloured half blocks above the table. Does nothing off a terminal or "
                    "with --json.")
+@click.option("--engine", type=click.Choice(["auto", "direct", "fft"]), default="auto",
+              show_default=True,
+              help="How to correlate: a sliding-window kernel, FFT tiles, or whichever a "
+                   "cost model predicts is faster. All give the same scores.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Threads for the search. Default: all cores (NUMBA_NUM_THREADS caps it).")
 def find_command(image: str, template: str, method: str, top_k: int, threshold: float | None,
                  no_threshold: bool, min_distance: int | None, as_json: bool,
                  heatmap_path: str | None, overlay_path: str | None, colormap: str,
-                 no_legend: bool, show: str | None) -> int:
+                 no_legend: bool, show: str | None, engine: str, threads: int | None) -> int:
     """Find TEMPLATE inside IMAGE and report the best matches.
 
     Scores every window of IMAGE against TEMPLATE, keeps the best ones that
@@ -132,8 +140,10 @@ def find_command(image: str, template: str, method: str, top_k: int, threshold: 
         loaded_image = read_image(image)
         loaded_template = read_image(template)
         pixels, kernel = reconcile_channels(loaded_image.pixels, loaded_template.pixels)
+        chosen, used_threads = _prepare_engine(engine, threads, pixels.shape, kernel.shape)
         started = time.perf_counter()
-        scores = match_template(pixels, kernel, method)
+        with _compile_notice(chosen):
+            scores = match_template(pixels, kernel, method, engine=chosen)
         matches = find_peaks(scores, method, kernel.shape[:2], top_k=top_k, threshold=limit,
                              min_distance=min_distance)
         seconds = time.perf_counter() - started
@@ -145,7 +155,8 @@ def find_command(image: str, template: str, method: str, top_k: int, threshold: 
         image_size=(loaded_image.width, loaded_image.height),
         template_size=(loaded_template.width, loaded_template.height),
         matches=matches, seconds=seconds, threshold=limit,
-        extra={"parameters": template_param_counts(pixels.shape[0], pixels.shape[1],
+        extra={"engine": chosen, "threads": used_threads,
+               "parameters": template_param_counts(pixels.shape[0], pixels.shape[1],
                                                    kernel.shape[0], kernel.shape[1],
                                                    kernel.shape[2])},
     )
@@ -164,6 +175,42 @@ def find_command(image: str, template: str, method: str, top_k: int, threshold: 
         click.echo(plain_table(report))
         click.echo(summary_line(report), err=True)
     return EXIT_MATCH if matches else EXIT_NO_MATCH
+
+
+def _prepare_engine(engine: str, threads: int | None, image_shape: tuple[int, ...],
+                    template_shape: tuple[int, ...]) -> tuple[str, int]:
+    """Set the thread count and resolve ``auto`` to the engine that will run."""
+    from waldo_cli import kernels
+    from waldo_cli.engine import choose_engine, set_threads
+    from waldo_cli.errors import TemplateTooLargeError
+
+    kernels.skip_extension_scan()
+    used = set_threads(threads)
+    (height, width, channels), (h, w) = image_shape, template_shape[:2]
+    if h > height or w > width:
+        raise TemplateTooLargeError((h, w), (height, width))
+    if engine == "auto":
+        engine = choose_engine((height - h + 1, width - w + 1), (h, w), channels, used)
+    return engine, used
+
+
+@contextlib.contextmanager
+def _compile_notice(engine: str) -> Any:
+    """Say so on stderr when a search waits more than a second for Numba to compile."""
+    from waldo_cli import kernels
+
+    timer = None
+    if not all(kernels.is_cached(name) for name in kernels.KERNELS[engine]):
+        timer = threading.Timer(1.0, click.echo, args=(
+            "waldo: compiling the search kernels, once (later runs start at once)…",),
+            kwargs={"err": True})
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _check_outputs(paths: tuple[str | None, ...], inputs: tuple[str, ...]) -> None:
@@ -276,3 +323,56 @@ def params_command(size: int | None, height: int | None, width: int | None, delt
         from waldo_cli.report import plain_param_report
 
         click.echo(plain_param_report(counts, explain=explain))
+
+
+@cli.command("demo")
+@click.argument("outdir", metavar="OUTDIR")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Which puzzle: the same seed, size and crowd give the same files, byte for "
+                   "byte. Default: a random seed, printed.")
+@click.option("--size", "size_text", default="960x640", show_default=True, metavar="WxH",
+              help="Width and height of the scene in pixels, at least 160x120.")
+@click.option("--crowd", type=click.IntRange(min=0), default=200, show_default=True,
+              help="How many people besides Waldo.")
+def demo_command(outdir: str, seed: int | None, size_text: str, crowd: int) -> None:
+    """Make a Where's Waldo puzzle in OUTDIR, and the command that solves it.
+
+    Draws a busy seaside crowd with exactly one Waldo (red-and-white striped
+    shirt, bobble hat, round glasses) among decoys that share some of his
+    traits, and writes scene.png, waldo.png (Waldo cut out of the scene, the
+    template) and answer.json (his box: x, y, width, height, and the seed,
+    size and crowd). OUTDIR is created if needed; its parent must exist.
+    Existing puzzle files in it are overwritten.
+    """
+    import secrets
+    import shlex
+    from pathlib import Path
+
+    from waldo_cli.demo import check_outdir, parse_size, render_puzzle, write_puzzle
+    from waldo_cli.errors import WaldoError
+
+    if seed is None:
+        seed = secrets.randbelow(1_000_000)
+    try:
+        size = parse_size(size_text)
+        check_outdir(outdir)
+        puzzle = render_puzzle(seed, size=size, crowd=crowd)
+        paths = write_puzzle(outdir, puzzle)
+    except WaldoError as exc:
+        raise WaldoUsageError(str(exc)) from None
+
+    def shown(path: Path | str) -> str:
+        return shlex.quote(str(path))
+
+    width, height = size
+    folder = Path(outdir)
+    click.echo(f"waldo demo: a {width}x{height} scene, a crowd of {crowd} and one Waldo, "
+               f"seed {seed}")
+    for label, key in (("scene", "scene"), ("template", "template"), ("answer", "answer")):
+        click.echo(f"  {label:<9} {paths[key]}")
+    click.echo(f"same puzzle again: waldo demo {shown(outdir)} --seed {seed} "
+               f"--size {width}x{height} --crowd {crowd}")
+    find = f"waldo find {shown(paths['scene'])} {shown(paths['template'])}"
+    if any("--overlay" in param.opts for param in find_command.params):
+        find += f" --overlay {shown(folder / 'found.png')}"
+    click.echo(f"find him: {find}")

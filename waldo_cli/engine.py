@@ -2,6 +2,10 @@ r"""The matching engine: validate, convert once, pick a kernel, apply the formul
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import numpy as np
 
 from waldo_cli.errors import ShapeError, TemplateTooLargeError, WaldoError
@@ -114,6 +118,77 @@ def choose_engine(out_shape: tuple[int, int], template_shape: tuple[int, int], c
     return "direct" if direct <= fft else "fft"
 
 
+def default_threads() -> int:
+    """All the cores this process may use, or NUMBA_NUM_THREADS if that is set.
+
+    >>> default_threads() >= 1
+    True
+    """
+    env = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_threads = default_threads()
+_pool: ThreadPoolExecutor | None = None
+
+
+def set_threads(threads: int | None) -> int:
+    """Use this many threads for every later search (None: back to the default).
+
+    >>> set_threads(1); set_threads(None) == default_threads()
+    1
+    True
+    """
+    global _threads, _pool
+    wanted = default_threads() if threads is None else int(threads)
+    if wanted < 1:
+        raise WaldoError(f"threads must be at least 1, got {threads}")
+    if wanted != _threads and _pool is not None:
+        _pool.shutdown(wait=False)
+        _pool = None
+    _threads = wanted
+    return _threads
+
+
+def get_threads() -> int:
+    """The number of threads searches use."""
+    return _threads
+
+
+def _run_bands(kernel: Any, args: tuple[Any, ...], count: int) -> None:
+    """Call ``kernel(*args, start, stop)`` over [0, count) in bands, on all threads.
+
+    The kernels release the GIL, so Python threads run them side by side.
+    """
+    global _pool
+    threads = min(_threads, count)
+    if threads <= 1:
+        kernel(*args, 0, count)
+        return
+    # a few bands per thread even out bands that cost more than others
+    bands = min(count, 4 * threads)
+    edges = [count * i // bands for i in range(bands + 1)]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="waldo")
+    futures = [_pool.submit(kernel, *args, a, b)
+               for a, b in zip(edges, edges[1:], strict=False) if a < b]
+    for future in futures:
+        future.result()
+
+
+def _template_spectrum(template: np.ndarray, side: int) -> np.ndarray:
+    """Conjugate spectra of the template planes zero-padded to side×side (for correlation)."""
+    channels, h, w = template.shape
+    padded = np.zeros((channels, side, side), np.float64)
+    padded[:, :h, :w] = template
+    return np.ascontiguousarray(np.conj(np.fft.rfft2(padded, axes=(1, 2))))
+
+
 def _correlate(image: np.ndarray, template: np.ndarray, offsets: np.ndarray, out: np.ndarray,
                engine: str) -> str:
     """The one dispatch point: choose the kernel that computes the correlation.
@@ -124,25 +199,18 @@ def _correlate(image: np.ndarray, template: np.ndarray, offsets: np.ndarray, out
     """
     from waldo_cli import kernels
 
-    threads = kernels.thread_count()
     channels, h, w = template.shape
     if engine == "auto":
-        engine = choose_engine(out.shape, (h, w), channels, threads)
+        engine = choose_engine(out.shape, (h, w), channels, _threads)
     if engine == "direct":
-        kernels._correlate_direct(image, template, out)
+        _run_bands(kernels._correlate_direct, (image, template, out), out.shape[0])
     else:
-        _, side = fft_plan(out.shape, (h, w), channels, threads)
-        spectrum = kernels._template_spectrum(template, side, side)
-        kernels._correlate_fft(image, offsets, spectrum, h, w, out)
+        kernels.load_fft()
+        _, side = fft_plan(out.shape, (h, w), channels, _threads)
+        spectrum = _template_spectrum(template, side)
+        tiles = -(-out.shape[0] // (side - h + 1)) * -(-out.shape[1] // (side - w + 1))
+        _run_bands(kernels._correlate_fft, (image, offsets, spectrum, h, w, out), tiles)
     return engine
-
-
-def _band_count(rows: int) -> int:
-    from waldo_cli.kernels import thread_count
-
-    # A few bands per thread balance the load; each band restarts its column
-    # sums, which costs one window height of extra rows.
-    return max(1, min(rows, 4 * thread_count()))
 
 
 def match_template(image: object, template: object, method: str = DEFAULT_METHOD, *,
@@ -275,6 +343,6 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     corr = np.empty((out_h, out_w), np.float64)
     _correlate(planar, kernel, offsets, corr, engine)
     scores = np.empty((out_h, out_w), np.float32)
-    _finish_scores(code, planar, h, w, offsets, corr, t_mean, t_energy, t_sq,
-                   _band_count(out_h), scores)
+    _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, t_mean, t_energy, t_sq,
+                                scores), out_h)
     return scores

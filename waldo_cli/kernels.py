@@ -5,44 +5,90 @@ docstrings give. ``engine.py`` validates and converts before calling them.
 All of them are compiled lazily, once, and cached on disk (``cache=True``).
 Jitted functions that call each other stay in this one file, because Numba's
 cache does not notice when a callee in another file changes.
+
+The kernels are serial and release the GIL (``nogil=True``); each takes the
+band of output rows (or FFT tiles) it should fill, and ``engine.py`` runs
+bands on a pool of Python threads. Serial kernels compile in about half the
+time of ``parallel=True`` ones, need no OpenMP runtime (whose busy-waiting
+hurts on a shared two-core machine) and start instantly from the cache.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 
-# GNU OpenMP spins while it waits; on a shared two-core machine a spinning
-# worker steals the core the other thread needs. Must be set before Numba
-# starts its thread pool.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from numba import njit, prange  # noqa: E402
+import numpy as np
+from numba import njit
 
 # OpenCV's method numbering (TM_SQDIFF = 0 ... TM_CCOEFF_NORMED = 5).
 SQDIFF, SQDIFF_NORMED, CCORR, CCORR_NORMED, CCOEFF, CCOEFF_NORMED = range(6)
 # The C constants OpenCV's degenerate-window rule is written with.
 FLT_EPSILON = float(np.finfo(np.float32).eps)
 
+# The kernels each engine runs, for the cache commands and the first-run notice.
+KERNELS = {
+    "direct": ("_correlate_direct", "_finish_scores"),
+    "fft": ("_correlate_fft", "_finish_scores"),
+}
 
-def thread_count() -> int:
-    """The number of threads parallel kernels use now (``NUMBA_NUM_THREADS``)."""
-    return int(numba.get_num_threads())
+
+def skip_extension_scan() -> None:
+    """Keep Numba from importing every installed Numba extension at first dispatch.
+
+    For the ``waldo`` process only: its kernels need no extension but
+    rocket-fft, which ``load_fft`` imports when the FFT path runs. Scanning
+    and importing all of them costs the shell user time on every run.
+    """
+    from numba.core import entrypoints
+
+    entrypoints._already_initialized = True
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
-def _correlate_direct(image, template, out):  # pragma: no cover - compiled
-    """out[y, x] = sum over c, i, j of template[c, i, j] * image[c, y + i, x + j].
+def load_fft() -> None:
+    """Register rocket-fft's ``numpy.fft`` overloads (needed by the FFT kernel)."""
+    import rocket_fft  # noqa: F401
+
+
+def _cache_files(name: str) -> tuple[str, list[str]]:
+    """The cache folder of one kernel and the files there that belong to it."""
+    folder = globals()[name]._cache.cache_path
+    stem = os.path.basename(__file__).rsplit(".", 1)[0]
+    return folder, sorted(glob.glob(os.path.join(folder, f"{stem}.{name}-*")))
+
+
+def is_cached(name: str) -> bool:
+    """Whether Numba's on-disk cache holds an index for this kernel's current source."""
+    return os.path.exists(globals()[name]._cache._cache_file._index_path)
+
+
+def cache_folders() -> list[str]:
+    """Where the compiled kernels are kept (the package folder if writable, else the user's)."""
+    return sorted({_cache_files(name)[0] for names in KERNELS.values() for name in names})
+
+
+def clear_cache() -> list[str]:
+    """Delete every cached compilation of waldo's kernels; return the files removed."""
+    removed = []
+    for name in sorted({n for names in KERNELS.values() for n in names}):
+        for path in _cache_files(name)[1]:
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compiled
+    """out[y, x] = sum over c, i, j of template[c, i, j] * image[c, y + i, x + j], y0 <= y < y1.
 
     image (C, H, W) float32, template (C, h, w) float64, out (H-h+1, W-w+1)
     float64; all C-contiguous. Products and sums are float64, so exact enough.
     """
     n_channels, _, _ = image.shape
     _, h, w = template.shape
-    out_h, out_w = out.shape
+    _, out_w = out.shape
     w4 = w - w % 4
-    for y in prange(out_h):
+    for y in range(y0, y1):
         acc = np.zeros(out_w, np.float64)
         for c in range(n_channels):
             for i in range(h):
@@ -71,14 +117,15 @@ def _correlate_direct(image, template, out):  # pragma: no cover - compiled
         out[y] = acc
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _correlate_fft(image, offsets, spectrum, h, w, out):  # pragma: no cover - compiled
+@njit(cache=True, nogil=True)
+def _correlate_fft(image, offsets, spectrum, h, w, out, first, last):  # pragma: no cover
     """The same correlation as _correlate_direct, by overlap-save FFT tiles.
 
     image (C, H, W) float32; offsets (C,) float64 subtracted from each channel
     (the template sums to zero, so this changes nothing but the rounding);
-    spectrum (C, T, T//2+1) complex128 from _template_spectrum; out
-    (H-h+1, W-w+1) float64. Tiles are T×T and run in parallel.
+    spectrum (C, T, T//2+1) complex128, the conjugate spectra of the template
+    planes zero-padded to T×T; out (H-h+1, W-w+1) float64. Fills tiles
+    first <= tile < last, numbered row by row.
     """
     n_channels, height, width = image.shape
     tile_h = spectrum.shape[1]
@@ -89,7 +136,7 @@ def _correlate_fft(image, offsets, spectrum, h, w, out):  # pragma: no cover - c
     step_x = tile_w - w + 1
     tiles_y = (out_h + step_y - 1) // step_y
     tiles_x = (out_w + step_x - 1) // step_x
-    for tile in prange(tiles_y * tiles_x):
+    for tile in range(first, min(last, tiles_y * tiles_x)):
         y0 = (tile // tiles_x) * step_y
         x0 = (tile % tiles_x) * step_x
         rows = min(tile_h, height - y0)
@@ -118,39 +165,20 @@ def _correlate_fft(image, offsets, spectrum, h, w, out):  # pragma: no cover - c
 
 
 @njit(cache=True, nogil=True)
-def _template_spectrum(template, tile_h, tile_w):  # pragma: no cover - compiled
-    """Conjugate spectra of the zero-padded template planes, for correlation.
-
-    template (C, h, w) float64; returns (C, tile_h, tile_w//2+1) complex128.
-    """
-    n_channels, h, w = template.shape
-    spectrum = np.empty((n_channels, tile_h, tile_w // 2 + 1), np.complex128)
-    pad = np.zeros((tile_h, tile_w), np.float64)
-    for c in range(n_channels):
-        pad[:h, :w] = template[c]
-        spectrum[c] = np.conj(np.fft.rfft2(pad))
-    return spectrum
-
-
-@njit(parallel=True, cache=True, nogil=True)
 def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_energy,
-                   template_sq, n_bands, out):  # pragma: no cover - compiled
+                   template_sq, out, y0, y1):  # pragma: no cover - compiled
     """Window statistics and OpenCV's formulas, fused: corr and image in, scores out.
 
     image (C, H, W) float32; offsets, template_mean (C,) float64; corr
     (H-h+1, W-w+1) float64 holds sum((T - mean T) * I); out (H-h+1, W-w+1)
-    float32. Rows are split into n_bands parallel bands.
+    float32. Fills rows y0 <= y < y1.
     """
     n_channels, _, width = image.shape
-    out_h, out_w = out.shape
+    _, out_w = out.shape
     n = float(h * w)
     inv_n = 1.0 / n
     limit = 10.0 * FLT_EPSILON
-    for band in prange(n_bands):
-        y0 = band * out_h // n_bands
-        y1 = (band + 1) * out_h // n_bands
-        if y0 >= y1:
-            continue
+    if y0 < y1:
         # Column sums of (I - offset) and its square over the window's rows,
         # slid down the band; the offset (the channel's rounded mean) keeps
         # every partial sum small, so float64 holds them exactly enough.
