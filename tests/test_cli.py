@@ -278,3 +278,47 @@ def test_help_and_version_do_not_import_numba():
 def test_engine_does_not_import_click_or_pil():
     modules = _modules_after("import waldo_cli.engine, waldo_cli.peaks")
     assert "click" not in modules and "rich" not in modules and "PIL" not in modules
+
+
+@pytest.mark.parametrize("engine", ["direct", "fft", "auto"])
+def test_engine_option(engine, files):
+    result = run("find", files / "scene.png", files / "waldo.png", "--engine", engine,
+                 "--threads", "1", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["engine"] in (("direct", "fft") if engine == "auto" else (engine,))
+    assert doc["threads"] == 1
+    assert (doc["matches"][0]["x"], doc["matches"][0]["y"]) == (40, 30)
+
+
+@pytest.mark.parametrize(("args", "needle"), [(["--engine", "gpu"], "--engine"),
+                                              (["--threads", "0"], "--threads")])
+def test_bad_engine_options(args, needle, files):
+    _assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
+
+
+def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):
+    """A fresh cache folder: the first search says it compiles, the next is silent."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    waldo = _waldo_executable()
+    args = [waldo, "find", str(files / "scene.png"), str(files / "waldo.png"), "--engine",
+            "direct"]
+    cold = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert cold.returncode == 0, cold.stderr
+    assert "compiling the search kernels, once" in cold.stderr
+    warm = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert warm.returncode == 0 and "compiling" not in warm.stderr
+    info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
+    assert str(tmp_path / "cache") in info.stdout
+    assert "_correlate_direct: compiled" in info.stdout
+    assert "_correlate_fft: not compiled yet" in info.stdout
+    cleared = subprocess.run([waldo, "cache", "clear"], capture_output=True, text=True, env=env)
+    assert cleared.returncode == 0 and "removed" in cleared.stdout
+    info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
+    assert "_correlate_direct: not compiled yet" in info.stdout
+    assert not list((tmp_path / "cache").rglob("*.nbi"))
+    warmed = subprocess.run([waldo, "cache", "warm"], capture_output=True, text=True,
+                            timeout=600, env=env)
+    assert warmed.returncode == 0 and "fft kernels ready" in warmed.stdout
+    info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
+    assert "not compiled" not in info.stdout

@@ -47,15 +47,26 @@ def sample_scores():
     return image, template, {m: match_template(image, template, m) for m in RELIABLE}
 
 
+PUZZLE = ROOT / "sample_images" / "puzzle"
+SOURCES = {
+    "photograph": (SAMPLE, SAMPLE_TEMPLATE, TRUE_BOX),
+    "puzzle": (PUZZLE / "scene.png", PUZZLE / "waldo.png",
+               tuple(json.loads((PUZZLE / "answer.json").read_text())[k]
+                     for k in ("x", "y", "width", "height"))),
+}
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
 @pytest.mark.parametrize("legend", [True, False])
 @pytest.mark.parametrize("method", RELIABLE)
-def test_heatmap_brightest_pixel_inside_true_box(method, legend, tmp_path):
+def test_heatmap_brightest_pixel_inside_true_box(method, legend, source, tmp_path):
+    image, template, box = SOURCES[source]
     heat = tmp_path / "heat.png"
-    args = ["find", SAMPLE, SAMPLE_TEMPLATE, "--method", method, "--heatmap", heat]
+    args = ["find", image, template, "--method", method, "--heatmap", heat]
     result = run(*args, *([] if legend else ["--no-legend"]))
     assert result.exit_code in (0, 1), result.stderr
-    assert Image.open(heat).size == (512, 512)
-    assert _inside(_brightest(heat), TRUE_BOX)
+    assert Image.open(heat).size == Image.open(image).size
+    assert _inside(_brightest(heat), box)
 
 
 def test_heatmap_scores_drawn_at_window_centres(sample_scores):

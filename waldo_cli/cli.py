@@ -258,6 +258,55 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="waldo")
 
 
+@cli.group("cache")
+def cache_group() -> None:
+    """Manage the compiled search kernels (Numba's on-disk cache).
+
+    The first search compiles the kernels it needs (a few seconds) and keeps
+    them in the package's folder, or in the user's cache folder when that is
+    not writable (NUMBA_CACHE_DIR overrides both); later runs load them.
+    """
+
+
+@cache_group.command("info")
+def cache_info() -> None:
+    """Show where the kernels are cached and which are compiled."""
+    from waldo_cli import kernels
+
+    for folder in kernels.cache_folders():
+        click.echo(f"cache folder: {folder}")
+    for name in sorted({n for names in kernels.KERNELS.values() for n in names}):
+        click.echo(f"{name}: {'compiled' if kernels.is_cached(name) else 'not compiled yet'}")
+
+
+@cache_group.command("warm")
+def cache_warm() -> None:
+    """Compile every kernel now, so no later search waits for the compiler."""
+    import time
+
+    import numpy as np
+
+    from waldo_cli import kernels
+    from waldo_cli.engine import match_template
+
+    kernels.skip_extension_scan()
+    image = np.arange(8 * 8 * 3, dtype=np.float32).reshape(8, 8, 3)
+    for engine in kernels.KERNELS:
+        started = time.perf_counter()
+        # a template that is not flat, or ccoeff_normed would skip the kernels
+        match_template(image, image[:3, :3], engine=engine)
+        click.echo(f"{engine} kernels ready ({time.perf_counter() - started:.1f} s)")
+
+
+@cache_group.command("clear")
+def cache_clear() -> None:
+    """Delete the compiled kernels (the next search compiles them again)."""
+    from waldo_cli import kernels
+
+    removed = kernels.clear_cache()
+    click.echo(f"removed {len(removed)} cached file{'s' if len(removed) != 1 else ''}")
+
+
 @cli.command("params")
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Height and width of a square image, in pixels (or give --height and --width).")
