@@ -183,9 +183,10 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
         # slid down the band; the offset (the channel's rounded mean) keeps
         # every partial sum small, so float64 holds them exactly enough.
         col = np.zeros((n_channels, width), np.float64)
-        col2 = np.zeros((n_channels, width), np.float64)
+        # squares are only ever needed summed over channels
+        col2 = np.zeros(width, np.float64)
         wsum = np.empty((n_channels, out_w), np.float64)
-        wsq = np.empty((n_channels, out_w), np.float64)
+        wsq = np.empty(out_w, np.float64)
         for c in range(n_channels):
             off = offsets[c]
             for i in range(y0, y0 + h):
@@ -193,7 +194,7 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
                 for x in range(width):
                     v = src[x] - off
                     col[c, x] += v
-                    col2[c, x] += v * v
+                    col2[x] += v * v
         for y in range(y0, y1):
             for c in range(n_channels):
                 off = offsets[c]
@@ -204,40 +205,42 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
                         v_in = src_in[x] - off
                         v_out = src_out[x] - off
                         col[c, x] += v_in - v_out
-                        col2[c, x] += v_in * v_in - v_out * v_out
+                        col2[x] += v_in * v_in - v_out * v_out
                 s = 0.0
-                s2 = 0.0
                 for x in range(w):
                     s += col[c, x]
-                    s2 += col2[c, x]
                 wsum[c, 0] = s
-                wsq[c, 0] = s2
                 for x in range(1, out_w):
                     s += col[c, x + w - 1] - col[c, x - 1]
-                    s2 += col2[c, x + w - 1] - col2[c, x - 1]
                     wsum[c, x] = s
-                    wsq[c, x] = s2
+            s2 = 0.0
+            for x in range(w):
+                s2 += col2[x]
+            wsq[0] = s2
+            for x in range(1, out_w):
+                s2 += col2[x + w - 1] - col2[x - 1]
+                wsq[x] = s2
             # Per-window terms over all channels, accumulated along x so the
-            # loops vectorise.
-            sum2 = np.zeros(out_w, np.float64)  # sum of I**2
-            var = np.zeros(out_w, np.float64)  # sum of (I - window mean)**2
+            # loops vectorise. wsq is sum over c of sum (I - offset_c)**2.
+            sum2 = wsq.copy()  # becomes sum of I**2
+            var = wsq.copy()  # becomes sum of (I - window mean)**2
             mean_term = np.zeros(out_w, np.float64)  # sum_c T_mean_c * S_c
             gap = np.zeros(out_w, np.float64)  # sum_c (S_c - n T_mean_c)**2 / n
             for c in range(n_channels):
                 o = offsets[c]
                 tm = template_mean[c]
                 ws = wsum[c]
-                wq = wsq[c]
                 for x in range(out_w):
                     s_off = ws[x]
-                    q_off = wq[x]
                     total = s_off + n * o
-                    sum2[x] += q_off + 2.0 * o * s_off + n * o * o
-                    # rounding can leave a flat window a hair below zero
-                    var[x] += max(q_off - s_off * s_off * inv_n, 0.0)
+                    sum2[x] += 2.0 * o * s_off + n * o * o
+                    var[x] -= s_off * s_off * inv_n
                     mean_term[x] += tm * total
                     d = total - n * tm
                     gap[x] += d * d * inv_n
+            for x in range(out_w):
+                # rounding can leave a flat window a hair below zero
+                var[x] = max(var[x], 0.0)
             row = corr[y]
             num = np.empty(out_w, np.float64)
             if method == CCOEFF or method == CCOEFF_NORMED:
