@@ -269,15 +269,13 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
             # removing what the method ignores has no norm (t = 0); scores
             # then clamp to 0, or to 1 for sqdiff_normed.
             fallback = 1.0 if method == SQDIFF_NORMED else 0.0
+            # written with selects only, so the loop vectorises; r / t is
+            # computed even where it is not used, so t must never be 0 there
             for x in range(out_w):
                 e = energy[x]
-                t = 0.0 if e <= min(0.5, limit * sum2[x]) else np.sqrt(e) * tnorm
+                t = np.sqrt(e) * tnorm if e > min(0.5, limit * sum2[x]) else 0.0
                 r = num[x]
                 a = abs(r)
-                if a < t:
-                    r = r / t
-                elif a < t * 1.125:
-                    r = 1.0 if r > 0 else -1.0
-                else:
-                    r = fallback
-                dst[x] = np.float32(r)
+                ratio = r / max(t, 1e-300)
+                sign = 1.0 if r > 0 else -1.0
+                dst[x] = np.float32(ratio if a < t else (sign if a < t * 1.125 else fallback))
