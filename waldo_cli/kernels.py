@@ -82,7 +82,8 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
     """out[y, x] = sum over c, i, j of template[c, i, j] * image[c, y + i, x + j], y0 <= y < y1.
 
     image (C, H, W) float32, template (C, h, w) float64, out (H-h+1, W-w+1)
-    float64; all C-contiguous. Products and sums are float64, so exact enough.
+    float32; all C-contiguous. Products and sums are float64, so exact enough;
+    each finished sum is rounded once, to float32.
     """
     n_channels, _, _ = image.shape
     _, h, w = template.shape
@@ -114,7 +115,8 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
                     r0 = row[j:j + out_w]
                     for x in range(out_w):
                         acc[x] += t0 * r0[x]
-        out[y] = acc
+        for x in range(out_w):
+            out[y, x] = np.float32(acc[x])
 
 
 @njit(cache=True, nogil=True)
@@ -124,7 +126,7 @@ def _correlate_fft(image, offsets, spectrum, h, w, out, first, last):  # pragma:
     image (C, H, W) float32; offsets (C,) float64 subtracted from each channel
     (the template sums to zero, so this changes nothing but the rounding);
     spectrum (C, T, T//2+1) complex128, the conjugate spectra of the template
-    planes zero-padded to T×T; out (H-h+1, W-w+1) float64. Fills tiles
+    planes zero-padded to T×T; out (H-h+1, W-w+1) float32. Fills tiles
     first <= tile < last, numbered row by row.
     """
     n_channels, height, width = image.shape
@@ -161,7 +163,10 @@ def _correlate_fft(image, offsets, spectrum, h, w, out, first, last):  # pragma:
                     a[x] += f[x] * t[x]
         corr = np.fft.irfft2(acc, s=(tile_h, tile_w))
         for y in range(min(step_y, out_h - y0)):
-            out[y0 + y, x0:x0 + min(step_x, out_w - x0)] = corr[y, :min(step_x, out_w - x0)]
+            dst = out[y0 + y]
+            src = corr[y]
+            for x in range(min(step_x, out_w - x0)):
+                dst[x0 + x] = np.float32(src[x])
 
 
 @njit(cache=True, nogil=True)
@@ -170,7 +175,7 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
     """Window statistics and OpenCV's formulas, fused: corr and image in, scores out.
 
     image (C, H, W) float32; offsets, template_mean (C,) float64; corr
-    (H-h+1, W-w+1) float64 holds sum((T - mean T) * I); out (H-h+1, W-w+1)
+    (H-h+1, W-w+1) float32 holds sum((T - mean T) * I); out (H-h+1, W-w+1)
     float32. Fills rows y0 <= y < y1.
     """
     n_channels, _, width = image.shape
