@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from waldo_cli import kernels
-from waldo_cli.engine import _run_bands, _template_spectrum, get_threads
+from waldo_cli.engine import _run_bands, get_threads, prepare_template
 
 SIDES = (128, 160, 192, 256, 320, 384, 512, 640, 768, 1024)
 
@@ -38,7 +38,7 @@ def main() -> None:
     print(f"threads: {threads}")
     for h in (5, 9, 15):
         template = rng.random((3, h, h)) - 0.5
-        out = np.empty((2048 - h + 1, 2048 - h + 1))
+        out = np.empty((2048 - h + 1, 2048 - h + 1), np.float32)
         fastest, _ = best_of(lambda t=template, o=out: _run_bands(
             kernels._correlate_direct, (image, t, o), o.shape[0]))
         rate = out.size * h * h * 3 / fastest / threads
@@ -48,8 +48,8 @@ def main() -> None:
     for side in SIDES:
         h = 16
         template = rng.random((3, h, h)) - 0.5
-        spectrum = _template_spectrum(template, side)
-        out = np.empty((2048 - h + 1, 2048 - h + 1))
+        spectrum = prepare_template(template.transpose(1, 2, 0)).spectrum(side)
+        out = np.empty((2048 - h + 1, 2048 - h + 1), np.float32)
         step = side - h + 1
         tiles = (-(-out.shape[0] // step)) ** 2
         rounds = -(-tiles // threads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -181,33 +182,25 @@ def _run_bands(kernel: Any, args: tuple[Any, ...], count: int) -> None:
         future.result()
 
 
-def _template_spectrum(template: np.ndarray, side: int) -> np.ndarray:
-    """Conjugate spectra of the template planes zero-padded to side×side (for correlation)."""
-    channels, h, w = template.shape
-    padded = np.zeros((channels, side, side), np.float64)
-    padded[:, :h, :w] = template
-    return np.ascontiguousarray(np.conj(np.fft.rfft2(padded, axes=(1, 2))))
-
-
-def _correlate(image: np.ndarray, template: np.ndarray, offsets: np.ndarray, out: np.ndarray,
-               engine: str) -> str:
+def _correlate(image: np.ndarray, template: PreparedTemplate, offsets: np.ndarray,
+               out: np.ndarray, engine: str) -> str:
     """The one dispatch point: choose the kernel that computes the correlation.
 
-    image (C, H, W) float32, template (C, h, w) float64 (centred, so it sums
-    to zero), offsets (C,) float64, out (H-h+1, W-w+1) float32. Returns the
-    engine used.
+    image (C, H, W) float32, template prepared (its kernel is centred, so it
+    sums to zero), offsets (C,) float64, out (H-h+1, W-w+1) float32. Returns
+    the engine used.
     """
     from waldo_cli import kernels
 
-    channels, h, w = template.shape
+    channels, h, w = template.kernel.shape
     if engine == "auto":
         engine = choose_engine(out.shape, (h, w), channels, _threads)
     if engine == "direct":
-        _run_bands(kernels._correlate_direct, (image, template, out), out.shape[0])
+        _run_bands(kernels._correlate_direct, (image, template.kernel, out), out.shape[0])
     else:
         kernels.load_fft()
         _, side = fft_plan(out.shape, (h, w), channels, _threads)
-        spectrum = _template_spectrum(template, side)
+        spectrum = template.spectrum(side)
         tiles = -(-out.shape[0] // (side - h + 1)) * -(-out.shape[1] // (side - w + 1))
         _run_bands(kernels._correlate_fft, (image, offsets, spectrum, h, w, out), tiles)
     return engine
@@ -222,8 +215,9 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     image : (H, W[, C]) array_like
         Any real dtype; computed in float32 (values are rounded to float32
         first), with products and sums accumulated in float64.
-    template : (h, w[, C]) array_like
-        Same channel count as ``image``; h ≤ H and w ≤ W.
+    template : (h, w[, C]) array_like or PreparedTemplate
+        Same channel count as ``image``; h ≤ H and w ≤ W. A template from
+        ``prepare_template`` skips the per-call preparation (for batches).
     method : str
         One of ``sqdiff``, ``sqdiff_normed``, ``ccorr``, ``ccorr_normed``,
         ``ccoeff``, ``ccoeff_normed`` (default).
@@ -308,8 +302,8 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     if engine not in ENGINES:
         raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     img = _as_hwc(image, "image")
-    tpl = _as_hwc(template, "template")
-    (height, width, channels), (h, w, t_channels) = img.shape, tpl.shape
+    prepared = template if isinstance(template, PreparedTemplate) else prepare_template(template)
+    (height, width, channels), (h, w, t_channels) = img.shape, prepared.shape
     if channels != t_channels:
         raise ShapeError(f"template has {t_channels} channel(s) but image has {channels}; "
                          "give both the same number of channels")
@@ -317,15 +311,8 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
         raise TemplateTooLargeError((h, w), (height, width))
 
     code = METHOD_CODES[method]
-    n = float(h * w)
     out_h, out_w = height - h + 1, width - w + 1
-
-    tpl64 = tpl.astype(np.float32).astype(np.float64)
-    t_mean = tpl64.mean(axis=(0, 1))
-    centred = tpl64 - t_mean
-    t_energy = float(np.sum(centred * centred))  # sum of (T - mean T)**2
-    t_sq = float(np.sum(tpl64 * tpl64))  # sum of T**2
-    if method == "ccoeff_normed" and t_energy / n < _DBL_EPSILON:
+    if method == "ccoeff_normed" and prepared.flat:
         # OpenCV: a flat template correlates equally with everything.
         return np.ones((out_h, out_w), np.float32)
 
@@ -334,17 +321,88 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     planar = np.empty((channels, height, width), np.float32)
     for c in range(channels):
         np.copyto(planar[c], img[:, :, c], casting="unsafe")
-    # The centred template makes sum(T' * I) the ccoeff numerator directly,
-    # with no cancellation between two large sums.
-    kernel = np.ascontiguousarray(centred.transpose(2, 0, 1))
     # Any constant near each channel's mean keeps sums small; a sparse sample
     # finds one without another pass over the image.
     offsets = np.round(planar[:, ::7, ::7].reshape(channels, -1).mean(axis=1, dtype=np.float64))
     # float32 is enough to hold the correlation: it is at most the norm it is
     # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score
     corr = np.empty((out_h, out_w), np.float32)
-    _correlate(planar, kernel, offsets, corr, engine)
+    _correlate(planar, prepared, offsets, corr, engine)
     scores = np.empty((out_h, out_w), np.float32)
-    _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, t_mean, t_energy, t_sq,
-                                scores), out_h)
+    _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, prepared.mean,
+                                prepared.energy, prepared.sq, scores), out_h)
     return scores
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedTemplate:
+    """A template made ready once, for searching many images.
+
+    Attributes
+    ----------
+    shape : (h, w, C)
+        The template's shape.
+    kernel : (C, h, w) float64 ndarray
+        The template minus its channel means: correlating with it gives the
+        ccoeff numerator directly, with no cancellation between large sums.
+    mean : (C,) float64 ndarray
+        The channel means.
+    energy, sq : float
+        sum((T - mean)**2) and sum(T**2) over all channels.
+    flat : bool
+        OpenCV's flat-template rule: variance summed over channels below
+        DBL_EPSILON.
+    """
+
+    shape: tuple[int, int, int]
+    kernel: np.ndarray
+    mean: np.ndarray
+    energy: float
+    sq: float
+    flat: bool
+    _spectra: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def spectrum(self, side: int) -> np.ndarray:
+        """Conjugate spectra of the kernel planes zero-padded to side×side, cached."""
+        if side not in self._spectra:
+            channels, h, w = self.kernel.shape
+            padded = np.zeros((channels, side, side), np.float64)
+            padded[:, :h, :w] = self.kernel
+            self._spectra[side] = np.ascontiguousarray(
+                np.conj(np.fft.rfft2(padded, axes=(1, 2))))
+        return self._spectra[side]
+
+
+def prepare_template(template: object) -> PreparedTemplate:
+    """Validate a template and compute what every search with it needs, once.
+
+    Parameters
+    ----------
+    template : (h, w[, C]) array_like
+        Any real dtype; values are rounded to float32 first, like images.
+
+    Returns
+    -------
+    PreparedTemplate
+        Pass it to ``match_template`` in place of the array.
+
+    Examples
+    --------
+    >>> prepared = prepare_template(np.arange(12.0).reshape(3, 4))
+    >>> prepared.shape, float(prepared.mean[0]), prepared.flat
+    ((3, 4, 1), 5.5, False)
+    """
+    tpl = _as_hwc(template, "template")
+    h, w, _ = tpl.shape
+    tpl64 = tpl.astype(np.float32).astype(np.float64)
+    mean = tpl64.mean(axis=(0, 1))
+    centred = tpl64 - mean
+    energy = float(np.sum(centred * centred))
+    return PreparedTemplate(
+        shape=tpl.shape,
+        kernel=np.ascontiguousarray(centred.transpose(2, 0, 1)),
+        mean=np.ascontiguousarray(mean),
+        energy=energy,
+        sq=float(np.sum(tpl64 * tpl64)),
+        flat=energy / (h * w) < _DBL_EPSILON,
+    )
