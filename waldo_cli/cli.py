@@ -38,7 +38,7 @@ class WaldoGroup(click.Group):
         """Run the command; report Click's errors as one line and exit with our codes."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        name = prog_name or "waldo"
+        name = "waldo"  # the command users type, whatever Click was told
         try:
             rv = super().main(args, name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -62,12 +62,17 @@ def cli() -> None:
 
 
 @cli.command("find")
-@click.argument("image", metavar="IMAGE")
-@click.argument("template", metavar="TEMPLATE")
+@click.argument("paths", nargs=-1, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
+@click.option("-t", "--template", "template_path", metavar="TEMPLATE", default=None,
+              help="Search for TEMPLATE in every image given: then every argument is an "
+                   "image (batch mode).")
+@click.option("--files-from", metavar="FILE", default=None,
+              help="Also read image paths from FILE, one per line ('-' for standard input), "
+                   "as tar -T does. Needs -t.")
 @click.option("-m", "--method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
               show_default=True, help="How windows are scored (OpenCV's TM_* methods).")
 @click.option("-k", "--top-k", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Report up to this many matches, best first.")
+              help="Report up to this many matches per image, best first.")
 @click.option("--threshold", type=float, default=None,
               help="Only scores at least this good count (at most this, for the sqdiff "
                    "methods). Default: 0.5 for ccoeff_normed, 0.9 for ccorr_normed, 0.1 for "
@@ -78,7 +83,18 @@ def cli() -> None:
               help="Matches are at least this many pixels apart (max of |dx|, |dy|). "
                    "Default: half the template's smaller side.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON document on stdout instead of a table.")
+              help="Print one JSON document on stdout (a list of them in batch mode).")
+@click.option("--jsonl", "as_jsonl", is_flag=True,
+              help="Print one JSON object per image, each as soon as it is done.")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="Print CSV: a header, then one row per match.")
+@click.option("-q", "--quiet", is_flag=True,
+              help="Print nothing; only the exit status tells. Stops at the first match.")
+@click.option("--fail-fast", is_flag=True,
+              help="Stop at the first image that cannot be searched (default: report it and "
+                   "go on).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Images searched at once in batch mode. Default: all cores.")
 @click.option("--heatmap", "heatmap_path", metavar="PATH", default=None,
               help="Write the score map as a picture on the image's pixel grid (each score "
                    "at its window's centre; best = bright end; grey border = no window centre).")
@@ -100,107 +116,298 @@ def cli() -> None:
                    "cost model predicts is faster. All give the same scores.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help="Threads for the search. Default: all cores (NUMBA_NUM_THREADS caps it).")
-def find_command(image: str, template: str, method: str, top_k: int, threshold: float | None,
-                 no_threshold: bool, min_distance: int | None, as_json: bool,
-                 heatmap_path: str | None, overlay_path: str | None, colormap: str,
-                 no_legend: bool, show: str | None, engine: str, threads: int | None) -> int:
-    """Find TEMPLATE inside IMAGE and report the best matches.
+def find_command(paths: tuple[str, ...], template_path: str | None, files_from: str | None,
+                 method: str, top_k: int, threshold: float | None, no_threshold: bool,
+                 min_distance: int | None, as_json: bool, as_jsonl: bool, as_csv: bool,
+                 quiet: bool, fail_fast: bool, jobs: int | None, heatmap_path: str | None,
+                 overlay_path: str | None, colormap: str, no_legend: bool, show: str | None,
+                 engine: str, threads: int | None) -> int:
+    """Find a template inside images and report the best matches.
 
-    Scores every window of IMAGE against TEMPLATE, keeps the best ones that
-    pass the threshold and are MIN-DISTANCE apart, and prints them: a table on
-    a terminal, tab-separated text in a pipe (the timing line then goes to
-    stderr), or JSON with --json. x and y are the top-left corner of the
-    match, in pixels. A grey file matched with a colour one is matched in grey.
+    \b
+    waldo find IMAGE TEMPLATE            one image
+    waldo find -t TEMPLATE IMAGE...      any number of images (batch mode)
+    waldo find -t T --files-from FILE    image paths from FILE, '-' for stdin
 
-    Exit status: 0 if a match passed the threshold, 1 if none did, 2 on error.
-    """
-    import time
+    Scores every window of each image against the template, keeps the best
+    ones that pass the threshold and are MIN-DISTANCE apart, and prints them:
+    a table on a terminal, tab-separated text in a pipe (the timing line then
+    goes to stderr), JSON with --json, JSON Lines with --jsonl, CSV with
+    --csv. x and y are the top-left corner of a match, in pixels. An image
+    path of '-' reads the image from standard input. A grey file matched with
+    a colour one is matched in grey.
 
-    from waldo_cli.engine import match_template
-    from waldo_cli.errors import WaldoError
-    from waldo_cli.io import read_image, reconcile_channels
+    In batch mode the template is loaded once, images are searched JOBS at a
+    time, results come out in the order the images were given, each as soon
+    as it and those before it are done, and an image that cannot be searched
+    gets an error record (or a line on stderr) while the batch goes on.
+
+    Exit status, as grep: 2 if any image failed (or bad usage), otherwise 0 if
+    any image had a match, otherwise 1. With -q a match gives 0 even if
+    another image failed. Ctrl-C stops with 130; finished results are kept.
+    """  # noqa: D301 - the backspace tells Click to keep those three lines as they are
     from waldo_cli.methods import default_threshold
-    from waldo_cli.params import template_param_counts
-    from waldo_cli.peaks import find_peaks
-    from waldo_cli.report import FindReport, plain_table, print_table, summary_line, write_json
 
+    formats = [name for name, on in (("--json", as_json), ("--jsonl", as_jsonl),
+                                      ("--csv", as_csv)) if on]
+    if len(formats) > 1:
+        raise click.UsageError(f"choose one output format, not {' and '.join(formats)}")
     if no_threshold and threshold is not None:
         raise click.UsageError("give --threshold or --no-threshold, not both")
+    single = template_path is None
+    if single:
+        if files_from is not None:
+            raise click.UsageError("--files-from needs the template as -t/--template")
+        if len(paths) != 2:
+            raise click.UsageError("give IMAGE and TEMPLATE, or -t TEMPLATE and any number of "
+                                   "images")
+        images, template_path = [paths[0]], paths[1]
+    else:
+        images = list(paths)
+        if files_from is not None:
+            images += _read_file_list(files_from)
+        if not images:
+            raise click.UsageError("no images to search: give them as arguments or with "
+                                   "--files-from")
+    stdin_users = images.count("-") + (template_path == "-") + (files_from == "-")
+    if stdin_users > 1:
+        raise click.UsageError("standard input ('-') can be read only once")
+    pictures = heatmap_path is not None or overlay_path is not None or show is not None
+    if pictures and len(images) != 1:
+        raise click.UsageError("--heatmap, --overlay and --show need exactly one image")
+
     limit = None if no_threshold else (threshold if threshold is not None
                                        else default_threshold(method))
-    out = _stdout_console()
-    wants_picture = heatmap_path is not None or overlay_path is not None or (
-        show is not None and out.is_terminal and not as_json)
+    from waldo_cli.batch import SearchOptions
+
+    options = SearchOptions(method=method, top_k=top_k, threshold=limit,
+                            min_distance=min_distance, engine=engine)
+    searcher = _load_searcher(template_path, options, threads,
+                              heatmap_path, overlay_path, colormap, show, images)
+    if single and not (as_jsonl or as_csv):
+        return _find_one(searcher, images[0], template_path, as_json, quiet, heatmap_path,
+                         overlay_path, colormap, not no_legend, show)
+    return _find_many(searcher, images, as_json, as_jsonl, as_csv, quiet, fail_fast,
+                      jobs, single)
+
+
+def _read_file_list(files_from: str) -> list[str]:
+    """Image paths from a file (or stdin), one per line; blank lines are skipped."""
+    from waldo_cli.errors import ImageReadError
+
     try:
-        _check_outputs((heatmap_path, overlay_path), (image, template))
+        if files_from == "-":
+            text = sys.stdin.read()
+        else:
+            with open(files_from, encoding="utf-8", errors="surrogateescape") as fh:
+                text = fh.read()
+    except OSError as exc:
+        raise WaldoUsageError(str(ImageReadError(files_from, exc.strerror or str(exc)))
+                              ) from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _source(path: str) -> tuple[str, Any]:
+    """(name, what to read): the bytes of standard input for '-', else the path."""
+    if path == "-":
+        return "-", sys.stdin.buffer.read()
+    return path, path
+
+
+def _load_searcher(template_path: str, options: Any, threads: int | None,
+                   heatmap_path: str | None, overlay_path: str | None, colormap: str,
+                   show: str | None, images: list[str]) -> Any:
+    """Check the outputs, set the engine up, load the template once."""
+    from waldo_cli import kernels
+    from waldo_cli.batch import Searcher
+    from waldo_cli.engine import set_threads
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_image
+
+    try:
+        _check_outputs((heatmap_path, overlay_path), (*images, template_path))
         if heatmap_path is not None or show == "heatmap":
             from waldo_cli.render import colormap_table
 
             colormap_table(colormap)
-        loaded_image = read_image(image)
-        loaded_template = read_image(template)
-        pixels, kernel = reconcile_channels(loaded_image.pixels, loaded_template.pixels)
-        chosen, used_threads = _prepare_engine(engine, threads, pixels.shape, kernel.shape)
-        started = time.perf_counter()
-        with _compile_notice(chosen):
-            scores = match_template(pixels, kernel, method, engine=chosen)
-        matches = find_peaks(scores, method, kernel.shape[:2], top_k=top_k, threshold=limit,
-                             min_distance=min_distance)
-        seconds = time.perf_counter() - started
+        kernels.skip_extension_scan()
+        set_threads(threads)
+        name, data = _source(template_path)
+        return Searcher(read_image(data, name=name), options)
     except WaldoError as exc:
         raise WaldoUsageError(str(exc)) from None
 
-    report = FindReport(
-        image=image, template=template, method=method,
-        image_size=(loaded_image.width, loaded_image.height),
-        template_size=(loaded_template.width, loaded_template.height),
-        matches=matches, seconds=seconds, threshold=limit,
-        extra={"engine": chosen, "threads": used_threads,
-               "parameters": template_param_counts(pixels.shape[0], pixels.shape[1],
-                                                   kernel.shape[0], kernel.shape[1],
-                                                   kernel.shape[2])},
-    )
-    if wants_picture:
-        try:
+
+def _find_one(searcher: Any, image: str, template: str, as_json: bool, quiet: bool,
+              heatmap_path: str | None, overlay_path: str | None, colormap: str, legend: bool,
+              show: str | None) -> int:
+    """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_image
+    from waldo_cli.report import plain_table, print_table, summary_line, write_json
+
+    out = _stdout_console()
+    try:
+        name, data = _source(image)
+        loaded = read_image(data, name=name)
+        with _compile_notice(searcher, loaded, quiet):
+            report, pixels, scores = searcher.search(loaded)
+        wants_picture = heatmap_path is not None or overlay_path is not None or (
+            show is not None and out.is_terminal and not as_json and not quiet)
+        if wants_picture:
             _write_pictures(report, pixels, scores, heatmap_path, overlay_path, colormap,
-                            not no_legend, show if out.is_terminal and not as_json else None,
-                            out, (image, template))
-        except WaldoError as exc:
-            raise WaldoUsageError(str(exc)) from None
-    if as_json:
+                            legend, show if out.is_terminal and not as_json and not quiet
+                            else None, out, (image, template))
+    except WaldoError as exc:
+        if quiet:
+            return EXIT_ERROR
+        raise WaldoUsageError(str(exc)) from None
+    if quiet:
+        pass
+    elif as_json:
         write_json(sys.stdout, report)
     elif out.is_terminal:
         print_table(out, report)
     else:
         click.echo(plain_table(report))
         click.echo(summary_line(report), err=True)
-    return EXIT_MATCH if matches else EXIT_NO_MATCH
+    return EXIT_MATCH if report.matches else EXIT_NO_MATCH
 
 
-def _prepare_engine(engine: str, threads: int | None, image_shape: tuple[int, ...],
-                    template_shape: tuple[int, ...]) -> tuple[str, int]:
-    """Set the thread count and resolve ``auto`` to the engine that will run."""
-    from waldo_cli import kernels
-    from waldo_cli.engine import choose_engine, set_threads
-    from waldo_cli.errors import TemplateTooLargeError
+class _Output:
+    """Writes whole records to stdout; Ctrl-C waits until the record is out.
 
-    kernels.skip_extension_scan()
-    used = set_threads(threads)
-    (height, width, channels), (h, w) = image_shape, template_shape[:2]
-    if h > height or w > width:
-        raise TemplateTooLargeError((h, w), (height, width))
-    if engine == "auto":
-        engine = choose_engine((height - h + 1, width - w + 1), (h, w), channels, used)
-    return engine, used
+    A SIGINT that arrives while a record is being written is held and raised
+    right after it, so an interrupted run never leaves half a line.
+    """
+
+    def __init__(self) -> None:
+        self._writing = False
+        self._pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Output:
+        import signal
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._writing:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    def write(self, text: str) -> None:
+        """Write and flush ``text`` as one piece."""
+        if not text:
+            return
+        self._writing = True
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        finally:
+            self._writing = False
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+def _find_many(searcher: Any, images: list[str], as_json: bool, as_jsonl: bool, as_csv: bool,
+               quiet: bool, fail_fast: bool, jobs: int | None, single: bool) -> int:
+    """Batch mode: stream one record per image, in input order."""
+    import json
+    import time
+
+    from rich.console import Console
+
+    from waldo_cli.batch import run_batch
+    from waldo_cli.engine import default_threads
+    from waldo_cli.report import batch_header, batch_summary, csv_lines, jsonl_line, tsv_lines
+
+    started = time.perf_counter()
+    err = Console(stderr=True)
+    progress = None
+    if len(images) > 1 and err.is_terminal and not quiet:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        progress = Progress(TextColumn("searching"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[rate]} images/s"), TimeRemainingColumn(),
+                            console=err, transient=True)
+    sources = (_source(path) for path in images)
+    done = matched = failed = 0
+    collected: list[Any] = []
+    status = None
+    with _Output() as out, (progress if progress is not None else contextlib.nullcontext()):
+        task = progress.add_task("find", total=len(images), rate="–") if progress else None
+        if not quiet:
+            if as_csv:
+                out.write(batch_header(",") + "\n")
+            elif not (as_json or as_jsonl):
+                out.write(batch_header() + "\n")
+        for result in run_batch(searcher, sources, jobs or default_threads()):
+            done += 1
+            matched += result.matched
+            failed += result.error is not None
+            if progress is not None:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, advance=1, rate=f"{rate:.1f}")
+            if quiet:
+                if result.matched:
+                    status = EXIT_MATCH
+                    break
+            elif result.error is not None and not as_jsonl:
+                if as_json:
+                    collected.append(result.to_dict())
+                click.echo(f"waldo: error: {result.error}", err=True)
+            elif as_jsonl:
+                out.write(jsonl_line(result))
+            elif as_json:
+                collected.append(result.to_dict())
+            elif as_csv:
+                out.write(csv_lines(result))
+            else:
+                out.write(tsv_lines(result))
+            if fail_fast and result.error is not None:
+                break
+        if as_json and not quiet:
+            out.write(json.dumps(collected[0] if single else collected) + "\n")
+    if status is not None:
+        return status
+    if not quiet and not single:
+        click.echo(batch_summary(done, matched, failed, time.perf_counter() - started),
+                   err=True)
+    if failed:
+        return EXIT_ERROR
+    return EXIT_MATCH if matched else EXIT_NO_MATCH
 
 
 @contextlib.contextmanager
-def _compile_notice(engine: str) -> Any:
+def _compile_notice(searcher: Any, loaded: Any, quiet: bool) -> Any:
     """Say so on stderr when a search waits more than a second for Numba to compile."""
     from waldo_cli import kernels
+    from waldo_cli.engine import choose_engine, get_threads
 
+    engine = searcher.options.engine
+    (height, width, channels), (h, w) = loaded.pixels.shape, searcher.template.pixels.shape[:2]
+    if engine == "auto" and h <= height and w <= width:
+        engine = choose_engine((height - h + 1, width - w + 1), (h, w), channels, get_threads())
     timer = None
-    if not all(kernels.is_cached(name) for name in kernels.KERNELS[engine]):
+    if not quiet and not all(kernels.is_cached(name)
+                             for name in kernels.KERNELS.get(engine, ())):
         timer = threading.Timer(1.0, click.echo, args=(
             "waldo: compiling the search kernels, once (later runs start at once)…",),
             kwargs={"err": True})

@@ -2,50 +2,15 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from waldo_cli.peaks import Match
-
-
-@dataclass(frozen=True)
-class FindReport:
-    """Everything ``waldo find`` reports about one search."""
-
-    image: str
-    template: str
-    method: str
-    image_size: tuple[int, int]  # (W, H)
-    template_size: tuple[int, int]  # (w, h)
-    matches: Sequence[Match]
-    seconds: float
-    threshold: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document of ``waldo find --json``.
-
-        >>> r = FindReport("a.png", "b.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.5)
-        >>> r.to_dict()["matches"], r.to_dict()["image_size"]
-        ([{'x': 1, 'y': 2, 'width': 2, 'height': 2, 'score': 3.0}], [8, 6])
-        """
-        doc: dict[str, Any] = {
-            "image": self.image,
-            "template": self.template,
-            "method": self.method,
-            "image_size": list(self.image_size),
-            "template_size": list(self.template_size),
-            "matches": [m.to_dict() for m in self.matches],
-            "seconds": round(self.seconds, 6),
-            "threshold": self.threshold,
-        }
-        doc.update(self.extra)
-        return doc
+from waldo_cli.batch import FindReport, ImageResult
 
 
 def format_score(score: float) -> str:
@@ -65,6 +30,7 @@ def write_json(console_file: Any, report: FindReport) -> None:
 def plain_table(report: FindReport) -> str:
     """Tab-separated rows with a header, for pipes (no colour, no box drawing).
 
+    >>> from waldo_cli.peaks import Match
     >>> match = Match(1, 2, 2, 2, 3.0)
     >>> print(plain_table(FindReport("a", "b", "ccorr", (8, 6), (2, 2), [match], 0.5)))
     rank	x	y	width	height	score
@@ -74,6 +40,67 @@ def plain_table(report: FindReport) -> str:
     for rank, m in enumerate(report.matches, 1):
         lines.append(f"{rank}\t{m.x}\t{m.y}\t{m.width}\t{m.height}\t{format_score(m.score)}")
     return "\n".join(lines)
+
+
+BATCH_COLUMNS = ("image", "rank", "x", "y", "width", "height", "score")
+
+
+def batch_header(separator: str = "\t") -> str:
+    """The header line of batch text (tab-separated) or CSV output."""
+    return separator.join(BATCH_COLUMNS)
+
+
+def batch_rows(result: ImageResult) -> list[tuple[Any, ...]]:
+    """One row per match of one image (none for an image without matches or with an error).
+
+    >>> from waldo_cli.peaks import Match
+    >>> r = FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.5)
+    >>> batch_rows(ImageResult(0, "a.png", report=r))
+    [('a.png', 1, 1, 2, 2, 2, '3')]
+    """
+    if result.report is None:
+        return []
+    return [(result.image, rank, m.x, m.y, m.width, m.height, format_score(m.score))
+            for rank, m in enumerate(result.report.matches, 1)]
+
+
+def tsv_lines(result: ImageResult) -> str:
+    """Tab-separated rows for one image, each ending in a newline."""
+    return "".join("\t".join(str(v) for v in row) + "\n" for row in batch_rows(result))
+
+
+def csv_lines(result: ImageResult, header: bool = False) -> str:
+    """CSV rows for one image (RFC 4180 quoting), with the header first if asked.
+
+    >>> print(csv_lines(ImageResult(0, "a,b.png", error="x"), header=True), end="")
+    image,rank,x,y,width,height,score
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(BATCH_COLUMNS)
+    writer.writerows(batch_rows(result))
+    return buffer.getvalue()
+
+
+def jsonl_line(result: ImageResult) -> str:
+    r"""One JSON Lines record for one image, with its newline.
+
+    >>> jsonl_line(ImageResult(3, "gone.png", error="gone.png: no such file"))
+    '{"image": "gone.png", "error": "gone.png: no such file"}\n'
+    """
+    return json.dumps(result.to_dict()) + "\n"
+
+
+def batch_summary(images: int, matched: int, failed: int, seconds: float) -> str:
+    """The closing line of a batch.
+
+    >>> batch_summary(50, 40, 3, 2.5)
+    '50 images: 40 with a match, 7 without, 3 errors, in 2.50 s'
+    """
+    without = images - matched - failed
+    return (f"{images} image{'s' if images != 1 else ''}: {matched} with a match, "
+            f"{without} without, {failed} error{'s' if failed != 1 else ''}, in {seconds:.2f} s")
 
 
 def summary_line(report: FindReport) -> str:
