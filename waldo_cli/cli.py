@@ -436,22 +436,24 @@ def _write_pictures(report: Any, pixels: Any, scores: Any, heatmap_path: str | N
                     overlay_path: str | None, colormap: str, legend: bool, show: str | None,
                     console: Any, inputs: tuple[str, ...]) -> None:
     from waldo_cli.io import save_image
-    from waldo_cli.render import render_heatmap, render_overlay
-    from waldo_cli.report import print_preview
+    from waldo_cli.render import render_heatmap, render_overlay, render_preview
+    from waldo_cli.report import preview_size, print_preview
 
     pictures = {}
     if heatmap_path is not None or show == "heatmap":
         pictures["heatmap"] = render_heatmap(scores, report.method, pixels.shape[:2],
                                              (report.template_size[1], report.template_size[0]),
                                              colormap=colormap, legend=legend)
-    if overlay_path is not None or show == "overlay":
+    if overlay_path is not None:
         pictures["overlay"] = render_overlay(pixels, report.matches)
+    if show == "overlay":
+        pictures["preview"] = render_preview(pixels, report.matches, *preview_size(console))
     if heatmap_path is not None:
         save_image(pictures["heatmap"], heatmap_path, inputs)
     if overlay_path is not None:
         save_image(pictures["overlay"], overlay_path, inputs)
     if show is not None:
-        print_preview(console, pictures[show])
+        print_preview(console, pictures["preview" if show == "overlay" else "heatmap"])
 
 
 def _stdout_console() -> Any:

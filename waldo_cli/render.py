@@ -290,6 +290,33 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
     return picture
 
 
+def render_preview(pixels: np.ndarray, matches: Sequence[Match], max_width: int,
+                   max_height: int) -> Image.Image:
+    """A small overlay for a terminal: the image shrunk first, then the boxes drawn on it.
+
+    Boxes drawn at full size would blur away when shrunk; labels would not
+    fit, so only boxes are drawn (the table beside it has the numbers).
+
+    >>> small = render_preview(np.zeros((400, 800, 3)), [Match(100, 100, 40, 40, 1.0)], 80, 80)
+    >>> small.size, small.getpixel((10, 10)) != (0, 0, 0)
+    ((80, 40), True)
+    """
+    rgb = to_rgb8(pixels)
+    height, width = rgb.shape[:2]
+    small = Image.fromarray(thumbnail(Image.fromarray(rgb, "RGB"), max_width, max_height))
+    if not matches:
+        return small
+    sx, sy = small.size[0] / width, small.size[1] / height
+    colour = pick_box_colour(rgb, matches)
+    draw = ImageDraw.Draw(small)
+    for rank in range(len(matches), 0, -1):
+        m = matches[rank - 1]
+        box = (int(m.x * sx) - 1, int(m.y * sy) - 1, int((m.x + m.width) * sx),
+               int((m.y + m.height) * sy))
+        draw.rectangle(box, outline=colour, width=2 if rank == 1 else 1)
+    return small
+
+
 def thumbnail(picture: Image.Image, max_width: int, max_height: int) -> np.ndarray:
     """Downscale a picture to fit a box (never upscale), as (h, w, 3) uint8.
 

@@ -163,6 +163,11 @@ def half_block_lines(rgb: Any) -> list[Any]:
     return lines
 
 
+def preview_size(console: Console) -> tuple[int, int]:
+    """The pixels a preview may use: the terminal's width, and two pixel rows per line."""
+    return console.size.width, max(8, console.size.height - 6) * 2
+
+
 def print_preview(console: Console, picture: Any) -> None:
     """Draw a picture on a terminal with half blocks, fitted to its width.
 
@@ -172,8 +177,7 @@ def print_preview(console: Console, picture: Any) -> None:
         return
     from waldo_cli.render import thumbnail
 
-    rows = max(8, (console.size.height - 6)) * 2
-    for line in half_block_lines(thumbnail(picture, console.size.width, rows)):
+    for line in half_block_lines(thumbnail(picture, *preview_size(console))):
         console.print(line, soft_wrap=True)
 
 
