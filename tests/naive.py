@@ -76,3 +76,64 @@ def raw_scale(image, template):
     """The magnitude raw methods are compared against: sqrt(sum T^2 * max sum I^2)."""
     t = reference_terms(image, template)
     return float(np.sqrt(max(t["t_sq"], 1e-300) * max(t["sum2"].max(), 1e-300)))
+
+
+def match_template_masked_ref(image, template, mask, method):
+    """float64 reference of OpenCV's masked definitions (4.4+: the mask as weights).
+
+    With M the mask (broadcast over channels when it has one), per channel:
+    sqdiff = sum((M (T - I))^2); ccorr = sum(M^2 T I);
+    ccoeff = sum(T' I') with T' = M (T - sum(M T)/sum(M)), I' = M (I - sum(M I)/sum(M));
+    the normed variants divide by sqrt(sum((M T)^2) sum((M I)^2)) (sqrt(sum T'^2 sum I'^2)
+    for ccoeff_normed). Degenerate windows follow the unmasked rules. Returns (scores, near).
+    """
+    img, tpl = as_hwc(image), as_hwc(template)
+    m = np.asarray(mask, np.float64)
+    if m.ndim == 2:
+        m = m[:, :, None]
+    m = np.broadcast_to(m, tpl.shape)
+    h, w, _ = tpl.shape
+    win = windows(img, h, w)
+    weights = m * m
+    msum = m.sum(axis=(0, 1))  # per channel
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_mean = np.where(msum > 0, (m * tpl).sum(axis=(0, 1)) / msum, 0.0)
+        i_mean = np.where(msum > 0, np.einsum("yxijc,ijc->yxc", win, m) / msum, 0.0)
+    t_prime = m * (tpl - t_mean)
+    i_prime = m * (win - i_mean[:, :, None, None, :])
+    sum2 = np.einsum("yxijc,ijc->yx", win * win, weights)
+    ccorr = np.einsum("yxijc,ijc->yx", win, weights * tpl)
+    sqdiff = np.einsum("yxijc,ijc->yx", (win - tpl) ** 2, weights)
+    ccoeff = np.einsum("yxijc,ijc->yx", i_prime, t_prime)
+    var = np.einsum("yxijc,yxijc->yx", i_prime, i_prime)
+    t_sq = float((weights * tpl * tpl).sum())
+    t_energy = float((t_prime * t_prime).sum())
+    zeros = np.zeros(sum2.shape, bool)
+    if method == "sqdiff":
+        return np.maximum(sqdiff, 0.0), zeros
+    if method == "ccorr":
+        return ccorr, zeros
+    if method == "ccoeff":
+        return ccoeff, zeros
+    if method == "ccoeff_normed" and t_energy / (h * w) < DBL_EPSILON:
+        return np.ones(sum2.shape), zeros
+    if method == "ccoeff_normed":
+        num, diff2, tnorm = ccoeff, var, np.sqrt(t_energy)
+    elif method == "ccorr_normed":
+        num, diff2, tnorm = ccorr, sum2, np.sqrt(t_sq)
+    else:
+        num, diff2, tnorm = np.maximum(sqdiff, 0.0), sum2, np.sqrt(t_sq)
+    limit = np.minimum(0.5, 10 * FLT_EPSILON * sum2)
+    degenerate = diff2 <= limit
+    # exactly zero energy is unambiguous (a black or fully masked window)
+    near = (np.abs(diff2 - limit) <= 1e-6 * np.maximum(limit, 1e-300) + 1e-9) & (diff2 > 0)
+    t = np.where(degenerate, 0.0, np.sqrt(diff2) * tnorm)
+    fallback = 1.0 if method == "sqdiff_normed" else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "sqdiff_normed":  # OpenCV's masked sqdiff_normed is not clamped at 1
+            out = np.where(t > 0, num / t, fallback)
+        else:
+            out = np.where(np.abs(num) < t, num / t,
+                           np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0),
+                                    fallback))
+    return out, near

@@ -75,15 +75,20 @@ class Searcher:
 
     template: LoadedImage
     options: SearchOptions
+    mask: np.ndarray | None = None
+    mask_source: str | None = None
     _prepared: dict[int, Any] = field(default_factory=dict, repr=False)
 
-    def _prepared_for(self, channels: int) -> tuple[np.ndarray, Any]:
+    def _prepared_for(self, channels: int) -> tuple[np.ndarray, Any, np.ndarray | None]:
         from waldo_cli.engine import prepare_template
 
         if channels not in self._prepared:
             probe = np.zeros((1, 1, channels), np.float32)
             _, pixels = reconcile_channels(probe, self.template.pixels)
-            self._prepared[channels] = (pixels, prepare_template(pixels))
+            mask = self.mask
+            if mask is not None and mask.ndim == 3 and mask.shape[2] != pixels.shape[2]:
+                _, mask = reconcile_channels(np.zeros((1, 1, pixels.shape[2])), mask)
+            self._prepared[channels] = (pixels, prepare_template(pixels), mask)
         return self._prepared[channels]
 
     def search(self, loaded: LoadedImage) -> tuple[FindReport, np.ndarray, np.ndarray]:
@@ -100,7 +105,7 @@ class Searcher:
         from waldo_cli.peaks import find_peaks
 
         pixels, _ = reconcile_channels(loaded.pixels, self.template.pixels)
-        kernel, prepared = self._prepared_for(pixels.shape[2])
+        kernel, prepared, mask = self._prepared_for(pixels.shape[2])
         (height, width, channels), (h, w) = pixels.shape, kernel.shape[:2]
         if h > height or w > width:
             from waldo_cli.errors import TemplateTooLargeError
@@ -111,7 +116,7 @@ class Searcher:
             engine = choose_engine((height - h + 1, width - w + 1), (h, w), channels,
                                    get_threads())
         started = time.perf_counter()
-        scores = match_template(pixels, prepared, self.options.method, engine=engine)
+        scores = match_template(pixels, prepared, self.options.method, engine=engine, mask=mask)
         matches = find_peaks(scores, self.options.method, (h, w), top_k=self.options.top_k,
                              threshold=self.options.threshold,
                              min_distance=self.options.min_distance)
@@ -121,7 +126,7 @@ class Searcher:
             image_size=(loaded.width, loaded.height),
             template_size=(self.template.width, self.template.height),
             matches=matches, seconds=seconds, threshold=self.options.threshold,
-            extra={"engine": engine, "threads": get_threads(),
+            extra={"engine": engine, "threads": get_threads(), "mask": self.mask_source,
                    "parameters": template_param_counts(height, width, h, w, channels)},
         )
         return report, pixels, scores

@@ -71,6 +71,10 @@ def cli() -> None:
                    "as tar -T does. Needs -t.")
 @click.option("-m", "--method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
               show_default=True, help="How windows are scored (OpenCV's TM_* methods).")
+@click.option("--mask", "mask_path", metavar="PATH", default=None,
+              help="Weights for the template's pixels, an image of its size (black = ignore, "
+                   "white = count fully). Default: the template's alpha channel, if it has one.")
+@click.option("--no-mask", is_flag=True, help="Ignore the template's alpha channel.")
 @click.option("-k", "--top-k", type=click.IntRange(min=1), default=1, show_default=True,
               help="Report up to this many matches per image, best first.")
 @click.option("--threshold", type=float, default=None,
@@ -117,7 +121,8 @@ def cli() -> None:
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help="Threads for the search. Default: all cores (NUMBA_NUM_THREADS caps it).")
 def find_command(paths: tuple[str, ...], template_path: str | None, files_from: str | None,
-                 method: str, top_k: int, threshold: float | None, no_threshold: bool,
+                 method: str, mask_path: str | None, no_mask: bool, top_k: int,
+                 threshold: float | None, no_threshold: bool,
                  min_distance: int | None, as_json: bool, as_jsonl: bool, as_csv: bool,
                  quiet: bool, fail_fast: bool, jobs: int | None, heatmap_path: str | None,
                  overlay_path: str | None, colormap: str, no_legend: bool, show: str | None,
@@ -154,6 +159,8 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
         raise click.UsageError(f"choose one output format, not {' and '.join(formats)}")
     if no_threshold and threshold is not None:
         raise click.UsageError("give --threshold or --no-threshold, not both")
+    if no_mask and mask_path is not None:
+        raise click.UsageError("give --mask or --no-mask, not both")
     single = template_path is None
     if single:
         if files_from is not None:
@@ -169,7 +176,8 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
         if not images:
             raise click.UsageError("no images to search: give them as arguments or with "
                                    "--files-from")
-    stdin_users = images.count("-") + (template_path == "-") + (files_from == "-")
+    stdin_users = (images.count("-") + (template_path == "-") + (files_from == "-")
+                   + (mask_path == "-"))
     if stdin_users > 1:
         raise click.UsageError("standard input ('-') can be read only once")
     pictures = heatmap_path is not None or overlay_path is not None or show is not None
@@ -183,7 +191,8 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
     options = SearchOptions(method=method, top_k=top_k, threshold=limit,
                             min_distance=min_distance, engine=engine)
     searcher = _load_searcher(template_path, options, threads,
-                              heatmap_path, overlay_path, colormap, show, images)
+                              heatmap_path, overlay_path, colormap, show, images,
+                              mask_path, no_mask)
     if single and not (as_jsonl or as_csv):
         return _find_one(searcher, images[0], template_path, as_json, quiet, heatmap_path,
                          overlay_path, colormap, not no_legend, show)
@@ -216,8 +225,9 @@ def _source(path: str) -> tuple[str, Any]:
 
 def _load_searcher(template_path: str, options: Any, threads: int | None,
                    heatmap_path: str | None, overlay_path: str | None, colormap: str,
-                   show: str | None, images: list[str]) -> Any:
-    """Check the outputs, set the engine up, load the template once."""
+                   show: str | None, images: list[str], mask_path: str | None = None,
+                   no_mask: bool = False) -> Any:
+    """Check the outputs, set the engine up, load the template (and its mask) once."""
     from waldo_cli import kernels
     from waldo_cli.batch import Searcher
     from waldo_cli.engine import set_threads
@@ -233,7 +243,20 @@ def _load_searcher(template_path: str, options: Any, threads: int | None,
         kernels.skip_extension_scan()
         set_threads(threads)
         name, data = _source(template_path)
-        return Searcher(read_image(data, name=name), options)
+        template = read_image(data, name=name)
+        mask, source = None, None
+        if mask_path is not None:
+            mask_name, mask_data = _source(mask_path)
+            mask = read_image(mask_data, name=mask_name).pixels / 255.0
+            source = mask_path
+            if mask.shape[:2] != template.pixels.shape[:2]:
+                from waldo_cli.errors import ShapeError
+
+                raise ShapeError(f"{mask_path}: the mask is {mask.shape[1]}×{mask.shape[0]}, "
+                                 f"the template {template.width}×{template.height}")
+        elif template.alpha is not None and not no_mask:
+            mask, source = template.alpha, "alpha"
+        return Searcher(template, options, mask=mask, mask_source=source)
     except WaldoError as exc:
         raise WaldoUsageError(str(exc)) from None
 

@@ -207,7 +207,7 @@ def _correlate(image: np.ndarray, template: PreparedTemplate, offsets: np.ndarra
 
 
 def match_template(image: object, template: object, method: str = DEFAULT_METHOD, *,
-                   engine: str = "auto") -> np.ndarray:
+                   engine: str = "auto", mask: object = None) -> np.ndarray:
     r"""Score every placement of ``template`` inside ``image``.
 
     Parameters
@@ -226,6 +226,10 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
         FFT tiles, or (default) whichever a cost model calibrated on the
         benchmark predicts to be faster. All three give the same scores to
         within 1e-7.
+    mask : (h, w[, C]) array_like, optional
+        Weights of the template's pixels (a masked template): 0 leaves a
+        pixel out, 1 counts it fully, values between weigh it. One channel
+        applies to every channel. See Notes for the masked definitions.
 
     Returns
     -------
@@ -285,6 +289,17 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
       worst) for ``sqdiff_normed``; ``sqdiff_normed`` never exceeds 1.
     * ``sqdiff`` is clamped at 0 from below.
 
+    With a mask M, the definitions are OpenCV's masked ones (4.4 and later),
+    per channel: ``sqdiff`` = Σ (M (T − I))², ``ccorr`` = Σ M² T I,
+    ``ccoeff`` = Σ T′ I′ with T′ = M (T − Σ M T / Σ M) and
+    I′ = M (I − Σ M I / Σ M); the normed variants divide by
+    √(Σ (M T)² · Σ (M I)²), or √(Σ T′² · Σ I′²) for ``ccoeff_normed``.
+    As in OpenCV's masked path, masked ``sqdiff_normed`` is not clamped to
+    1. Unlike OpenCV, which returns NaN or inf for black or flat windows under
+    a mask and for a fully masked template, the degenerate-window and
+    flat-template rules above apply unchanged, with the masked energies in
+    place of the plain ones; so no NaN or inf ever comes out.
+
     The scale of the values matters for the degenerate rule (its 0.5 is
     absolute), as in OpenCV: ``load_image`` returns pixels on the 0–255 scale.
     Unlike OpenCV, the ccoeff numerator is computed with the template's mean
@@ -303,6 +318,8 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
         raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
     img = _as_hwc(image, "image")
     prepared = template if isinstance(template, PreparedTemplate) else prepare_template(template)
+    if mask is not None:
+        return _match_masked(img, prepared, _as_mask(mask, prepared.shape), method, engine)
     (height, width, channels), (h, w, t_channels) = img.shape, prepared.shape
     if channels != t_channels:
         raise ShapeError(f"template has {t_channels} channel(s) but image has {channels}; "
@@ -332,6 +349,125 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, prepared.mean,
                                 prepared.energy, prepared.sq, scores), out_h)
     return scores
+
+
+def _as_mask(mask: object, shape: tuple[int, int, int]) -> np.ndarray:
+    """The mask as (C, h, w) float64 weights for a template of shape (h, w, C)."""
+    m = _as_hwc(mask, "mask").astype(np.float32).astype(np.float64)
+    h, w, channels = shape
+    if m.shape[:2] != (h, w) or m.shape[2] not in (1, channels):
+        raise ShapeError(f"mask is {m.shape[1]}×{m.shape[0]}×{m.shape[2]}; the template is "
+                         f"{w}×{h}×{channels}, so the mask must be {w}×{h} with 1 or "
+                         f"{channels} channel(s)")
+    if (m < 0).any():
+        raise ShapeError("mask has negative values; weights must be 0 or more")
+    return np.ascontiguousarray(np.broadcast_to(m, shape).transpose(2, 0, 1))
+
+
+def _kernel(planes: np.ndarray) -> PreparedTemplate:
+    """Any (C, h, w) float64 kernel wrapped for _correlate (only .kernel and .spectrum used)."""
+    channels, h, w = planes.shape
+    return PreparedTemplate(shape=(h, w, channels), kernel=np.ascontiguousarray(planes),
+                            mean=np.zeros(channels), energy=0.0, sq=0.0, flat=False)
+
+
+def _clamp_normed(num: np.ndarray, energy: np.ndarray, sum2: np.ndarray, tnorm: float,
+                  method: str) -> np.ndarray:
+    """The degenerate-window rule and clamping of a masked normed method (float64 arrays).
+
+    As OpenCV's masked path: a plain ratio where the norm exists, so masked
+    sqdiff_normed may exceed 1. Where the norm vanishes by the unmasked rule
+    (where OpenCV would return NaN or inf), the unmasked fallback: 0, or 1
+    for sqdiff_normed.
+    """
+    limit = np.minimum(0.5, 10.0 * float(np.finfo(np.float32).eps) * sum2)
+    t = np.where(energy <= limit, 0.0, np.sqrt(np.maximum(energy, 0.0)) * tnorm)
+    fallback = 1.0 if method == "sqdiff_normed" else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = num / np.maximum(t, 1e-300)
+    if method == "sqdiff_normed":
+        return np.where(t > 0, ratio, fallback)
+    # |num| <= t exactly (Cauchy-Schwarz); rounding past it is clamped as OpenCV does
+    return np.where(np.abs(num) < t, ratio,
+                    np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0), fallback))
+
+
+def _match_masked(img: np.ndarray, prepared: PreparedTemplate, mask: np.ndarray, method: str,
+                  engine: str) -> np.ndarray:
+    """match_template with a mask: every term is a correlation with a mask-derived kernel.
+
+    Images are offset by their channel means (J = I - o) before squaring, in
+    float64, so the window energies are exact and the ccoeff variance
+    Σ W J² − 2 m Σ W J + m² Σ W cancels only small numbers.
+    """
+    (height, width, channels), (h, w, t_channels) = img.shape, prepared.shape
+    if channels != t_channels:
+        raise ShapeError(f"template has {t_channels} channel(s) but image has {channels}; "
+                         "give both the same number of channels")
+    if h > height or w > width:
+        raise TemplateTooLargeError((h, w), (height, width))
+    out_shape = (height - h + 1, width - w + 1)
+    planar = np.empty((channels, height, width), np.float64)
+    for c in range(channels):
+        np.copyto(planar[c], img[:, :, c], casting="unsafe")
+    planar = planar.astype(np.float32).astype(np.float64)  # "computed in float32" values
+    offsets = np.round(planar[:, ::7, ::7].reshape(channels, -1).mean(axis=1))
+    shifted = planar - offsets[:, None, None]
+    squares = shifted * shifted
+    template = prepared.kernel + prepared.mean[:, None, None]  # T, (C, h, w)
+    weights = mask * mask
+    zero = np.zeros(channels)
+    if engine == "auto":
+        engine = choose_engine(out_shape, (h, w), channels, _threads)
+
+    def corr(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+        # float64 out: these sums are differenced below, unlike the plain path's
+        out = np.empty(out_shape, np.float64)
+        _correlate(np.ascontiguousarray(image), _kernel(kernel), zero[:image.shape[0]], out,
+                   engine)
+        return out
+
+    def per_channel(image: np.ndarray, kernel: np.ndarray) -> list[np.ndarray]:
+        return [corr(image[c:c + 1], kernel[c:c + 1]) for c in range(channels)]
+
+    w_sum = weights.sum(axis=(1, 2))  # Σ W per channel
+    s_j = per_channel(shifted, weights)  # Σ W J per channel
+    b_j = corr(squares, weights)  # Σ W J², all channels
+    sum2 = b_j + sum(2 * offsets[c] * s_j[c] + offsets[c] ** 2 * w_sum[c]
+                     for c in range(channels))  # Σ W I²
+    t_sq = float((weights * template * template).sum())
+    if method in ("ccoeff", "ccoeff_normed"):
+        m_sum = mask.sum(axis=(1, 2))
+        binary = bool(np.array_equal(mask, weights))
+        sm_j = s_j if binary else per_channel(shifted, mask)  # Σ M J per channel
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_mean = np.where(m_sum > 0, (mask * template).sum(axis=(1, 2)) / m_sum, 0.0)
+        centred = weights * (template - t_mean[:, None, None])  # K = W (T - mean_M T)
+        kappa = centred.sum(axis=(1, 2))
+        t_energy = float((weights * (template - t_mean[:, None, None]) ** 2).sum())
+        num = corr(shifted, centred)
+        var = b_j.copy()
+        for c in range(channels):
+            m_j = sm_j[c] / m_sum[c] if m_sum[c] > 0 else np.zeros(out_shape)
+            num -= m_j * kappa[c]
+            var += m_j * m_j * w_sum[c] - 2 * m_j * s_j[c]
+        if method == "ccoeff":
+            return num.astype(np.float32)
+        if t_energy / (h * w) < _DBL_EPSILON:
+            # OpenCV: a flat (or fully masked) template matches everything equally.
+            return np.ones(out_shape, np.float32)
+        return _clamp_normed(num, var, sum2, np.sqrt(t_energy), method).astype(np.float32)
+    weighted = weights * template
+    ccorr = corr(shifted, weighted) + sum(offsets[c] * weighted[c].sum()
+                                          for c in range(channels))  # Σ W T I
+    if method == "ccorr":
+        return ccorr.astype(np.float32)
+    if method == "ccorr_normed":
+        return _clamp_normed(ccorr, sum2, sum2, np.sqrt(t_sq), method).astype(np.float32)
+    sqdiff = np.maximum(t_sq - 2 * ccorr + sum2, 0.0)  # Σ W (T - I)²
+    if method == "sqdiff":
+        return sqdiff.astype(np.float32)
+    return _clamp_normed(sqdiff, sum2, sum2, np.sqrt(t_sq), method).astype(np.float32)
 
 
 @dataclass(frozen=True, eq=False)

@@ -116,7 +116,7 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
                     for x in range(out_w):
                         acc[x] += t0 * r0[x]
         for x in range(out_w):
-            out[y, x] = np.float32(acc[x])
+            out[y, x] = acc[x]  # rounded to out's dtype (float32 unless masked)
 
 
 @njit(cache=True, nogil=True)
@@ -166,7 +166,7 @@ def _correlate_fft(image, offsets, spectrum, h, w, out, first, last):  # pragma:
             dst = out[y0 + y]
             src = corr[y]
             for x in range(min(step_x, out_w - x0)):
-                dst[x0 + x] = np.float32(src[x])
+                dst[x0 + x] = src[x]
 
 
 @njit(cache=True, nogil=True)

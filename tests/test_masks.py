@@ -1,0 +1,177 @@
+"""Masked (transparent) templates: OpenCV's masked definitions, without its NaNs."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from naive import match_template_masked_ref, raw_scale, windows
+from PIL import Image
+
+from waldo_cli import match_template
+from waldo_cli.cli import cli
+from waldo_cli.errors import ShapeError
+from waldo_cli.methods import METHODS
+
+CV_CODES = {m: getattr(cv2, "TM_" + m.upper()) for m in METHODS}
+
+
+def _scale(method, image, template):
+    return 1.0 if method.endswith("_normed") else raw_scale(image, template)
+
+
+def _mask(kind, shape, rng):
+    h, w, c = shape
+    if kind == "binary":
+        return (rng.random((h, w)) > 0.3).astype(np.float32)
+    if kind == "soft":
+        return rng.random((h, w)).astype(np.float32)
+    return rng.random((h, w, c)).astype(np.float32)  # one weight per channel
+
+
+@pytest.mark.parametrize("engine", ["direct", "fft"])
+@pytest.mark.parametrize("kind", ["binary", "soft", "per-channel"])
+@pytest.mark.parametrize("source", ["camera_sky", "astronaut", "random"])
+@pytest.mark.parametrize("method", METHODS)
+def test_masked_methods_match_reference_and_opencv(method, source, kind, engine, photo, rng):
+    if source == "random":
+        image = (rng.random((36, 44, 3)) * 255).astype(np.float32)
+    elif source == "camera_sky":  # flat sky: where float32 arithmetic struggles
+        grey = photo("camera")[0:40, 100:150].astype(np.float32)
+        image = np.repeat(grey[:, :, None], 3, axis=2) + rng.uniform(-0.5, 0.5, (40, 50, 3))
+        image = image.astype(np.float32)
+    else:
+        image = photo("astronaut")[100:140, 150:200].astype(np.float32)
+    template = image[8:17, 12:23].copy()
+    mask = _mask(kind, template.shape, rng)
+    ours = match_template(image, template, method, engine=engine, mask=mask)
+    ref, near = match_template_masked_ref(image, template, mask, method)
+    assert ours.dtype == np.float32 and np.isfinite(ours).all()
+    err = np.abs(ours.astype(np.float64) - ref)[~near].max()
+    assert err <= 2e-5 * _scale(method, image, template), err
+    theirs = cv2.matchTemplate(image, template, CV_CODES[method], mask=mask)
+    comparable = np.isfinite(theirs)
+    win = windows(image.astype(np.float64), *template.shape[:2])
+    m = np.broadcast_to(mask if mask.ndim == 3 else mask[:, :, None], template.shape)
+    energy = ((win * m) ** 2).sum(axis=(2, 3, 4))  # sum (M I)^2
+    mean = (win * m).sum(axis=(2, 3)) / m.sum(axis=(0, 1))
+    var = (((win - mean[:, :, None, None, :]) * m) ** 2).sum(axis=(2, 3, 4))  # sum I'^2
+    if method.endswith("_normed"):
+        # windows our degenerate rule scores by fallback (OpenCV divides by ~0 there)
+        norm = var if method == "ccoeff_normed" else energy
+        comparable &= norm > np.minimum(0.5, 10 * np.finfo(np.float32).eps * energy)
+    if method == "ccoeff_normed":
+        # OpenCV's float32 error grows as a window's masked variance shrinks
+        # relative to its energy; compare where that ratio is modest
+        comparable &= energy <= 1e3 * var
+    diff = np.abs(ours - theirs)[comparable]
+    assert diff.max(initial=0) <= 2e-3 * _scale(method, image, template)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_no_nan_on_black_flat_and_fully_masked(method, rng):
+    image = rng.integers(0, 256, (30, 40, 3)).astype(np.float32)
+    image[:15, :20] = 0  # black
+    image[15:, 20:] = 77  # flat
+    template = rng.integers(0, 256, (6, 7, 3)).astype(np.float32)
+    mask = (rng.random((6, 7)) > 0.5).astype(np.float32)
+    for m in (mask, np.zeros((6, 7), np.float32)):
+        ours = match_template(image, template, method, mask=m)
+        assert np.isfinite(ours).all()
+        ref, near = match_template_masked_ref(image, template, m, method)
+        assert np.abs(ours - ref)[~near].max() <= 2e-5 * _scale(method, image, template)
+    with np.errstate(all="ignore"):
+        theirs = cv2.matchTemplate(image, template, CV_CODES[method],
+                                   mask=np.zeros((6, 7), np.float32))
+    assert np.isfinite(match_template(image, template, method,
+                                      mask=np.zeros((6, 7), np.float32))).all()
+    if method.endswith("normed"):
+        assert not np.isfinite(theirs).all() or (theirs == 1).all()  # what we improve on
+
+
+def test_flat_template_under_mask(rng):
+    image = rng.integers(0, 256, (20, 24)).astype(np.float32)
+    template = np.full((5, 5), 40.0, np.float32)
+    scores = match_template(image, template, "ccoeff_normed", mask=rng.random((5, 5)))
+    assert (scores == 1).all()  # OpenCV's flat-template rule, as without a mask
+
+
+def test_all_ones_mask_equals_no_mask(photo):
+    image = photo("coffee")[:60, :80]
+    template = image[20:31, 30:43]
+    for method in METHODS:
+        plain = match_template(image, template, method)
+        masked = match_template(image, template, method, mask=np.ones((11, 13)))
+        scale = _scale(method, image, template)
+        assert np.abs(plain.astype(np.float64) - masked).max() <= 1e-5 * scale
+
+
+@pytest.mark.parametrize(("mask", "pattern"), [
+    (np.ones((4, 4)), "mask is 4×4"),
+    (np.ones((5, 6, 2)), "1 or 3 channel"),
+    (-np.ones((5, 6)), "negative"),
+])
+def test_bad_masks(mask, pattern):
+    with pytest.raises(ShapeError, match=pattern):
+        match_template(np.zeros((20, 20, 3)), np.ones((5, 6, 3)), mask=mask)
+
+
+@pytest.fixture(scope="module")
+def sprite_files(tmp_path_factory):
+    """A round sprite with transparent corners, placed on a background unlike its own."""
+    root = tmp_path_factory.mktemp("sprite")
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:21, :21]
+    inside = (yy - 10) ** 2 + (xx - 10) ** 2 <= 100
+    sprite = rng.integers(0, 256, (21, 21, 3)).astype(np.uint8)
+    alpha = np.where(inside, 255, 0).astype(np.uint8)
+    Image.fromarray(np.dstack([sprite, alpha]), "RGBA").save(root / "sprite.png")
+    Image.fromarray(alpha).save(root / "mask.png")
+    scene = np.zeros((80, 100, 3), np.uint8)
+    scene[:] = (20, 200, 40)  # a green field...
+    scene[::4] = (250, 250, 250)  # ...with white lines, nothing like the corners
+    patch = scene[30:51, 55:76].copy()
+    patch[inside] = sprite[inside]
+    scene[30:51, 55:76] = patch
+    Image.fromarray(scene).save(root / "scene.png")
+    return root
+
+
+def _run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_alpha_channel_is_the_mask(sprite_files):
+    root = sprite_files
+    masked = json.loads(_run("find", root / "scene.png", root / "sprite.png", "--json").stdout)
+    assert masked["mask"] == "alpha"
+    best = masked["matches"][0]
+    assert (best["x"], best["y"]) == (55, 30) and best["score"] == pytest.approx(1.0, abs=1e-5)
+    plain = json.loads(_run("find", root / "scene.png", root / "sprite.png", "--json",
+                            "--no-mask", "--no-threshold").stdout)
+    assert plain["mask"] is None
+    assert plain["matches"][0]["score"] < 0.9  # the corners spoil the unmasked match
+
+
+def test_mask_file(sprite_files):
+    root = sprite_files
+    doc = json.loads(_run("find", root / "scene.png", root / "sprite.png", "--json",
+                          "--mask", root / "mask.png").stdout)
+    assert doc["mask"] == str(root / "mask.png")
+    assert doc["matches"][0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--mask", "missing-mask.png"], "missing-mask.png"),
+    (["--mask", "scene.png"], "the mask is 100×80"),
+    (["--mask", "mask.png", "--no-mask"], "--no-mask"),
+])
+def test_bad_mask_options(args, needle, sprite_files, monkeypatch):
+    monkeypatch.chdir(sprite_files)
+    result = _run("find", "scene.png", "sprite.png", *args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
