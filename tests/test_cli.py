@@ -322,3 +322,13 @@ def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):
     assert warmed.returncode == 0 and "fft kernels ready" in warmed.stdout
     info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
     assert "not compiled" not in info.stdout
+
+
+def test_subpixel_option_gives_decimal_positions(files):
+    doc = json.loads(run("find", files / "scene.png", files / "waldo.png", "--json",
+                         "--subpixel").stdout)
+    match = doc["matches"][0]
+    assert isinstance(match["x"], float) and abs(match["x"] - 40) < 0.5
+    assert abs(match["y"] - 30) < 0.5
+    plain = run("find", files / "scene.png", files / "waldo.png", "--subpixel").stdout
+    assert plain.splitlines()[1].split("\t")[1:3] == [f"{match['x']:.2f}", f"{match['y']:.2f}"]

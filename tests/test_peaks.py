@@ -113,3 +113,32 @@ def test_bad_top_k(k):
 def test_bad_min_distance():
     with pytest.raises(WaldoError, match="min_distance"):
         find_peaks(np.zeros((3, 3)), "ccorr", (1, 1), min_distance=-2)
+
+
+@pytest.mark.parametrize(("dy", "dx"), [(0.3, -0.4), (-0.25, 0.1), (0.45, 0.45), (0.0, 0.2)])
+@pytest.mark.parametrize("method", ["ccoeff_normed", "sqdiff", "ccorr_normed"])
+def test_subpixel_recovers_fractional_shifts(dy, dx, method, photo):
+    """Shift a smooth image by a fraction of a pixel; the refined peak moves with it."""
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(photo("camera").astype(np.float64)[100:260, 150:310], 2.0)
+    y0, x0 = 60, 70
+    template = smooth[y0:y0 + 31, x0:x0 + 31]
+    shifted = ndimage.shift(smooth, (dy, dx), order=3, mode="nearest")
+    scores = match_template(shifted, template, method)
+    [best] = find_peaks(scores, method, template.shape, subpixel=True)
+    assert isinstance(best.x, float) and isinstance(best.y, float)
+    assert abs(best.x - (x0 + dx)) < 0.1 and abs(best.y - (y0 + dy)) < 0.1
+    [plain] = find_peaks(scores, method, template.shape)
+    assert (plain.x, plain.y) == (round(best.x), round(best.y))
+
+
+def test_subpixel_on_the_edge_and_on_plateaus():
+    scores = np.zeros((5, 5), np.float32)
+    scores[0, 2] = 1.0
+    scores[0, 3] = 0.5
+    [m] = find_peaks(scores, "ccorr", (1, 1), subpixel=True)
+    assert m.y == 0.0 and 2.0 < m.x < 2.5
+    flat = np.ones((5, 5), np.float32)
+    [m] = find_peaks(flat, "ccorr", (1, 1), subpixel=True)
+    assert (m.x, m.y) == (0.0, 0.0)

@@ -63,6 +63,7 @@ class SearchOptions:
     threshold: float | None = None
     min_distance: int | None = None
     engine: str = "auto"
+    subpixel: bool = False
 
 
 @dataclass
@@ -119,7 +120,8 @@ class Searcher:
         scores = match_template(pixels, prepared, self.options.method, engine=engine, mask=mask)
         matches = find_peaks(scores, self.options.method, (h, w), top_k=self.options.top_k,
                              threshold=self.options.threshold,
-                             min_distance=self.options.min_distance)
+                             min_distance=self.options.min_distance,
+                             subpixel=self.options.subpixel)
         seconds = time.perf_counter() - started
         report = FindReport(
             image=loaded.path, template=self.template.path, method=self.options.method,

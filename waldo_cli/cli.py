@@ -86,6 +86,9 @@ def cli() -> None:
 @click.option("--min-distance", type=click.IntRange(min=0), default=None,
               help="Matches are at least this many pixels apart (max of |dx|, |dy|). "
                    "Default: half the template's smaller side.")
+@click.option("--subpixel", is_flag=True,
+              help="Refine each match's x and y to a fraction of a pixel (a quadratic fitted "
+                   "to the 3×3 scores around the peak); they are then decimals.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document on stdout (a list of them in batch mode).")
 @click.option("--jsonl", "as_jsonl", is_flag=True,
@@ -123,7 +126,8 @@ def cli() -> None:
 def find_command(paths: tuple[str, ...], template_path: str | None, files_from: str | None,
                  method: str, mask_path: str | None, no_mask: bool, top_k: int,
                  threshold: float | None, no_threshold: bool,
-                 min_distance: int | None, as_json: bool, as_jsonl: bool, as_csv: bool,
+                 min_distance: int | None, subpixel: bool, as_json: bool, as_jsonl: bool,
+                 as_csv: bool,
                  quiet: bool, fail_fast: bool, jobs: int | None, heatmap_path: str | None,
                  overlay_path: str | None, colormap: str, no_legend: bool, show: str | None,
                  engine: str, threads: int | None) -> int:
@@ -189,7 +193,7 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
     from waldo_cli.batch import SearchOptions
 
     options = SearchOptions(method=method, top_k=top_k, threshold=limit,
-                            min_distance=min_distance, engine=engine)
+                            min_distance=min_distance, engine=engine, subpixel=subpixel)
     searcher = _load_searcher(template_path, options, threads,
                               heatmap_path, overlay_path, colormap, show, images,
                               mask_path, no_mask)

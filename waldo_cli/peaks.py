@@ -16,7 +16,7 @@ class Match:
 
     Attributes
     ----------
-    x, y : int
+    x, y : int, or float with sub-pixel refinement
         Column and row of the window's top-left corner, in image pixels.
     width, height : int
         Size of the window (the template's size).
@@ -24,8 +24,8 @@ class Match:
         The method's score there.
     """
 
-    x: int
-    y: int
+    x: int | float
+    y: int | float
     width: int
     height: int
     score: float
@@ -62,9 +62,49 @@ def _ranked_candidates(scores: np.ndarray, lower: bool, threshold: float | None,
     return passing[order]
 
 
+def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tuple[float, float]:
+    """Sub-pixel position of a peak: the extremum of a quadratic fitted to its 3×3 neighbourhood.
+
+    A least-squares fit of f = a + b·dx + c·dy + d·dx² + e·dx·dy + g·dy² to the
+    nine scores around (x, y); its extremum is the refined peak. Where the
+    fit has no extremum of the right kind (a ridge, or a saddle) each axis
+    falls back to a parabola through three points. Offsets are kept within
+    half a pixel; peaks on the map's edge are refined along the free axis
+    only.
+
+    >>> yy, xx = np.mgrid[:7, :7]
+    >>> bump = np.exp(-((xx - 3.3) ** 2 + (yy - 2.8) ** 2) / 4)
+    >>> [round(v, 1) for v in refine_peak(bump, 3, 3)]
+    [3.3, 2.8]
+    """
+    s = -np.asarray(scores, np.float64) if lower else np.asarray(scores, np.float64)
+    rows, cols = s.shape
+    inner_x = 0 < x < cols - 1
+    inner_y = 0 < y < rows - 1
+
+    def parabola(left: float, mid: float, right: float) -> float:
+        curve = left - 2 * mid + right
+        return 0.0 if curve >= 0 else float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5))
+
+    if inner_x and inner_y:
+        patch = s[y - 1:y + 2, x - 1:x + 2]
+        dy, dx = np.mgrid[-1:2, -1:2]
+        design = np.stack([np.ones(9), dx.ravel(), dy.ravel(), dx.ravel() ** 2,
+                           (dx * dy).ravel(), dy.ravel() ** 2], axis=1)
+        _, b, c, d, e, g = np.linalg.lstsq(design, patch.ravel(), rcond=None)[0]
+        hessian = np.array([[2 * d, e], [e, 2 * g]])
+        if np.linalg.det(hessian) > 0 and hessian[0, 0] < 0:  # a true maximum
+            ox, oy = np.linalg.solve(hessian, [-b, -c])
+            if abs(ox) <= 0.5 and abs(oy) <= 0.5:
+                return float(x + ox), float(y + oy)
+    ox = parabola(s[y, x - 1], s[y, x], s[y, x + 1]) if inner_x else 0.0
+    oy = parabola(s[y - 1, x], s[y, x], s[y + 1, x]) if inner_y else 0.0
+    return float(x + ox), float(y + oy)
+
+
 def find_peaks(scores: np.ndarray, method: str, template_shape: tuple[int, int], *,
                top_k: int = 1, threshold: float | None = None,
-               min_distance: int | None = None) -> list[Match]:
+               min_distance: int | None = None, subpixel: bool = False) -> list[Match]:
     """Pick the best, well-separated matches from a score map.
 
     Parameters
@@ -85,6 +125,9 @@ def find_peaks(scores: np.ndarray, method: str, template_shape: tuple[int, int],
         Two returned matches are at least this far apart in both x and y
         taken together (Chebyshev distance, max(|dx|, |dy|) ≥ min_distance).
         Default: half the template's smaller side (at least 1).
+    subpixel : bool
+        Refine each peak's x and y to a fraction of a pixel (floats) with
+        ``refine_peak``; scores stay those of the integer peaks.
 
     Returns
     -------
@@ -123,7 +166,8 @@ def find_peaks(scores: np.ndarray, method: str, template_shape: tuple[int, int],
             y, x = divmod(int(flat_index), cols)
             if taken[y, x]:
                 continue
-            matches.append(Match(x=x, y=y, width=w, height=h, score=float(scores[y, x])))
+            px, py = refine_peak(scores, x, y, lower) if subpixel else (x, y)
+            matches.append(Match(x=px, y=py, width=w, height=h, score=float(scores[y, x])))
             if len(matches) == top_k:
                 return matches
             taken[max(0, y - reach + 1):y + reach, max(0, x - reach + 1):x + reach] = True

@@ -213,8 +213,10 @@ def pick_box_colour(rgb: np.ndarray, matches: Sequence[Match]) -> tuple[int, int
     (0, 255, 0)
     """
     if matches:
-        samples = np.concatenate([rgb[m.y:m.y + m.height, m.x:m.x + m.width].reshape(-1, 3)
-                                  for m in matches])
+        boxes = [(max(0, round(m.y)), max(0, round(m.x)), m.height, m.width) for m in matches]
+        samples = np.concatenate([rgb[y:y + h, x:x + w].reshape(-1, 3) for y, x, h, w in boxes])
+        if samples.size == 0:
+            samples = rgb.reshape(-1, 3)
     else:
         samples = rgb.reshape(-1, 3)
     step = max(1, len(samples) // 4096)
@@ -271,7 +273,8 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
     for rank in range(len(matches), 0, -1):
         m = matches[rank - 1]
         thick = line * 2 if rank == 1 else line
-        x0, y0, x1, y1 = m.x, m.y, m.x + m.width - 1, m.y + m.height - 1
+        x0, y0 = round(m.x), round(m.y)
+        x1, y1 = x0 + m.width - 1, y0 + m.height - 1
         draw.rectangle((x0 - thick, y0 - thick, x1 + thick, y1 + thick), outline=rim, width=1)
         draw.rectangle((x0 - thick + 1, y0 - thick + 1, x1 + thick - 1, y1 + thick - 1),
                        outline=colour, width=thick)

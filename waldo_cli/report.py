@@ -22,6 +22,15 @@ def format_score(score: float) -> str:
     return f"{score:.6g}"
 
 
+def format_coordinate(value: float) -> str:
+    """Pixel coordinates: integers as they are, sub-pixel ones with two decimals.
+
+    >>> format_coordinate(12), format_coordinate(12.3456)
+    ('12', '12.35')
+    """
+    return str(value) if isinstance(value, int) else f"{value:.2f}"
+
+
 def write_json(console_file: Any, report: FindReport) -> None:
     """Write one JSON document and a newline."""
     console_file.write(json.dumps(report.to_dict()) + "\n")
@@ -38,7 +47,8 @@ def plain_table(report: FindReport) -> str:
     """
     lines = ["rank\tx\ty\twidth\theight\tscore"]
     for rank, m in enumerate(report.matches, 1):
-        lines.append(f"{rank}\t{m.x}\t{m.y}\t{m.width}\t{m.height}\t{format_score(m.score)}")
+        lines.append(f"{rank}\t{format_coordinate(m.x)}\t{format_coordinate(m.y)}\t{m.width}\t"
+                     f"{m.height}\t{format_score(m.score)}")
     return "\n".join(lines)
 
 
@@ -56,11 +66,12 @@ def batch_rows(result: ImageResult) -> list[tuple[Any, ...]]:
     >>> from waldo_cli.peaks import Match
     >>> r = FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.5)
     >>> batch_rows(ImageResult(0, "a.png", report=r))
-    [('a.png', 1, 1, 2, 2, 2, '3')]
+    [('a.png', 1, '1', '2', 2, 2, '3')]
     """
     if result.report is None:
         return []
-    return [(result.image, rank, m.x, m.y, m.width, m.height, format_score(m.score))
+    return [(result.image, rank, format_coordinate(m.x), format_coordinate(m.y), m.width,
+             m.height, format_score(m.score))
             for rank, m in enumerate(result.report.matches, 1)]
 
 
@@ -120,7 +131,8 @@ def print_table(console: Console, report: FindReport) -> None:
             table.add_column(name, justify="right")
         for rank, m in enumerate(report.matches, 1):
             style = "bold green" if rank == 1 else None
-            table.add_row(str(rank), str(m.x), str(m.y), str(m.width), str(m.height),
+            table.add_row(str(rank), format_coordinate(m.x), format_coordinate(m.y),
+                          str(m.width), str(m.height),
                           format_score(m.score), style=style)
         console.print(table)
     console.print(summary_line(report), style="dim" if report.matches else "yellow",
