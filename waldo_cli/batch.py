@@ -9,7 +9,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,8 @@ class SearchOptions:
     min_distance: int | None = None
     engine: str = "auto"
     subpixel: bool = False
+    pad: str = "none"
+    convolve: bool = False
 
 
 @dataclass
@@ -101,27 +103,33 @@ class Searcher:
             The image cannot be searched (too small, channels that cannot be
             reconciled).
         """
-        from waldo_cli.engine import choose_engine, get_threads, match_template
+        from waldo_cli.engine import choose_engine, get_threads, match_template, pad_widths
         from waldo_cli.params import template_param_counts
         from waldo_cli.peaks import find_peaks
 
         pixels, _ = reconcile_channels(loaded.pixels, self.template.pixels)
         kernel, prepared, mask = self._prepared_for(pixels.shape[2])
         (height, width, channels), (h, w) = pixels.shape, kernel.shape[:2]
-        if h > height or w > width:
+        padded = self.options.pad != "none"
+        if (h > height or w > width) and not padded:
             from waldo_cli.errors import TemplateTooLargeError
 
             raise TemplateTooLargeError((h, w), (height, width))
         engine = self.options.engine
         if engine == "auto":
-            engine = choose_engine((height - h + 1, width - w + 1), (h, w), channels,
-                                   get_threads())
+            out_shape = (height, width) if padded else (height - h + 1, width - w + 1)
+            engine = choose_engine(out_shape, (h, w), channels, get_threads())
         started = time.perf_counter()
-        scores = match_template(pixels, prepared, self.options.method, engine=engine, mask=mask)
+        scores = match_template(pixels, prepared, self.options.method, engine=engine, mask=mask,
+                                pad=self.options.pad, convolve=self.options.convolve)
         matches = find_peaks(scores, self.options.method, (h, w), top_k=self.options.top_k,
                              threshold=self.options.threshold,
                              min_distance=self.options.min_distance,
                              subpixel=self.options.subpixel)
+        if padded:
+            # the map is indexed by window centre; report top-left corners as always
+            (top, _), (left, _) = pad_widths((h, w))
+            matches = [replace(m, x=m.x - left, y=m.y - top) for m in matches]
         seconds = time.perf_counter() - started
         report = FindReport(
             image=loaded.path, template=self.template.path, method=self.options.method,
@@ -129,6 +137,8 @@ class Searcher:
             template_size=(self.template.width, self.template.height),
             matches=matches, seconds=seconds, threshold=self.options.threshold,
             extra={"engine": engine, "threads": get_threads(), "mask": self.mask_source,
+                   "pad": self.options.pad, "convolve": self.options.convolve,
+                   "scores_indexed_by": "window centre" if padded else "window top-left",
                    "parameters": template_param_counts(height, width, h, w, channels)},
         )
         return report, pixels, scores

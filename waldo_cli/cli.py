@@ -86,6 +86,15 @@ def cli() -> None:
 @click.option("--min-distance", type=click.IntRange(min=0), default=None,
               help="Matches are at least this many pixels apart (max of |dx|, |dy|). "
                    "Default: half the template's smaller side.")
+@click.option("--pad", type=click.Choice(["none", "zero", "reflect", "edge"]), default="none",
+              show_default=True,
+              help="Extend the image past its border (zeros, mirror, or edge pixels) so "
+                   "windows may hang over it: a Waldo cut off by the edge can still be found. "
+                   "Matches keep giving the window's top-left corner, which may then be "
+                   "negative.")
+@click.option("--convolve", is_flag=True,
+              help="Flip the template in both axes before sliding it: true convolution "
+                   "instead of the cross-correlation a CNN layer computes.")
 @click.option("--subpixel", is_flag=True,
               help="Refine each match's x and y to a fraction of a pixel (a quadratic fitted "
                    "to the 3×3 scores around the peak); they are then decimals.")
@@ -126,7 +135,8 @@ def cli() -> None:
 def find_command(paths: tuple[str, ...], template_path: str | None, files_from: str | None,
                  method: str, mask_path: str | None, no_mask: bool, top_k: int,
                  threshold: float | None, no_threshold: bool,
-                 min_distance: int | None, subpixel: bool, as_json: bool, as_jsonl: bool,
+                 min_distance: int | None, pad: str, convolve: bool, subpixel: bool,
+                 as_json: bool, as_jsonl: bool,
                  as_csv: bool,
                  quiet: bool, fail_fast: bool, jobs: int | None, heatmap_path: str | None,
                  overlay_path: str | None, colormap: str, no_legend: bool, show: str | None,
@@ -193,7 +203,8 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
     from waldo_cli.batch import SearchOptions
 
     options = SearchOptions(method=method, top_k=top_k, threshold=limit,
-                            min_distance=min_distance, engine=engine, subpixel=subpixel)
+                            min_distance=min_distance, engine=engine, subpixel=subpixel,
+                            pad=pad, convolve=convolve)
     searcher = _load_searcher(template_path, options, threads,
                               heatmap_path, overlay_path, colormap, show, images,
                               mask_path, no_mask)
@@ -468,8 +479,10 @@ def _write_pictures(report: Any, pixels: Any, scores: Any, heatmap_path: str | N
 
     pictures = {}
     if heatmap_path is not None or show == "heatmap":
-        pictures["heatmap"] = render_heatmap(scores, report.method, pixels.shape[:2],
-                                             (report.template_size[1], report.template_size[0]),
+        # a padded map already has the image's shape, one score per window centre
+        window = ((1, 1) if report.extra.get("pad", "none") != "none"
+                  else (report.template_size[1], report.template_size[0]))
+        pictures["heatmap"] = render_heatmap(scores, report.method, pixels.shape[:2], window,
                                              colormap=colormap, legend=legend)
     if overlay_path is not None:
         pictures["overlay"] = render_overlay(pixels, report.matches)

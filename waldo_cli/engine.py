@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -206,8 +206,25 @@ def _correlate(image: np.ndarray, template: PreparedTemplate, offsets: np.ndarra
     return engine
 
 
+PADDINGS = ("none", "zero", "reflect", "edge")
+_NUMPY_PAD = {"zero": "constant", "reflect": "reflect", "edge": "edge"}
+
+
+def pad_widths(template_shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Rows and columns added around an image so every pixel is some window's centre.
+
+    A window's centre is its pixel ((h-1)//2, (w-1)//2), as in the heatmap.
+
+    >>> pad_widths((4, 7))
+    ((1, 2), (3, 3))
+    """
+    h, w = int(template_shape[0]), int(template_shape[1])
+    return ((h - 1) // 2, h // 2), ((w - 1) // 2, w // 2)
+
+
 def match_template(image: object, template: object, method: str = DEFAULT_METHOD, *,
-                   engine: str = "auto", mask: object = None) -> np.ndarray:
+                   engine: str = "auto", mask: object = None, pad: str = "none",
+                   convolve: bool = False) -> np.ndarray:
     r"""Score every placement of ``template`` inside ``image``.
 
     Parameters
@@ -230,6 +247,17 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
         Weights of the template's pixels (a masked template): 0 leaves a
         pixel out, 1 counts it fully, values between weigh it. One channel
         applies to every channel. See Notes for the masked definitions.
+    pad : {"none", "zero", "reflect", "edge"}
+        "none" (default) scores only windows inside the image. The others
+        extend the image past its border (with zeros, a mirror image without
+        repeating the edge, or the edge pixels, as ``numpy.pad``'s
+        "constant", "reflect" and "edge") so that the score map has the
+        image's own shape, indexed by the window's centre: ``scores[y, x]``
+        scores the window whose pixel ((h-1)//2, (w-1)//2) lies on (y, x).
+    convolve : bool
+        Flip the template (and mask) in both axes before sliding it: the
+        mathematical convolution instead of the cross-correlation a CNN layer
+        computes.
 
     Returns
     -------
@@ -316,8 +344,19 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     method = check_method(method)
     if engine not in ENGINES:
         raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if pad not in PADDINGS:
+        raise WaldoError(f"unknown padding {pad!r}: choose one of {', '.join(PADDINGS)}")
     img = _as_hwc(image, "image")
-    prepared = template if isinstance(template, PreparedTemplate) else prepare_template(template)
+    if isinstance(template, PreparedTemplate):
+        prepared = template.flipped() if convolve else template
+    else:
+        tpl = _as_hwc(template, "template")
+        prepared = prepare_template(tpl[::-1, ::-1] if convolve else tpl)
+    if convolve and mask is not None:
+        mask = _as_hwc(mask, "mask")[::-1, ::-1]
+    if pad != "none":
+        (top, bottom), (left, right) = pad_widths(prepared.shape)
+        img = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode=_NUMPY_PAD[pad])
     if mask is not None:
         return _match_masked(img, prepared, _as_mask(mask, prepared.shape), method, engine)
     (height, width, channels), (h, w, t_channels) = img.shape, prepared.shape
@@ -497,6 +536,11 @@ class PreparedTemplate:
     sq: float
     flat: bool
     _spectra: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def flipped(self) -> PreparedTemplate:
+        """The same template turned by 180° (for convolution)."""
+        return replace(self, kernel=np.ascontiguousarray(self.kernel[:, ::-1, ::-1]),
+                       _spectra={})
 
     def spectrum(self, side: int) -> np.ndarray:
         """Conjugate spectra of the kernel planes zero-padded to side×side, cached."""
