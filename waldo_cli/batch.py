@@ -66,6 +66,14 @@ class SearchOptions:
     subpixel: bool = False
     pad: str = "none"
     convolve: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    angles: tuple[float, ...] = (0.0,)
+    flip: bool = False
+
+    @property
+    def variants(self) -> bool:
+        """Whether the template is searched at several sizes, turns or mirrored."""
+        return self.scales != (1.0,) or self.angles != (0.0,) or self.flip
 
 
 @dataclass
@@ -94,6 +102,49 @@ class Searcher:
             self._prepared[channels] = (pixels, prepare_template(pixels), mask)
         return self._prepared[channels]
 
+    def _variants_for(self, channels: int) -> list[tuple[Any, Any, np.ndarray | None]]:
+        from waldo_cli.engine import prepare_template
+        from waldo_cli.variants import make_variants
+
+        key = ("variants", channels)
+        if key not in self._prepared:
+            pixels, _, mask = self._prepared_for(channels)
+            variants = make_variants(pixels, mask, self.options.scales, self.options.angles,
+                                     self.options.flip)
+            self._prepared[key] = [(v, prepare_template(v.pixels), v.mask) for v in variants]
+        return self._prepared[key]
+
+    def _search_variants(self, pixels: np.ndarray) -> tuple[list[Match], np.ndarray]:
+        """Every variant on one image; matches suppressed across all of them."""
+        from waldo_cli.engine import match_template
+        from waldo_cli.peaks import find_peaks
+        from waldo_cli.variants import best_over_variants
+
+        height, width, channels = pixels.shape
+        prepared = self._variants_for(channels)
+        maps = []
+        for variant, template, mask in prepared:
+            h, w = variant.shape
+            fits = h <= height and w <= width
+            maps.append(match_template(pixels, template, self.options.method,
+                                       engine=self.options.engine, mask=mask,
+                                       convolve=self.options.convolve) if fits else None)
+        best, which = best_over_variants((height, width), maps,
+                                         [v.shape for v, _, _ in prepared], self.options.method)
+        th, tw = self.template.pixels.shape[:2]
+        peaks = find_peaks(best, self.options.method, (th, tw), top_k=self.options.top_k,
+                           threshold=self.options.threshold,
+                           min_distance=self.options.min_distance,
+                           subpixel=self.options.subpixel)
+        matches = []
+        for peak in peaks:
+            variant = prepared[which[round(peak.y), round(peak.x)]][0]
+            h, w = variant.shape
+            matches.append(Match(x=peak.x - (w - 1) // 2, y=peak.y - (h - 1) // 2, width=w,
+                                 height=h, score=peak.score, scale=variant.scale,
+                                 angle=variant.angle, flip=variant.flip))
+        return matches, best
+
     def search(self, loaded: LoadedImage) -> tuple[FindReport, np.ndarray, np.ndarray]:
         """Search one image; return the report, the pixels searched and the score map.
 
@@ -108,6 +159,8 @@ class Searcher:
         from waldo_cli.peaks import find_peaks
 
         pixels, _ = reconcile_channels(loaded.pixels, self.template.pixels)
+        if self.options.variants:
+            return self._report_variants(loaded, pixels)
         kernel, prepared, mask = self._prepared_for(pixels.shape[2])
         (height, width, channels), (h, w) = pixels.shape, kernel.shape[:2]
         padded = self.options.pad != "none"
@@ -142,6 +195,28 @@ class Searcher:
                    "parameters": template_param_counts(height, width, h, w, channels)},
         )
         return report, pixels, scores
+
+
+    def _report_variants(self, loaded: LoadedImage, pixels: np.ndarray
+                         ) -> tuple[FindReport, np.ndarray, np.ndarray]:
+        from waldo_cli.engine import get_threads
+
+        started = time.perf_counter()
+        matches, best = self._search_variants(pixels)
+        report = FindReport(
+            image=loaded.path, template=self.template.path, method=self.options.method,
+            image_size=(loaded.width, loaded.height),
+            template_size=(self.template.width, self.template.height),
+            matches=matches, seconds=time.perf_counter() - started,
+            threshold=self.options.threshold,
+            extra={"engine": self.options.engine, "threads": get_threads(),
+                   "mask": self.mask_source, "pad": "none", "convolve": self.options.convolve,
+                   "scores_indexed_by": "window centre",
+                   "variants": {"scales": list(self.options.scales),
+                                "angles": list(self.options.angles),
+                                "flip": self.options.flip}},
+        )
+        return report, pixels, best
 
 
 @dataclass(frozen=True)

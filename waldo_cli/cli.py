@@ -95,6 +95,15 @@ def cli() -> None:
 @click.option("--convolve", is_flag=True,
               help="Flip the template in both axes before sliding it: true convolution "
                    "instead of the cross-correlation a CNN layer computes.")
+@click.option("--scales", default=None, metavar="START:STOP:STEP|LIST",
+              help="Also search the template resized by these factors, e.g. 0.5:2:0.1 (stop "
+                   "included) or 0.8,1,1.25. Each match reports its scale.")
+@click.option("--rotations", default=None, metavar="START:STOP:STEP|LIST",
+              help="Also search the template turned by these angles in degrees, counter-"
+                   "clockwise, e.g. 0,90,180,270 (exact) or -30:30:5 (the corners a turn adds "
+                   "are masked out). Each match reports its angle.")
+@click.option("--flip", is_flag=True,
+              help="Also search every copy mirrored left to right; matches report flip.")
 @click.option("--subpixel", is_flag=True,
               help="Refine each match's x and y to a fraction of a pixel (a quadratic fitted "
                    "to the 3×3 scores around the peak); they are then decimals.")
@@ -135,7 +144,8 @@ def cli() -> None:
 def find_command(paths: tuple[str, ...], template_path: str | None, files_from: str | None,
                  method: str, mask_path: str | None, no_mask: bool, top_k: int,
                  threshold: float | None, no_threshold: bool,
-                 min_distance: int | None, pad: str, convolve: bool, subpixel: bool,
+                 min_distance: int | None, pad: str, convolve: bool, scales: str | None,
+                 rotations: str | None, flip: bool, subpixel: bool,
                  as_json: bool, as_jsonl: bool,
                  as_csv: bool,
                  quiet: bool, fail_fast: bool, jobs: int | None, heatmap_path: str | None,
@@ -201,10 +211,23 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
     limit = None if no_threshold else (threshold if threshold is not None
                                        else default_threshold(method))
     from waldo_cli.batch import SearchOptions
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.variants import parse_range
 
+    try:
+        scale_values = tuple(parse_range(scales, "--scales")) if scales else (1.0,)
+        angle_values = tuple(parse_range(rotations, "--rotations")) if rotations else (0.0,)
+    except WaldoError as exc:
+        raise click.UsageError(str(exc)) from None
+    if any(value <= 0 for value in scale_values):
+        raise click.UsageError(f"--scales {scales!r}: every scale must be positive")
     options = SearchOptions(method=method, top_k=top_k, threshold=limit,
                             min_distance=min_distance, engine=engine, subpixel=subpixel,
-                            pad=pad, convolve=convolve)
+                            pad=pad, convolve=convolve, scales=scale_values,
+                            angles=angle_values, flip=flip)
+    if options.variants and pad != "none":
+        raise click.UsageError("--pad cannot be combined with --scales, --rotations or --flip "
+                               "yet")
     searcher = _load_searcher(template_path, options, threads,
                               heatmap_path, overlay_path, colormap, show, images,
                               mask_path, no_mask)
@@ -479,8 +502,8 @@ def _write_pictures(report: Any, pixels: Any, scores: Any, heatmap_path: str | N
 
     pictures = {}
     if heatmap_path is not None or show == "heatmap":
-        # a padded map already has the image's shape, one score per window centre
-        window = ((1, 1) if report.extra.get("pad", "none") != "none"
+        # a padded or merged map already has the image's shape, indexed by window centre
+        window = ((1, 1) if report.extra.get("scores_indexed_by") == "window centre"
                   else (report.template_size[1], report.template_size[0]))
         pictures["heatmap"] = render_heatmap(scores, report.method, pixels.shape[:2], window,
                                              colormap=colormap, legend=legend)

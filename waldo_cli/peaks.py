@@ -22,6 +22,10 @@ class Match:
         Size of the window (the template's size).
     score : float
         The method's score there.
+    scale, angle, flip : optional
+        With a search over template variants: the size factor, the
+        counter-clockwise turn in degrees and the mirroring of the variant
+        that matched (width and height are then that variant's).
     """
 
     x: int | float
@@ -29,14 +33,19 @@ class Match:
     width: int
     height: int
     score: float
+    scale: float | None = None
+    angle: float | None = None
+    flip: bool | None = None
 
-    def to_dict(self) -> dict[str, float | int]:
-        """The match as a JSON-ready dict with the keys x, y, width, height, score.
+    def to_dict(self) -> dict[str, float | int | bool]:
+        """The match as a JSON-ready dict: x, y, width, height, score (and the variant's fields).
 
         >>> Match(3, 4, 10, 8, 0.5).to_dict()
         {'x': 3, 'y': 4, 'width': 10, 'height': 8, 'score': 0.5}
+        >>> Match(3, 4, 10, 8, 0.5, scale=1.5, angle=90.0, flip=False).to_dict()["angle"]
+        90.0
         """
-        return asdict(self)
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def _ranked_candidates(scores: np.ndarray, lower: bool, threshold: float | None,

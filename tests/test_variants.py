@@ -1,0 +1,152 @@
+"""Scale, rotation and mirroring: --scales, --rotations, --flip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from waldo_cli.cli import cli
+from waldo_cli.errors import WaldoError
+from waldo_cli.variants import best_over_variants, make_variants, parse_range
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_images" / "astronaut.png"
+PATCH = ROOT / "sample_images" / "astronaut-patch.png"
+WHERE = (134, 350)  # top-left of the patch in the photograph
+CENTRE = (134 + 36, 350 + 34)
+
+
+def find(*args):
+    result = CliRunner().invoke(cli, ["find", *[str(a) for a in args], "--json"])
+    assert result.exit_code in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def variants_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("variants")
+    patch = Image.open(PATCH)
+    for factor in (0.7, 1.4):
+        size = (round(72 * factor), round(68 * factor))
+        patch.resize(size, Image.Resampling.LANCZOS).save(root / f"scaled-{factor}.png")
+    pixels = np.asarray(patch)
+    Image.fromarray(np.rot90(pixels)).save(root / "turned-90.png")
+    Image.fromarray(np.fliplr(pixels)).save(root / "mirrored.png")
+    # turned with transparent corners, as a user would save a turned sprite
+    patch.convert("RGBA").rotate(20, Image.Resampling.BICUBIC, expand=True).save(
+        root / "turned-20.png")
+    return root
+
+
+@pytest.mark.parametrize("factor", [0.7, 1.4])
+def test_resized_template_found_with_its_scale(factor, variants_dir):
+    doc = find(SAMPLE, variants_dir / f"scaled-{factor}.png", "--scales", "0.5:2:0.02")
+    best = doc["matches"][0]
+    assert best["scale"] == pytest.approx(1 / factor, abs=0.05)
+    assert abs(best["x"] - WHERE[0]) <= 2 and abs(best["y"] - WHERE[1]) <= 2
+    # width and height are the template's as it matched, near the patch's own size
+    assert abs(best["width"] - 72) <= 3 and abs(best["height"] - 68) <= 3
+    assert best["angle"] == 0.0 and best["flip"] is False
+
+
+def test_quarter_turn_found_with_its_angle(variants_dir):
+    doc = find(SAMPLE, variants_dir / "turned-90.png", "--rotations", "0,90,180,270")
+    best = doc["matches"][0]
+    assert (best["x"], best["y"]) == WHERE
+    assert best["angle"] == 270.0  # turning the given template by 270° undoes its 90°
+    assert best["score"] == pytest.approx(1.0, abs=1e-5)
+    assert (best["width"], best["height"]) == (72, 68)
+
+
+def test_mirrored_template_found_with_flip(variants_dir):
+    doc = find(SAMPLE, variants_dir / "mirrored.png", "--flip")
+    best = doc["matches"][0]
+    assert (best["x"], best["y"]) == WHERE and best["flip"] is True
+    assert best["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_arbitrary_angle_with_masked_corners(variants_dir):
+    doc = find(SAMPLE, variants_dir / "turned-20.png", "--rotations", "-30:30:5")
+    best = doc["matches"][0]
+    assert best["angle"] == -20.0
+    centre = (best["x"] + (best["width"] - 1) / 2, best["y"] + (best["height"] - 1) / 2)
+    assert abs(centre[0] - CENTRE[0]) <= 3 and abs(centre[1] - CENTRE[1]) <= 3
+    assert best["score"] > 0.8
+
+
+def test_one_waldo_gives_one_match_across_variants():
+    doc = find(SAMPLE, PATCH, "--scales", "0.8:1.25:0.05", "--rotations", "-10:10:5", "-k", "4",
+               "--no-threshold")
+    matches = doc["matches"]
+    assert (matches[0]["x"], matches[0]["y"]) == WHERE and matches[0]["scale"] == 1.0
+    centres = [(m["x"] + (m["width"] - 1) // 2, m["y"] + (m["height"] - 1) // 2)
+               for m in matches]
+    for i, a in enumerate(centres):
+        for b in centres[i + 1:]:
+            assert max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= 34  # half the patch's side
+
+
+def test_heatmap_is_best_over_variants(tmp_path, variants_dir):
+    heat = tmp_path / "heat.png"
+    result = CliRunner().invoke(cli, ["find", str(SAMPLE), str(variants_dir / "turned-90.png"),
+                                      "--rotations", "0,90,180,270", "--heatmap", str(heat),
+                                      "--no-legend"])
+    assert result.exit_code == 0
+    picture = np.asarray(Image.open(heat).convert("L"))
+    assert picture.shape == (512, 512)
+    y, x = np.unravel_index(np.argmax(picture), picture.shape)
+    assert abs(x - (134 + 35)) <= 1 and abs(y - (350 + 33)) <= 1
+
+
+def test_best_over_variants_keeps_the_best_and_its_index():
+    a = np.array([[0.1, 0.9], [0.3, 0.2]])  # a 2×2 template on a 3×3 image
+    b = np.full((3, 3), 0.5)  # a 1×1 template
+    best, which = best_over_variants((3, 3), [a, b], [(2, 2), (1, 1)], "ccorr")
+    assert best[0, 1] == pytest.approx(0.9) and which[0, 1] == 0
+    assert best[2, 2] == pytest.approx(0.5) and which[2, 2] == 1
+    best, which = best_over_variants((3, 3), [a, b], [(2, 2), (1, 1)], "sqdiff")
+    assert best[0, 0] == pytest.approx(0.1) and which[0, 0] == 0
+
+
+def test_make_variants_sizes_and_masks():
+    pixels = np.ones((10, 20, 3), np.float32)
+    [plain, turned] = make_variants(pixels, None, [1.0], [0, 30], False)
+    assert plain.mask is None and turned.mask is not None
+    assert turned.shape[0] > 10 and turned.mask[0, 0, 0] == 0.0  # an added corner
+    assert turned.mask[turned.shape[0] // 2, turned.shape[1] // 2, 0] == pytest.approx(1.0)
+    [half] = make_variants(pixels, None, [0.5], [0], False)
+    assert half.shape == (5, 10)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0.5:2:0.5", [0.5, 1.0, 1.5, 2.0]),
+    ("1", [1.0]),
+    ("-30:30:30", [-30.0, 0.0, 30.0]),
+    ("0.8, 1, 1.25", [0.8, 1.0, 1.25]),
+])
+def test_parse_range(text, expected):
+    assert parse_range(text, "--scales") == expected
+
+
+@pytest.mark.parametrize("text", ["2:1:0.1", "1:2:0", "a,b", "1:2", ""])
+def test_parse_range_rejects(text):
+    with pytest.raises(WaldoError):
+        parse_range(text, "--scales")
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--scales", "abc"], "--scales"),
+    (["--scales", "0,1"], "positive"),
+    (["--rotations", "5:1:1"], "--rotations"),
+    (["--flip", "--pad", "edge"], "--pad"),
+])
+def test_bad_variant_options(args, needle):
+    result = CliRunner().invoke(cli, ["find", str(SAMPLE), str(PATCH), *args])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
