@@ -357,14 +357,14 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     if pad != "none":
         (top, bottom), (left, right) = pad_widths(prepared.shape)
         img = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode=_NUMPY_PAD[pad])
-    if mask is not None:
-        return _match_masked(img, prepared, _as_mask(mask, prepared.shape), method, engine)
     (height, width, channels), (h, w, t_channels) = img.shape, prepared.shape
     if channels != t_channels:
         raise ShapeError(f"template has {t_channels} channel(s) but image has {channels}; "
                          "give both the same number of channels")
     if h > height or w > width:
         raise TemplateTooLargeError((h, w), (height, width))
+    if mask is not None:
+        return _match_masked(img, prepared, _as_mask(mask, prepared.shape), method, engine)
 
     code = METHOD_CODES[method]
     out_h, out_w = height - h + 1, width - w + 1
@@ -377,9 +377,7 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     planar = np.empty((channels, height, width), np.float32)
     for c in range(channels):
         np.copyto(planar[c], img[:, :, c], casting="unsafe")
-    # Any constant near each channel's mean keeps sums small; a sparse sample
-    # finds one without another pass over the image.
-    offsets = np.round(planar[:, ::7, ::7].reshape(channels, -1).mean(axis=1, dtype=np.float64))
+    offsets = _offsets(planar)
     # float32 is enough to hold the correlation: it is at most the norm it is
     # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score
     corr = np.empty((out_h, out_w), np.float32)
@@ -388,6 +386,15 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, prepared.mean,
                                 prepared.energy, prepared.sq, scores), out_h)
     return scores
+
+
+def _offsets(planar: np.ndarray) -> np.ndarray:
+    """A whole number near each channel's mean, subtracted to keep every sum small.
+
+    A sparse sample finds one without another pass over the image.
+    """
+    channels = planar.shape[0]
+    return np.round(planar[:, ::7, ::7].reshape(channels, -1).mean(axis=1, dtype=np.float64))
 
 
 def _as_mask(mask: object, shape: tuple[int, int, int]) -> np.ndarray:
@@ -437,20 +444,16 @@ def _match_masked(img: np.ndarray, prepared: PreparedTemplate, mask: np.ndarray,
 
     Images are offset by their channel means (J = I - o) before squaring, in
     float64, so the window energies are exact and the ccoeff variance
-    Σ W J² − 2 m Σ W J + m² Σ W cancels only small numbers.
+    Σ W J² − 2 m Σ W J + m² Σ W cancels only small numbers. Shapes are
+    checked by the caller.
     """
-    (height, width, channels), (h, w, t_channels) = img.shape, prepared.shape
-    if channels != t_channels:
-        raise ShapeError(f"template has {t_channels} channel(s) but image has {channels}; "
-                         "give both the same number of channels")
-    if h > height or w > width:
-        raise TemplateTooLargeError((h, w), (height, width))
+    (height, width, channels), (h, w, _) = img.shape, prepared.shape
     out_shape = (height - h + 1, width - w + 1)
     planar = np.empty((channels, height, width), np.float64)
     for c in range(channels):
         np.copyto(planar[c], img[:, :, c], casting="unsafe")
     planar = planar.astype(np.float32).astype(np.float64)  # "computed in float32" values
-    offsets = np.round(planar[:, ::7, ::7].reshape(channels, -1).mean(axis=1))
+    offsets = _offsets(planar)
     shifted = planar - offsets[:, None, None]
     squares = shifted * shifted
     template = prepared.kernel + prepared.mean[:, None, None]  # T, (C, h, w)
