@@ -310,12 +310,23 @@ def test_sigint_keeps_complete_lines(tmp_path, rng):
                              str(tmp_path / "list.txt"), "--jsonl", "-k", "40",
                              "--no-threshold"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = proc.stdout.readline()  # the batch has started producing
+    # read the raw pipe (not through a buffered reader whose read-ahead
+    # communicate() would skip): wait for the first record, then interrupt
+    fd = proc.stdout.fileno()
+    data = b""
+    while b"\n" not in data:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        data += chunk
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    rest, err = proc.communicate(timeout=120)
+    while chunk := os.read(fd, 1 << 16):
+        data += chunk
+    proc.wait(timeout=120)
+    err = proc.stderr.read()
     assert proc.returncode == 130, err
-    text = (first + rest).decode()
+    text = data.decode()
     assert text.endswith("\n")
     lines = text.splitlines()
     assert 1 <= len(lines) < 5000
