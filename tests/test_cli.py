@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import assert_one_line_error
 from PIL import Image
 
 from waldo_cli import __version__
@@ -178,16 +179,6 @@ def test_sample_images_search():
     assert (match["x"], match["y"]) == PATCH_AT
 
 
-def _assert_one_line_error(result, *needles):
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     ("image", "template", "needles"),
     [
@@ -203,12 +194,12 @@ def _assert_one_line_error(result, *needles):
     ],
 )
 def test_bad_files_give_one_line(image, template, needles, files):
-    _assert_one_line_error(run("find", files / image, files / template), *needles)
+    assert_one_line_error(run("find", files / image, files / template), *needles)
 
 
 def test_decompression_bomb_reads_as_an_error(files, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the template passes, the image not
-    _assert_one_line_error(run("find", files / "scene.png", files / "waldo.png"),
+    assert_one_line_error(run("find", files / "scene.png", files / "waldo.png"),
                            "scene.png", "decompression bomb")
 
 
@@ -226,11 +217,11 @@ def test_decompression_bomb_reads_as_an_error(files, monkeypatch):
     ],
 )
 def test_bad_options_give_one_line(args, needle, files):
-    _assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
+    assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
 
 
 def test_missing_argument_gives_one_line(files):
-    _assert_one_line_error(run("find", files / "scene.png"), "TEMPLATE")
+    assert_one_line_error(run("find", files / "scene.png"), "TEMPLATE")
 
 
 def _waldo_executable() -> str:
@@ -294,7 +285,7 @@ def test_engine_option(engine, files):
 @pytest.mark.parametrize(("args", "needle"), [(["--engine", "gpu"], "--engine"),
                                               (["--threads", "0"], "--threads")])
 def test_bad_engine_options(args, needle, files):
-    _assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
+    assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
 
 
 def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):

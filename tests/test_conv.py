@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import assert_one_line_error
 from PIL import Image
 
 from waldo_cli.cli import cli
@@ -306,13 +307,7 @@ def kernels(tmp_path_factory):
 
 
 def _assert_refused(result, folder, *needles):
-    assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    assert_one_line_error(result, *needles)
     assert list(folder.iterdir()) == []  # nothing written
 
 
