@@ -323,3 +323,10 @@ def test_subpixel_option_gives_decimal_positions(files):
     assert abs(match["y"] - 30) < 0.5
     plain = run("find", files / "scene.png", files / "waldo.png", "--subpixel").stdout
     assert plain.splitlines()[1].split("\t")[1:3] == [f"{match['x']:.2f}", f"{match['y']:.2f}"]
+
+
+@pytest.mark.parametrize("args", [[], ["cache"]])
+def test_a_group_alone_shows_its_help(args):
+    result = run(*args)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("Usage: ") and "Commands:" in result.stdout

@@ -42,6 +42,10 @@ class WaldoGroup(click.Group):
         try:
             rv = super().main(args, name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                # `waldo` or `waldo cache` alone: show the help, as --help would
+                click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+                sys.exit(0)
             click.echo(f"{name}: error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt):
