@@ -145,6 +145,24 @@ class Searcher:
                                  angle=variant.angle, flip=variant.flip))
         return matches, best
 
+    def engine_for(self, image_shape: tuple[int, ...]) -> str:
+        """The engine a search of an (H, W, C) image runs: ``auto`` resolved by the cost model.
+
+        Stays ``auto`` for variant searches (each variant decides for itself)
+        and for a template that does not fit, which the engine then refuses.
+        """
+        from waldo_cli.engine import choose_engine, get_threads
+
+        engine = self.options.engine
+        height, width, channels = image_shape
+        h, w = self.template.pixels.shape[:2]
+        padded = self.options.pad != "none"
+        if engine != "auto" or self.options.variants or (
+                not padded and (h > height or w > width)):
+            return engine
+        out_shape = (height, width) if padded else (height - h + 1, width - w + 1)
+        return choose_engine(out_shape, (h, w), channels, get_threads())
+
     def search(self, loaded: LoadedImage) -> tuple[FindReport, np.ndarray, np.ndarray]:
         """Search one image; return the report, the pixels searched and the score map.
 
@@ -154,7 +172,7 @@ class Searcher:
             The image cannot be searched (too small, channels that cannot be
             reconciled).
         """
-        from waldo_cli.engine import choose_engine, get_threads, match_template, pad_widths
+        from waldo_cli.engine import get_threads, match_template, pad_widths
         from waldo_cli.params import template_param_counts
         from waldo_cli.peaks import find_peaks
 
@@ -164,14 +182,7 @@ class Searcher:
         kernel, prepared, mask = self._prepared_for(pixels.shape[2])
         (height, width, channels), (h, w) = pixels.shape, kernel.shape[:2]
         padded = self.options.pad != "none"
-        if (h > height or w > width) and not padded:
-            from waldo_cli.errors import TemplateTooLargeError
-
-            raise TemplateTooLargeError((h, w), (height, width))
-        engine = self.options.engine
-        if engine == "auto":
-            out_shape = (height, width) if padded else (height - h + 1, width - w + 1)
-            engine = choose_engine(out_shape, (h, w), channels, get_threads())
+        engine = self.engine_for(pixels.shape)
         started = time.perf_counter()
         scores = match_template(pixels, prepared, self.options.method, engine=engine, mask=mask,
                                 pad=self.options.pad, convolve=self.options.convolve)

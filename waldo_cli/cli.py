@@ -317,19 +317,18 @@ def _find_one(searcher: Any, image: str, template: str, as_json: bool, quiet: bo
         loaded = read_image(data, name=name)
         with _compile_notice(searcher, loaded, quiet):
             report, pixels, scores = searcher.search(loaded)
-        wants_picture = heatmap_path is not None or overlay_path is not None or (
-            show is not None and out.is_terminal and not as_json and not quiet)
-        if wants_picture:
+        # the terminal preview only where it cannot mix with data or silence
+        preview = show if out.is_terminal and not as_json and not quiet else None
+        if heatmap_path is not None or overlay_path is not None or preview is not None:
             _write_pictures(report, pixels, scores, heatmap_path, overlay_path, colormap,
-                            legend, show if out.is_terminal and not as_json and not quiet
-                            else None, out, (image, template))
+                            legend, preview, out, (image, template))
     except WaldoError as exc:
         if quiet:
             return EXIT_ERROR
         raise WaldoUsageError(str(exc)) from None
     if quiet:
-        pass
-    elif as_json:
+        return EXIT_MATCH if report.matches else EXIT_NO_MATCH
+    if as_json:
         write_json(sys.stdout, report)
     elif out.is_terminal:
         print_table(out, report)
@@ -464,15 +463,12 @@ def _find_many(searcher: Any, images: list[str], as_json: bool, as_jsonl: bool, 
 def _compile_notice(searcher: Any, loaded: Any, quiet: bool) -> Any:
     """Say so on stderr when a search waits more than a second for Numba to compile."""
     from waldo_cli import kernels
-    from waldo_cli.engine import choose_engine, get_threads
 
-    engine = searcher.options.engine
-    (height, width, channels), (h, w) = loaded.pixels.shape, searcher.template.pixels.shape[:2]
-    if engine == "auto" and h <= height and w <= width:
-        engine = choose_engine((height - h + 1, width - w + 1), (h, w), channels, get_threads())
+    engine = searcher.engine_for(loaded.pixels.shape)
+    # unresolved "auto" (variants): any kernel may run
+    names = kernels.KERNELS.get(engine) or {n for ns in kernels.KERNELS.values() for n in ns}
     timer = None
-    if not quiet and not all(kernels.is_cached(name)
-                             for name in kernels.KERNELS.get(engine, ())):
+    if not quiet and not all(kernels.is_cached(name) for name in names):
         timer = threading.Timer(1.0, click.echo, args=(
             "waldo: compiling the search kernels, once (later runs start at once)…",),
             kwargs={"err": True})
