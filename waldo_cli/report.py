@@ -80,17 +80,16 @@ def tsv_lines(result: ImageResult) -> str:
     return "".join("\t".join(str(v) for v in row) + "\n" for row in batch_rows(result))
 
 
-def csv_lines(result: ImageResult, header: bool = False) -> str:
-    """CSV rows for one image (RFC 4180 quoting), with the header first if asked.
+def csv_lines(result: ImageResult) -> str:
+    """CSV rows for one image (RFC 4180 quoting); the header is ``batch_header(",")``.
 
-    >>> print(csv_lines(ImageResult(0, "a,b.png", error="x"), header=True), end="")
-    image,rank,x,y,width,height,score
+    >>> from waldo_cli.peaks import Match
+    >>> r = FindReport("a,b.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.1)
+    >>> print(csv_lines(ImageResult(0, "a,b.png", report=r)), end="")
+    "a,b.png",1,1,2,2,2,3
     """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        writer.writerow(BATCH_COLUMNS)
-    writer.writerows(batch_rows(result))
+    csv.writer(buffer, lineterminator="\n").writerows(batch_rows(result))
     return buffer.getvalue()
 
 
