@@ -378,9 +378,7 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
 
     from waldo_cli.kernels import _finish_scores
 
-    planar = np.empty((channels, height, width), np.float32)
-    for c in range(channels):
-        np.copyto(planar[c], img[:, :, c], casting="unsafe")
+    planar = _planar(img)
     offsets = _offsets(planar)
     # float32 is enough to hold the correlation: it is at most the norm it is
     # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score
@@ -390,6 +388,15 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, prepared.mean,
                                 prepared.energy, prepared.sq, scores), out_h)
     return scores
+
+
+def _planar(img: np.ndarray) -> np.ndarray:
+    """(H, W, C) pixels of any real dtype as C-contiguous (C, H, W) float32 planes."""
+    height, width, channels = img.shape
+    planar = np.empty((channels, height, width), np.float32)
+    for c in range(channels):
+        np.copyto(planar[c], img[:, :, c], casting="unsafe")
+    return planar
 
 
 def _offsets(planar: np.ndarray) -> np.ndarray:
@@ -453,10 +460,7 @@ def _match_masked(img: np.ndarray, prepared: PreparedTemplate, mask: np.ndarray,
     """
     (height, width, channels), (h, w, _) = img.shape, prepared.shape
     out_shape = (height - h + 1, width - w + 1)
-    planar = np.empty((channels, height, width), np.float64)
-    for c in range(channels):
-        np.copyto(planar[c], img[:, :, c], casting="unsafe")
-    planar = planar.astype(np.float32).astype(np.float64)  # "computed in float32" values
+    planar = _planar(img).astype(np.float64)  # the float32 values, exactly
     offsets = _offsets(planar)
     shifted = planar - offsets[:, None, None]
     squares = shifted * shifted
