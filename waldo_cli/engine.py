@@ -384,10 +384,11 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score
     corr = np.empty((out_h, out_w), np.float32)
     _correlate(planar, prepared, offsets, corr, engine)
-    scores = np.empty((out_h, out_w), np.float32)
+    # the scores overwrite the correlation row by row: one map fewer to
+    # allocate (and fault in) per search
     _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, prepared.mean,
-                                prepared.energy, prepared.sq, scores), out_h)
-    return scores
+                                prepared.energy, prepared.sq, corr), out_h)
+    return corr
 
 
 def _planar(img: np.ndarray) -> np.ndarray:

@@ -176,110 +176,140 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
 
     image (C, H, W) float32; offsets, template_mean (C,) float64; corr
     (H-h+1, W-w+1) float32 holds sum((T - mean T) * I); out (H-h+1, W-w+1)
-    float32. Fills rows y0 <= y < y1.
+    float32 (may be corr itself: each row is read before it is written).
+    Fills rows y0 <= y < y1.
     """
     n_channels, _, width = image.shape
     _, out_w = out.shape
     n = float(h * w)
     inv_n = 1.0 / n
     limit = 10.0 * FLT_EPSILON
-    if y0 < y1:
-        # Column sums of (I - offset) and its square over the window's rows,
-        # slid down the band; the offset (the channel's rounded mean) keeps
-        # every partial sum small, so float64 holds them exactly enough.
-        col = np.zeros((n_channels, width), np.float64)
-        # squares are only ever needed summed over channels
-        col2 = np.zeros(width, np.float64)
-        wsum = np.empty((n_channels, out_w), np.float64)
-        wsq = np.empty(out_w, np.float64)
-        for c in range(n_channels):
-            off = offsets[c]
-            for i in range(y0, y0 + h):
-                src = image[c, i]
-                for x in range(width):
-                    v = src[x] - off
-                    col[c, x] += v
-                    col2[x] += v * v
-        for y in range(y0, y1):
+    if y0 >= y1:
+        return
+    # Column sums of (I - offset) and of its square over the window's rows,
+    # slid down the band; the offset (the channel's rounded mean) keeps every
+    # partial sum small, so float64 holds them exactly enough. Squares are
+    # only ever needed summed over channels.
+    col = np.zeros((n_channels, width), np.float64)
+    col2 = np.zeros(width, np.float64)
+    wsum = np.empty((n_channels, out_w), np.float64)
+    wsq = np.empty(out_w, np.float64)
+    # per-window terms over all channels, accumulated along x so the loops
+    # vectorise: sum of I**2, sum of (I - window mean)**2, and the method's
+    # extra term (ccorr: sum_c T_mean_c * S_c; sqdiff: sum_c (S_c - n T_mean_c)**2 / n)
+    sum2 = np.empty(out_w, np.float64)
+    var = np.empty(out_w, np.float64)
+    extra = np.empty(out_w, np.float64)
+    for c in range(n_channels):
+        off = offsets[c]
+        for i in range(y0, y0 + h):
+            src = image[c, i]
+            cc = col[c]
+            for x in range(width):
+                v = src[x] - off
+                cc[x] += v
+                col2[x] += v * v
+    tnorm = np.sqrt(template_energy) if method == CCOEFF_NORMED else np.sqrt(template_sq)
+    fallback = 1.0 if method == SQDIFF_NORMED else 0.0
+    for y in range(y0, y1):
+        if y > y0:
             for c in range(n_channels):
                 off = offsets[c]
-                if y > y0:
-                    src_in = image[c, y + h - 1]
-                    src_out = image[c, y - 1]
-                    for x in range(width):
-                        v_in = src_in[x] - off
-                        v_out = src_out[x] - off
-                        col[c, x] += v_in - v_out
-                        col2[x] += v_in * v_in - v_out * v_out
+                src_in = image[c, y + h - 1]
+                src_out = image[c, y - 1]
+                cc = col[c]
+                for x in range(width):
+                    v_in = src_in[x] - off
+                    v_out = src_out[x] - off
+                    cc[x] += v_in - v_out
+                    col2[x] += (v_in - v_out) * (v_in + v_out)
+        # sliding sums along x: independent chains interleaved, so the adds'
+        # latency overlaps (a single running sum is bound by it)
+        if n_channels == 3:
+            c0, c1, c2 = col[0], col[1], col[2]
+            s0 = s1 = s2 = sq = 0.0
+            for x in range(w):
+                s0 += c0[x]
+                s1 += c1[x]
+                s2 += c2[x]
+                sq += col2[x]
+            wsum[0, 0], wsum[1, 0], wsum[2, 0], wsq[0] = s0, s1, s2, sq
+            for x in range(1, out_w):
+                s0 += c0[x + w - 1] - c0[x - 1]
+                s1 += c1[x + w - 1] - c1[x - 1]
+                s2 += c2[x + w - 1] - c2[x - 1]
+                sq += col2[x + w - 1] - col2[x - 1]
+                wsum[0, x], wsum[1, x], wsum[2, x], wsq[x] = s0, s1, s2, sq
+        else:
+            for c in range(n_channels):
+                cc = col[c]
                 s = 0.0
                 for x in range(w):
-                    s += col[c, x]
+                    s += cc[x]
                 wsum[c, 0] = s
                 for x in range(1, out_w):
-                    s += col[c, x + w - 1] - col[c, x - 1]
+                    s += cc[x + w - 1] - cc[x - 1]
                     wsum[c, x] = s
-            s2 = 0.0
+            sq = 0.0
             for x in range(w):
-                s2 += col2[x]
-            wsq[0] = s2
+                sq += col2[x]
+            wsq[0] = sq
             for x in range(1, out_w):
-                s2 += col2[x + w - 1] - col2[x - 1]
-                wsq[x] = s2
-            # Per-window terms over all channels, accumulated along x so the
-            # loops vectorise. wsq is sum over c of sum (I - offset_c)**2.
-            sum2 = wsq.copy()  # becomes sum of I**2
-            var = wsq.copy()  # becomes sum of (I - window mean)**2
-            mean_term = np.zeros(out_w, np.float64)  # sum_c T_mean_c * S_c
-            gap = np.zeros(out_w, np.float64)  # sum_c (S_c - n T_mean_c)**2 / n
-            for c in range(n_channels):
-                o = offsets[c]
-                tm = template_mean[c]
-                ws = wsum[c]
+                sq += col2[x + w - 1] - col2[x - 1]
+                wsq[x] = sq
+        for x in range(out_w):
+            sum2[x] = wsq[x]
+            var[x] = wsq[x]
+            extra[x] = 0.0
+        for c in range(n_channels):
+            o = offsets[c]
+            tm = template_mean[c]
+            ws = wsum[c]
+            if method == CCOEFF or method == CCOEFF_NORMED:
+                for x in range(out_w):
+                    s_off = ws[x]
+                    sum2[x] += (2.0 * o * s_off + n * o * o)
+                    var[x] -= s_off * s_off * inv_n
+            elif method == SQDIFF or method == SQDIFF_NORMED:
                 for x in range(out_w):
                     s_off = ws[x]
                     total = s_off + n * o
-                    sum2[x] += 2.0 * o * s_off + n * o * o
+                    sum2[x] += (2.0 * o * s_off + n * o * o)
                     var[x] -= s_off * s_off * inv_n
-                    mean_term[x] += tm * total
                     d = total - n * tm
-                    gap[x] += d * d * inv_n
-            for x in range(out_w):
-                # rounding can leave a flat window a hair below zero
-                var[x] = max(var[x], 0.0)
-            row = corr[y]
-            num = np.empty(out_w, np.float64)
-            if method == CCOEFF or method == CCOEFF_NORMED:
+                    extra[x] += d * d * inv_n
+            else:
                 for x in range(out_w):
-                    num[x] = row[x]
-                energy = var
-                tnorm = np.sqrt(template_energy)
+                    s_off = ws[x]
+                    sum2[x] += (2.0 * o * s_off + n * o * o)
+                    extra[x] += tm * (s_off + n * o)
+        row = corr[y]
+        dst = out[y]
+        if method == CCOEFF:
+            for x in range(out_w):
+                dst[x] = row[x]
+            continue
+        for x in range(out_w):
+            v = max(var[x], 0.0)  # rounding can leave a flat window a hair below zero
+            if method == CCOEFF_NORMED:
+                r = np.float64(row[x])
+                e = v
             elif method == SQDIFF or method == SQDIFF_NORMED:
                 # sum (I - T)**2 from centred terms: no cancellation of large
                 # uncentred sums
-                for x in range(out_w):
-                    num[x] = max(var[x] + template_energy - 2.0 * row[x] + gap[x], 0.0)
-                energy = sum2
-                tnorm = np.sqrt(template_sq)
+                r = max(v + template_energy - 2.0 * row[x] + extra[x], 0.0)
+                e = sum2[x]
             else:
-                for x in range(out_w):
-                    num[x] = row[x] + mean_term[x]
-                energy = sum2
-                tnorm = np.sqrt(template_sq)
-            dst = out[y]
-            if method == SQDIFF or method == CCORR or method == CCOEFF:
-                for x in range(out_w):
-                    dst[x] = np.float32(num[x])
-                continue
-            # OpenCV's rule: a window with (almost) no energy left after
-            # removing what the method ignores has no norm (t = 0); scores
-            # then clamp to 0, or to 1 for sqdiff_normed.
-            fallback = 1.0 if method == SQDIFF_NORMED else 0.0
-            # written with selects only, so the loop vectorises; r / t is
-            # computed even where it is not used, so t must never be 0 there
-            for x in range(out_w):
-                e = energy[x]
+                r = row[x] + extra[x]
+                e = sum2[x]
+            if method == SQDIFF or method == CCORR:
+                dst[x] = np.float32(r)
+            else:
+                # OpenCV's rule: a window with (almost) no energy left after
+                # removing what the method ignores has no norm (t = 0); scores
+                # then clamp to 0, or to 1 for sqdiff_normed. Selects only, so
+                # the loop vectorises; t is never 0 in the division.
                 t = np.sqrt(e) * tnorm if e > min(0.5, limit * sum2[x]) else 0.0
-                r = num[x]
                 a = abs(r)
                 ratio = r / max(t, 1e-300)
                 sign = 1.0 if r > 0 else -1.0
