@@ -150,3 +150,71 @@ def test_bad_variant_options(args, needle):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0]
+
+
+@pytest.fixture(scope="module")
+def shared_case():
+    """A photograph and templates of several sizes cut from it (noisy, not flat)."""
+    import skimage.data
+
+    rng = np.random.default_rng(7)
+    image = skimage.data.astronaut()[:260, :330].astype(np.float32)
+    templates = [image[40:40 + h, 50:50 + w] + rng.normal(0, 3, (h, w, 3)).astype(np.float32)
+                 for h, w in ((61, 47), (40, 52), (33, 33), (20, 26), (6, 5))]
+    return image, templates
+
+
+@pytest.mark.parametrize("engine", ["auto", "fft", "direct"])
+@pytest.mark.parametrize("method", ["ccoeff_normed", "sqdiff", "ccorr_normed", "ccoeff"])
+def test_shared_search_gives_each_templates_own_scores(shared_case, method, engine):
+    from waldo_cli.engine import match_template, match_templates
+
+    image, templates = shared_case
+    maps = match_templates(image, templates, method, engine=engine)
+    for template, scores in zip(templates, maps, strict=True):
+        alone = match_template(image, template, method, engine=engine)
+        assert scores.shape == alone.shape and scores.dtype == np.float32
+        # the same computation either way: compare raw methods relative to their size
+        scale = 1.0 if method.endswith("_normed") else float(np.abs(alone).max())
+        assert np.abs(scores.astype(np.float64) - alone).max() <= 1e-6 * scale
+
+
+def test_shared_search_transforms_the_image_once(shared_case, monkeypatch):
+    from waldo_cli import engine, kernels
+
+    image, templates = shared_case
+    calls = {"planar": 0, "shared": 0, "fft": 0}
+    planar, shared, fft = engine._planar, kernels._correlate_fft_shared, kernels._correlate_fft
+
+    def count(name, function):
+        def counted(*args):
+            calls[name] += 1
+            return function(*args)
+        return counted
+
+    monkeypatch.setattr(engine, "_planar", count("planar", planar))
+    monkeypatch.setattr(kernels, "_correlate_fft_shared", count("shared", shared))
+    monkeypatch.setattr(kernels, "_correlate_fft", count("fft", fft))
+    engine.set_threads(1)  # one band: one kernel call per pass
+    try:
+        engine.match_templates(image, templates[:4], engine="fft")
+    finally:
+        engine.set_threads(None)
+    assert calls == {"planar": 1, "shared": 1, "fft": 0}
+
+
+def test_shared_search_handles_masks_misfits_and_convolution(shared_case, rng):
+    from waldo_cli.engine import match_template, match_templates
+
+    image, templates = shared_case
+    mask = (rng.random(templates[2].shape[:2]) > 0.3).astype(np.float32)
+    too_big = np.zeros((300, 10, 3), np.float32)
+    maps = match_templates(image, [templates[0], templates[2], too_big], "ccoeff_normed",
+                           masks=[None, mask, None], convolve=True)
+    assert maps[2] is None
+    np.testing.assert_allclose(maps[0], match_template(image, templates[0], convolve=True),
+                               atol=1e-6)
+    np.testing.assert_allclose(maps[1], match_template(image, templates[2], mask=mask,
+                                                       convolve=True), atol=1e-6)
+    with pytest.raises(WaldoError, match="2 masks for 3 templates"):
+        match_templates(image, [templates[0]] * 3, masks=[None, None])

@@ -116,19 +116,17 @@ class Searcher:
 
     def _search_variants(self, pixels: np.ndarray) -> tuple[list[Match], np.ndarray]:
         """Every variant on one image; matches suppressed across all of them."""
-        from waldo_cli.engine import match_template
+        from waldo_cli.engine import match_templates
         from waldo_cli.peaks import find_peaks
         from waldo_cli.variants import best_over_variants
 
         height, width, channels = pixels.shape
         prepared = self._variants_for(channels)
-        maps = []
-        for variant, template, mask in prepared:
-            h, w = variant.shape
-            fits = h <= height and w <= width
-            maps.append(match_template(pixels, template, self.options.method,
-                                       engine=self.options.engine, mask=mask,
-                                       convolve=self.options.convolve) if fits else None)
+        # one pass: the image is converted (and, on the FFT path, transformed)
+        # once for all the variants
+        maps = match_templates(pixels, [t for _, t, _ in prepared], self.options.method,
+                               engine=self.options.engine, masks=[m for _, _, m in prepared],
+                               convolve=self.options.convolve)
         best, which = best_over_variants((height, width), maps,
                                          [v.shape for v, _, _ in prepared], self.options.method)
         th, tw = self.template.pixels.shape[:2]

@@ -376,19 +376,152 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
         # OpenCV: a flat template correlates equally with everything.
         return np.ones((out_h, out_w), np.float32)
 
-    from waldo_cli.kernels import _finish_scores
-
     planar = _planar(img)
     offsets = _offsets(planar)
     # float32 is enough to hold the correlation: it is at most the norm it is
     # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score
     corr = np.empty((out_h, out_w), np.float32)
     _correlate(planar, prepared, offsets, corr, engine)
+    return _finish(planar, offsets, prepared, code, corr)
+
+
+def _finish(planar: np.ndarray, offsets: np.ndarray, prepared: PreparedTemplate, code: int,
+            corr: np.ndarray) -> np.ndarray:
+    """Turn a correlation map into the method's scores, in place, and return it."""
+    from waldo_cli.kernels import _finish_scores
+
+    h, w, _ = prepared.shape
     # the scores overwrite the correlation row by row: one map fewer to
     # allocate (and fault in) per search
     _run_bands(_finish_scores, (code, planar, h, w, offsets, corr, prepared.mean,
-                                prepared.energy, prepared.sq, corr), out_h)
+                                prepared.energy, prepared.sq, corr), corr.shape[0])
     return corr
+
+
+# at most this many bytes of correlation maps in flight in one shared pass
+_SHARED_BYTES = 256 << 20
+
+
+def match_templates(image: object, templates: list[object], method: str = DEFAULT_METHOD, *,
+                    engine: str = "auto", masks: list[object] | None = None,
+                    convolve: bool = False) -> list[np.ndarray | None]:
+    """``match_template`` for several templates (scales, turns) on one image, sharing the work.
+
+    The image is converted once, and the templates the FFT path serves share
+    its transforms: each image tile is transformed once and then costs one
+    product and one inverse transform per template, instead of C + 1
+    transforms. The scores are those ``match_template`` gives for each
+    template alone.
+
+    Parameters
+    ----------
+    image : (H, W[, C]) array_like
+    templates : list of (h, w[, C]) array_like or PreparedTemplate
+    method, engine, convolve
+        As for ``match_template``; with ``engine="auto"`` each template gets
+        the engine the cost model picks for it.
+    masks : list of (h, w[, C]) array_like or None, optional
+        One mask (or None) per template.
+
+    Returns
+    -------
+    list of (H-h+1, W-w+1) float32 ndarray or None
+        One score map per template, None for a template larger than the image.
+
+    Examples
+    --------
+    >>> image = np.random.default_rng(0).random((20, 30, 3))
+    >>> maps = match_templates(image, [image[2:7, 3:9], image[:25, :5]])
+    >>> maps[0].shape, maps[1]
+    ((16, 25), None)
+    """
+    method = check_method(method)
+    if engine not in ENGINES:
+        raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    img = _as_hwc(image, "image")
+    masks = [None] * len(templates) if masks is None else list(masks)
+    if len(masks) != len(templates):
+        raise ShapeError(f"{len(masks)} masks for {len(templates)} templates")
+    (height, width, channels), code = img.shape, METHOD_CODES[method]
+    maps: list[np.ndarray | None] = [None] * len(templates)
+    planar: np.ndarray | None = None
+    shared: list[int] = []
+    preps: list[PreparedTemplate] = []
+    for i, (template, mask) in enumerate(zip(templates, masks, strict=True)):
+        prepared = template if isinstance(template, PreparedTemplate) else prepare_template(
+            template)
+        preps.append(prepared.flipped() if convolve else prepared)
+        h, w, t_channels = prepared.shape
+        if h > height or w > width:
+            continue
+        if mask is not None or t_channels != channels or (
+                method == "ccoeff_normed" and prepared.flat):
+            # masked, flat and mismatched templates: the single search (or its error)
+            maps[i] = match_template(img, prepared, method, engine=engine, mask=mask,
+                                     convolve=convolve)
+            continue
+        out_shape = (height - h + 1, width - w + 1)
+        chosen = engine if engine != "auto" else choose_engine(out_shape, (h, w), channels,
+                                                               _threads)
+        if planar is None:
+            planar = _planar(img)
+            offsets = _offsets(planar)
+        if chosen == "fft":
+            shared.append(i)
+            continue
+        corr = np.empty(out_shape, np.float32)
+        _correlate(planar, preps[i], offsets, corr, "direct")
+        maps[i] = _finish(planar, offsets, preps[i], code, corr)
+    # largest templates first: a group's tile size suits its largest member
+    shared.sort(key=lambda i: -max(preps[i].shape[:2]))
+    while shared:
+        group, size = [], 0
+        while shared and (not group or size + _map_bytes(img.shape, preps[shared[0]])
+                          <= _SHARED_BYTES):
+            size += _map_bytes(img.shape, preps[shared[0]])
+            group.append(shared.pop(0))
+        for i, corr in zip(group, _correlate_shared(planar, offsets,
+                                                    [preps[i] for i in group]), strict=True):
+            maps[i] = _finish(planar, offsets, preps[i], code, corr)
+    return maps
+
+
+def _map_bytes(image_shape: tuple[int, ...], prepared: PreparedTemplate) -> int:
+    return 4 * (image_shape[0] - prepared.shape[0] + 1) * (image_shape[1] - prepared.shape[1] + 1)
+
+
+def _correlate_shared(planar: np.ndarray, offsets: np.ndarray,
+                      preps: list[PreparedTemplate]) -> list[np.ndarray]:
+    """The correlation maps of several templates by FFT tiles shared among them."""
+    from waldo_cli import kernels
+
+    kernels.load_fft()
+    channels, height, width = planar.shape
+    h_max = max(p.shape[0] for p in preps)
+    w_max = max(p.shape[1] for p in preps)
+    out_shape = (height - h_max + 1, width - w_max + 1)
+    _, side = fft_plan(out_shape, (h_max, w_max), channels, _threads)
+    spectra = np.stack([p.spectrum(side) for p in preps])
+    shapes = [(height - p.shape[0] + 1, width - p.shape[1] + 1) for p in preps]
+    starts = np.cumsum([0] + [oh * ow for oh, ow in shapes])
+    flat = np.empty(int(starts[-1]), np.float32)
+    heights = np.array([p.shape[0] for p in preps], np.int64)
+    widths = np.array([p.shape[1] for p in preps], np.int64)
+    tiles = -(-out_shape[0] // (side - h_max + 1)) * -(-out_shape[1] // (side - w_max + 1))
+    _run_bands(kernels._correlate_fft_shared,
+               (planar, offsets, spectra, heights, widths, flat, starts[:-1].astype(np.int64)),
+               tiles)
+    return [flat[starts[k]:starts[k + 1]].reshape(shape) for k, shape in enumerate(shapes)]
+
+
+def warm_kernels(name: str) -> None:
+    """Compile (or load) the kernels of one ``kernels.KERNELS`` entry with a tiny search."""
+    image = np.arange(8 * 8 * 3, dtype=np.float32).reshape(8, 8, 3)
+    # a template that is not flat, or ccoeff_normed would skip the kernels
+    if name == "shared fft":
+        match_templates(image, [image[:3, :3], image[:2, :3]], engine="fft")
+    else:
+        match_template(image, image[:3, :3], engine=name)
 
 
 def _planar(img: np.ndarray) -> np.ndarray:

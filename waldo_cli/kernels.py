@@ -30,6 +30,7 @@ FLT_EPSILON = float(np.finfo(np.float32).eps)
 KERNELS = {
     "direct": ("_correlate_direct", "_finish_scores"),
     "fft": ("_correlate_fft", "_finish_scores"),
+    "shared fft": ("_correlate_fft_shared", "_finish_scores"),
 }
 
 
@@ -167,6 +168,67 @@ def _correlate_fft(image, offsets, spectrum, h, w, out, first, last):  # pragma:
             src = corr[y]
             for x in range(min(step_x, out_w - x0)):
                 dst[x0 + x] = src[x]
+
+
+@njit(cache=True, nogil=True)
+def _correlate_fft_shared(image, offsets, spectra, heights, widths, flat_out, starts,
+                          first, last):  # pragma: no cover - compiled
+    """_correlate_fft for several templates at once, transforming the image once.
+
+    image (C, H, W) float32; offsets (C,) float64; spectra (V, C, T, T//2+1)
+    complex128, template v's conjugate spectra padded to T×T; heights, widths
+    (V,) int64; flat_out float32 holds template v's (H-h_v+1, W-w_v+1) map
+    from starts[v]. Tiles step by what the largest template leaves valid, so
+    each image tile is transformed once (C forward transforms) and then
+    costs one product and one inverse transform per template. Fills tiles
+    first <= tile < last.
+    """
+    n_channels, height, width = image.shape
+    n_templates, _, tile_h, half = spectra.shape
+    tile_w = 2 * (half - 1)
+    step_y = tile_h - heights.max() + 1
+    step_x = tile_w - widths.max() + 1
+    tiles_y = (height - heights.max() + step_y) // step_y
+    tiles_x = (width - widths.max() + step_x) // step_x
+    buf = np.zeros((tile_h, tile_w), np.float64)
+    freq = np.empty((n_channels, tile_h, half), np.complex128)
+    acc = np.empty((tile_h, half), np.complex128)
+    for tile in range(first, min(last, tiles_y * tiles_x)):
+        ty, tx = tile // tiles_x, tile % tiles_x
+        y0, x0 = ty * step_y, tx * step_x
+        rows = min(tile_h, height - y0)
+        cols = min(tile_w, width - x0)
+        for c in range(n_channels):
+            buf[:] = 0.0
+            off = offsets[c]
+            for y in range(rows):
+                src = image[c, y0 + y, x0:x0 + cols]
+                dst = buf[y]
+                for x in range(cols):
+                    dst[x] = src[x] - off
+            freq[c] = np.fft.rfft2(buf)
+        for v in range(n_templates):
+            acc[:] = 0.0
+            for c in range(n_channels):
+                for y in range(tile_h):
+                    a = acc[y]
+                    f = freq[c, y]
+                    t = spectra[v, c, y]
+                    for x in range(half):
+                        a[x] += f[x] * t[x]
+            corr = np.fft.irfft2(acc, s=(tile_h, tile_w))
+            out_h = height - heights[v] + 1
+            out_w = width - widths[v] + 1
+            out = flat_out[starts[v]:starts[v] + out_h * out_w].reshape((out_h, out_w))
+            # the last tile of a row or column also fills the windows only a
+            # smaller template has (its outputs run further)
+            ny = step_y if ty < tiles_y - 1 else tile_h - heights[v] + 1
+            nx = step_x if tx < tiles_x - 1 else tile_w - widths[v] + 1
+            for y in range(min(ny, out_h - y0)):
+                dst = out[y0 + y]
+                src = corr[y]
+                for x in range(min(nx, out_w - x0)):
+                    dst[x0 + x] = src[x]
 
 
 @njit(cache=True, nogil=True)
