@@ -367,22 +367,65 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
                          "give both the same number of channels")
     if h > height or w > width:
         raise TemplateTooLargeError((h, w), (height, width))
-    if mask is not None:
-        return _match_masked(img, prepared, _as_mask(mask, prepared.shape), method, engine)
-
-    code = METHOD_CODES[method]
     out_h, out_w = height - h + 1, width - w + 1
+    if engine == "auto":  # once for the whole image, so that every band agrees
+        engine = choose_engine((out_h, out_w), (h, w), channels, _threads)
+    band = _band_rows(img.shape, (h, w), engine)
+    if mask is not None:
+        weights = _as_mask(mask, prepared.shape)
+        if band >= out_h:
+            return _match_masked(img, prepared, weights, method, engine)
+        scores = np.empty((out_h, out_w), np.float32)
+        for top in range(0, out_h, band):
+            rows = min(band, out_h - top)
+            scores[top:top + rows] = _match_masked(img[top:top + rows + h - 1], prepared,
+                                                   weights, method, engine)
+        return scores
+    code = METHOD_CODES[method]
     if method == "ccoeff_normed" and prepared.flat:
         # OpenCV: a flat template correlates equally with everything.
         return np.ones((out_h, out_w), np.float32)
-
-    planar = _planar(img)
-    offsets = _offsets(planar)
     # float32 is enough to hold the correlation: it is at most the norm it is
     # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score
-    corr = np.empty((out_h, out_w), np.float32)
-    _correlate(planar, prepared, offsets, corr, engine)
-    return _finish(planar, offsets, prepared, code, corr)
+    scores = np.empty((out_h, out_w), np.float32)
+    for top in range(0, out_h, band):
+        rows = min(band, out_h - top)
+        # a band of the image as planes: the whole image when it is not huge
+        planar = _planar(img[top:top + rows + h - 1])
+        offsets = _offsets(planar)
+        corr = scores[top:top + rows]  # whole rows: C-contiguous
+        _correlate(planar, prepared, offsets, corr, engine)
+        _finish(planar, offsets, prepared, code, corr)
+    return scores
+
+
+# Images whose float32 planes would take more than this are searched in bands
+# of rows (each with its template's h - 1 rows of overlap), so that memory
+# stays near the image itself plus the score map however large it is.
+_BAND_BYTES = 64 << 20
+
+
+def _band_rows(image_shape: tuple[int, int, int], template_shape: tuple[int, int],
+               engine: str) -> int:
+    """Output rows per band: all of them unless the image is huge.
+
+    >>> _band_rows((1024, 1024, 3), (32, 32), "fft")
+    993
+    >>> _band_rows((8192, 8192, 3), (9, 9), "direct")
+    333
+    """
+    (height, width, channels), (h, w) = image_shape, template_shape
+    out_h = height - h + 1
+    row_bytes = 4 * width * channels
+    if height * row_bytes <= _BAND_BYTES:
+        return out_h
+    # half the budget per band: the band's planes and the kernels' buffers
+    rows = max(4 * h, _BAND_BYTES // 2 // row_bytes - (h - 1))
+    if engine == "fft":  # whole FFT tiles per band
+        _, side = fft_plan((out_h, width - w + 1), (h, w), channels, _threads)
+        step = side - h + 1
+        rows = max(step, rows // step * step)
+    return min(rows, out_h)
 
 
 def _finish(planar: np.ndarray, offsets: np.ndarray, prepared: PreparedTemplate, code: int,

@@ -56,17 +56,22 @@ def _ranked_candidates(scores: np.ndarray, lower: bool, threshold: float | None,
     sort algorithm.
     """
     flat = scores.ravel()
-    key = flat if lower else -flat.astype(np.float64)
+    # lower keys rank first; negation is exact in any float dtype, and no
+    # index array as long as the map is built (huge maps stay affordable)
+    key = flat if lower else np.negative(flat)
     if threshold is not None:
-        passing = np.flatnonzero(flat <= threshold if lower else flat >= threshold)
+        passes = flat <= threshold if lower else flat >= threshold
+        if np.count_nonzero(passes) > count:
+            cutoff = np.partition(key[passes], count - 1)[count - 1]
+            # every candidate tied with the worst one taken stays, so the
+            # choice among equal scores is by position, not by the partition
+            passes &= key <= cutoff
+        passing = np.flatnonzero(passes)
+    elif flat.size > count:
+        cutoff = np.partition(key, count - 1)[count - 1]
+        passing = np.flatnonzero(key <= cutoff)
     else:
         passing = np.arange(flat.size)
-    if passing.size > count:
-        part = np.argpartition(key[passing], count - 1)[:count]
-        # Keep every candidate tied with the worst one taken, so the choice
-        # among equal scores is by position, not by argpartition's whim.
-        cutoff = key[passing][part].max()
-        passing = passing[key[passing] <= cutoff]
     order = np.lexsort((passing, key[passing]))
     return passing[order]
 
