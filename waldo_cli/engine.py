@@ -474,7 +474,7 @@ def match_templates(image: object, templates: list[object], method: str = DEFAUL
     Examples
     --------
     >>> image = np.random.default_rng(0).random((20, 30, 3))
-    >>> maps = match_templates(image, [image[2:7, 3:9], image[:25, :5]])
+    >>> maps = match_templates(image, [image[2:7, 3:9], np.ones((25, 5, 3))])
     >>> maps[0].shape, maps[1]
     ((16, 25), None)
     """
