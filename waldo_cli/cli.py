@@ -311,14 +311,15 @@ def _find_one(searcher: Any, image: str, template: str, as_json: bool, quiet: bo
     from waldo_cli.io import read_image
     from waldo_cli.report import plain_table, print_table, summary_line, write_json
 
-    out = _stdout_console()
+    # rich only for what a terminal may get (its import is felt in shell loops)
+    out = None if as_json or quiet else _stdout_console()
     try:
         name, data = _source(image)
         loaded = read_image(data, name=name)
         with _compile_notice(searcher, loaded, quiet):
             report, pixels, scores = searcher.search(loaded)
         # the terminal preview only where it cannot mix with data or silence
-        preview = show if out.is_terminal and not as_json and not quiet else None
+        preview = show if out is not None and out.is_terminal else None
         if heatmap_path is not None or overlay_path is not None or preview is not None:
             _write_pictures(report, pixels, scores, heatmap_path, overlay_path, colormap,
                             legend, preview, out, (image, template))
@@ -328,7 +329,7 @@ def _find_one(searcher: Any, image: str, template: str, as_json: bool, quiet: bo
         raise WaldoUsageError(str(exc)) from None
     if quiet:
         return EXIT_MATCH if report.matches else EXIT_NO_MATCH
-    if as_json:
+    if as_json or out is None:
         write_json(sys.stdout, report)
     elif out.is_terminal:
         print_table(out, report)

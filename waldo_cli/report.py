@@ -5,12 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from waldo_cli.batch import FindReport, ImageResult
+
+if TYPE_CHECKING:  # rich is imported only where a terminal gets a table
+    from rich.console import Console
 
 
 def format_score(score: float) -> str:
@@ -124,6 +124,8 @@ def summary_line(report: FindReport) -> str:
 
 def print_table(console: Console, report: FindReport) -> None:
     """A rich table of the matches and the summary line, for a terminal."""
+    from rich.table import Table
+
     if report.matches:
         table = Table(title=None, header_style="bold")
         for name in ("rank", "x", "y", "width", "height", "score"):
@@ -286,6 +288,7 @@ def print_param_report(console: Console, counts: Any, explain: bool = False) -> 
     console each layer becomes a block of quantity-value lines instead, so that
     long exact counts are never folded or cut.
     """
+    from rich.table import Table
     from rich.text import Text
 
     from waldo_cli.params import MULTIPLY_ADDS_RULE
