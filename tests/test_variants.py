@@ -143,7 +143,6 @@ def test_parse_range_rejects(text):
     (["--scales", "abc"], "--scales"),
     (["--scales", "0,1"], "positive"),
     (["--rotations", "5:1:1"], "--rotations"),
-    (["--flip", "--pad", "edge"], "--pad"),
 ])
 def test_bad_variant_options(args, needle):
     result = CliRunner().invoke(cli, ["find", str(SAMPLE), str(PATCH), *args])
@@ -218,3 +217,34 @@ def test_shared_search_handles_masks_misfits_and_convolution(shared_case, rng):
                                                        convolve=True), atol=1e-6)
     with pytest.raises(WaldoError, match="2 masks for 3 templates"):
         match_templates(image, [templates[0]] * 3, masks=[None, None])
+
+
+@pytest.mark.parametrize("pad", ["zero", "reflect", "edge"])
+def test_shared_search_with_padding_equals_each_padded_search(shared_case, pad):
+    from waldo_cli.engine import match_template, match_templates
+
+    image, templates = shared_case
+    chosen = [templates[0], templates[3], templates[4]]  # odd and even sides, big and small
+    maps = match_templates(image, chosen, "ccoeff_normed", pad=pad)
+    for template, scores in zip(chosen, maps, strict=True):
+        alone = match_template(image, template, "ccoeff_normed", pad=pad)
+        assert scores.shape == alone.shape == image.shape[:2]
+        assert np.abs(scores.astype(np.float64) - alone).max() <= 1e-6
+
+
+def test_cut_off_waldo_found_at_another_scale_with_padding(tmp_path):
+    """--pad with --scales: a scaled Waldo hanging over the edge is found, scale and all."""
+    photo = Image.open(SAMPLE).convert("RGB")
+    x, y = WHERE
+    # the photograph shrunk by 0.8, cut so that a quarter of the patch hangs
+    # off its left edge: found with the patch at scale 0.8
+    cut = photo.crop((x + 18, 0, photo.width, photo.height))
+    cut = cut.resize((round(cut.width * 0.8), round(cut.height * 0.8)),
+                     Image.Resampling.LANCZOS)
+    cut.save(tmp_path / "cut.png")
+    report = find(tmp_path / "cut.png", PATCH, "--pad", "edge", "--scales", "0.7:1:0.1")
+    assert report["pad"] == "edge" and report["scores_indexed_by"] == "window centre"
+    match = report["matches"][0]
+    assert match["scale"] == pytest.approx(0.8, abs=0.05)
+    assert match["x"] < 0  # the window hangs over the left edge
+    assert abs(match["x"] - (-18 * 0.8)) <= 3 and abs(match["y"] - y * 0.8) <= 3

@@ -126,9 +126,11 @@ class Searcher:
         # once for all the variants
         maps = match_templates(pixels, [t for _, t, _ in prepared], self.options.method,
                                engine=self.options.engine, masks=[m for _, _, m in prepared],
-                               convolve=self.options.convolve)
-        best, which = best_over_variants((height, width), maps,
-                                         [v.shape for v, _, _ in prepared], self.options.method)
+                               pad=self.options.pad, convolve=self.options.convolve)
+        # padded maps are already on the image's grid, indexed by window centre
+        shapes = ([(1, 1)] * len(prepared) if self.options.pad != "none"
+                  else [v.shape for v, _, _ in prepared])
+        best, which = best_over_variants((height, width), maps, shapes, self.options.method)
         th, tw = self.template.pixels.shape[:2]
         peaks = find_peaks(best, self.options.method, (th, tw), top_k=self.options.top_k,
                            threshold=self.options.threshold,
@@ -219,8 +221,8 @@ class Searcher:
             matches=matches, seconds=time.perf_counter() - started,
             threshold=self.options.threshold,
             extra={"engine": self.options.engine, "threads": get_threads(),
-                   "mask": self.mask_source, "pad": "none", "convolve": self.options.convolve,
-                   "scores_indexed_by": "window centre",
+                   "mask": self.mask_source, "pad": self.options.pad,
+                   "convolve": self.options.convolve, "scores_indexed_by": "window centre",
                    "variants": {"scales": list(self.options.scales),
                                 "angles": list(self.options.angles),
                                 "flip": self.options.flip}},

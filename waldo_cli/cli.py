@@ -229,9 +229,6 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
                             min_distance=min_distance, engine=engine, subpixel=subpixel,
                             pad=pad, convolve=convolve, scales=scale_values,
                             angles=angle_values, flip=flip)
-    if options.variants and pad != "none":
-        raise click.UsageError("--pad cannot be combined with --scales, --rotations or --flip "
-                               "yet")
     searcher = _load_searcher(template_path, options, threads,
                               heatmap_path, overlay_path, colormap, show, images,
                               mask_path, no_mask)

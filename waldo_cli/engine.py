@@ -447,7 +447,7 @@ _SHARED_BYTES = 256 << 20
 
 def match_templates(image: object, templates: list[object], method: str = DEFAULT_METHOD, *,
                     engine: str = "auto", masks: list[object] | None = None,
-                    convolve: bool = False) -> list[np.ndarray | None]:
+                    pad: str = "none", convolve: bool = False) -> list[np.ndarray | None]:
     """``match_template`` for several templates (scales, turns) on one image, sharing the work.
 
     The image is converted once, and the templates the FFT path serves share
@@ -460,16 +460,19 @@ def match_templates(image: object, templates: list[object], method: str = DEFAUL
     ----------
     image : (H, W[, C]) array_like
     templates : list of (h, w[, C]) array_like or PreparedTemplate
-    method, engine, convolve
+    method, engine, pad, convolve
         As for ``match_template``; with ``engine="auto"`` each template gets
-        the engine the cost model picks for it.
+        the engine the cost model picks for it. With padding every map has
+        the image's shape, indexed by window centre (the image is padded
+        once, as far as the largest template needs).
     masks : list of (h, w[, C]) array_like or None, optional
         One mask (or None) per template.
 
     Returns
     -------
     list of (H-h+1, W-w+1) float32 ndarray or None
-        One score map per template, None for a template larger than the image.
+        One score map per template, None for a template larger than the
+        image (never with padding).
 
     Examples
     --------
@@ -481,7 +484,11 @@ def match_templates(image: object, templates: list[object], method: str = DEFAUL
     method = check_method(method)
     if engine not in ENGINES:
         raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if pad not in PADDINGS:
+        raise WaldoError(f"unknown padding {pad!r}: choose one of {', '.join(PADDINGS)}")
     img = _as_hwc(image, "image")
+    if pad != "none":
+        return _match_padded(img, templates, method, engine, masks, pad, convolve)
     masks = [None] * len(templates) if masks is None else list(masks)
     if len(masks) != len(templates):
         raise ShapeError(f"{len(masks)} masks for {len(templates)} templates")
@@ -527,6 +534,29 @@ def match_templates(image: object, templates: list[object], method: str = DEFAUL
                                                     [preps[i] for i in group]), strict=True):
             maps[i] = _finish(planar, offsets, preps[i], code, corr)
     return maps
+
+
+def _match_padded(img: np.ndarray, templates: list[object], method: str, engine: str,
+                  masks: list[object] | None, pad: str, convolve: bool) -> list[np.ndarray | None]:
+    """match_templates with padding: pad once for the largest template, crop each map.
+
+    A template that needs less padding sees, in the wider margin, the same
+    values a narrower pad gives (zeros, edge pixels or the mirror image),
+    so its cropped map equals its own padded search.
+    """
+    preps = [t if isinstance(t, PreparedTemplate) else prepare_template(t) for t in templates]
+    widths = [pad_widths(p.shape) for p in preps]
+    top, bottom = (max(w[0][k] for w in widths) for k in (0, 1))
+    left, right = (max(w[1][k] for w in widths) for k in (0, 1))
+    padded = np.pad(img, ((top, bottom), (left, right), (0, 0)), mode=_NUMPY_PAD[pad])
+    maps = match_templates(padded, preps, method, engine=engine, masks=masks,
+                           convolve=convolve)
+    height, width = img.shape[:2]
+    cropped: list[np.ndarray | None] = []
+    for scores, ((t, _), (lft, _)) in zip(maps, widths, strict=True):
+        cropped.append(None if scores is None else np.ascontiguousarray(
+            scores[top - t:top - t + height, left - lft:left - lft + width]))
+    return cropped
 
 
 def _map_bytes(image_shape: tuple[int, ...], prepared: PreparedTemplate) -> int:
