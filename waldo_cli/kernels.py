@@ -83,41 +83,77 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
     """out[y, x] = sum over c, i, j of template[c, i, j] * image[c, y + i, x + j], y0 <= y < y1.
 
     image (C, H, W) float32, template (C, h, w) float64, out (H-h+1, W-w+1)
-    float32; all C-contiguous. Products and sums are float64, so exact enough;
-    each finished sum is rounded once, to float32.
+    float32 or float64; all C-contiguous. Products and sums are float64, so
+    exact enough; each finished sum is rounded once, to out's dtype.
     """
     n_channels, _, _ = image.shape
     _, h, w = template.shape
     _, out_w = out.shape
     w4 = w - w % 4
-    for y in range(y0, y1):
-        acc = np.zeros(out_w, np.float64)
+    # Three output rows at a time (register blocking): each input row is
+    # read once for the three rows whose windows cover it, and four taps
+    # per pass; three accumulators is where LLVM still vectorises the loop
+    # (it checks at run time that the arrays do not overlap, and gives up
+    # beyond a few of them). The input is indexed from one slice, src[x + j],
+    # not one slice per tap, for the same reason.
+    acc0 = np.zeros(out_w)
+    acc1 = np.zeros(out_w)
+    acc2 = np.zeros(out_w)
+    for yb in range(y0, y1, 3):
+        rows = min(3, y1 - yb)
+        acc0[:] = 0.0
+        acc1[:] = 0.0
+        acc2[:] = 0.0
         for c in range(n_channels):
-            for i in range(h):
-                row = image[c, y + i]
-                taps = template[c, i]
-                # Four taps per pass over the row: a quarter of the traffic
-                # through the accumulator, which bounds the speed here.
-                # Slices, not row[x + j]: they let LLVM drop the negative-index
-                # checks and vectorise the loop (nine times faster here).
-                for j in range(0, w4, 4):
-                    t0 = taps[j]
-                    t1 = taps[j + 1]
-                    t2 = taps[j + 2]
-                    t3 = taps[j + 3]
-                    r0 = row[j:j + out_w]
-                    r1 = row[j + 1:j + 1 + out_w]
-                    r2 = row[j + 2:j + 2 + out_w]
-                    r3 = row[j + 3:j + 3 + out_w]
-                    for x in range(out_w):
-                        acc[x] += t0 * r0[x] + t1 * r1[x] + t2 * r2[x] + t3 * r3[x]
-                for j in range(w4, w):
-                    t0 = taps[j]
-                    r0 = row[j:j + out_w]
-                    for x in range(out_w):
-                        acc[x] += t0 * r0[x]
-        for x in range(out_w):
-            out[y, x] = acc[x]  # rounded to out's dtype (float32 unless masked)
+            for r in range(rows + h - 1):
+                row = image[c, yb + r]
+                first = max(0, r - h + 1)
+                last = min(rows, r + 1)
+                if first == 0 and last == 3:  # input row r feeds all three rows
+                    t0 = template[c, r]
+                    t1 = template[c, r - 1]
+                    t2 = template[c, r - 2]
+                    for j in range(0, w4, 4):
+                        p00, p01, p02, p03 = t0[j], t0[j + 1], t0[j + 2], t0[j + 3]
+                        p10, p11, p12, p13 = t1[j], t1[j + 1], t1[j + 2], t1[j + 3]
+                        p20, p21, p22, p23 = t2[j], t2[j + 1], t2[j + 2], t2[j + 3]
+                        src = row[j:j + out_w + 3]
+                        for x in range(out_w):
+                            v0 = np.float64(src[x])
+                            v1 = np.float64(src[x + 1])
+                            v2 = np.float64(src[x + 2])
+                            v3 = np.float64(src[x + 3])
+                            acc0[x] += p00 * v0 + p01 * v1 + p02 * v2 + p03 * v3
+                            acc1[x] += p10 * v0 + p11 * v1 + p12 * v2 + p13 * v3
+                            acc2[x] += p20 * v0 + p21 * v1 + p22 * v2 + p23 * v3
+                    for j in range(w4, w):
+                        q0, q1, q2 = t0[j], t1[j], t2[j]
+                        src = row[j:j + out_w]
+                        for x in range(out_w):
+                            v0 = np.float64(src[x])
+                            acc0[x] += q0 * v0
+                            acc1[x] += q1 * v0
+                            acc2[x] += q2 * v0
+                else:  # the first and last rows of the block: row by row
+                    for k in range(first, last):
+                        taps = template[c, r - k]
+                        a = acc0 if k == 0 else acc1 if k == 1 else acc2
+                        for j in range(0, w4, 4):
+                            s0, s1, s2, s3 = taps[j], taps[j + 1], taps[j + 2], taps[j + 3]
+                            src = row[j:j + out_w + 3]
+                            for x in range(out_w):
+                                a[x] += (s0 * src[x] + s1 * src[x + 1] + s2 * src[x + 2]
+                                         + s3 * src[x + 3])
+                        for j in range(w4, w):
+                            s0 = taps[j]
+                            src = row[j:j + out_w]
+                            for x in range(out_w):
+                                a[x] += s0 * src[x]
+        for k in range(rows):
+            a = acc0 if k == 0 else acc1 if k == 1 else acc2
+            dst = out[yb + k]
+            for x in range(out_w):
+                dst[x] = a[x]  # rounded to out's dtype
 
 
 @njit(cache=True, nogil=True)
