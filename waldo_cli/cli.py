@@ -567,6 +567,7 @@ def cache_warm() -> None:
         started = time.perf_counter()
         # a template that is not flat, or ccoeff_normed would skip the kernels
         match_template(image, image[:3, :3], engine=engine)
+        match_template(image, image[:3, :3], engine=engine, mask=np.ones((3, 3)))
         click.echo(f"{engine} kernels ready ({time.perf_counter() - started:.1f} s)")
 
 

@@ -28,8 +28,8 @@ FLT_EPSILON = float(np.finfo(np.float32).eps)
 
 # The kernels each engine runs, for the cache commands and the first-run notice.
 KERNELS = {
-    "direct": ("_correlate_direct", "_finish_scores"),
-    "fft": ("_correlate_fft", "_finish_scores"),
+    "direct": ("_correlate_direct", "_finish_scores", "_masked_direct"),
+    "fft": ("_correlate_fft", "_finish_scores", "_masked_fft"),
 }
 
 
