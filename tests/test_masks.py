@@ -161,6 +161,32 @@ def test_mid_size_fft_masked_matches_reference_and_direct(method, kind, mid_imag
         assert (fft[110:, 150:] == 0).all()  # flat
 
 
+@pytest.mark.parametrize("engine", ["direct", "fft"])
+@pytest.mark.parametrize("method", ["sqdiff_normed", "ccorr_normed", "ccoeff_normed"])
+def test_nearly_black_windows_under_faint_weights(method, engine, rng):
+    """Energies of 1e-7 beside pixels of 255: the sums' rounding must not reach the scores."""
+    image = rng.integers(0, 256, (64, 80, 3)).astype(np.float32)
+    image[:40, :50] = 0
+    dim = rng.random((40, 50, 3)) < 0.02
+    image[:40, :50][dim] = rng.uniform(0.005, 0.03, dim.sum())
+    template = rng.integers(0, 256, (12, 14, 3)).astype(np.float32)
+    mask = 0.05 + 0.95 * rng.random((12, 14)) ** 3  # many weights near 0.05
+    ours = match_template(image, template, method, engine=engine, mask=mask)
+    ref, near = match_template_masked_ref(image, template, mask, method)
+    win = windows(image.astype(np.float64), 12, 14)
+    m = mask[:, :, None]
+    if method == "ccoeff_normed":
+        win = win - (win * m).sum(axis=(2, 3), keepdims=True) / m.sum()
+    energy = ((win * m) ** 2).sum(axis=(2, 3, 4))
+    # energies below 1.4e-14 of the most a window can hold count as 0 (no
+    # sum of rounded terms can tell them from 0); the others score exactly
+    scored = energy > 1e-13 * (m**2).sum() * 3 * 255**2
+    assert (scored & (energy < 1e-11 * (m**2).sum() * 3 * 255**2)).sum() > 20
+    # masked sqdiff_normed is not clamped: such windows score up to 1e5, in float32
+    err = np.abs(ours - ref) / np.maximum(1.0, np.abs(ref))
+    assert err[scored & ~near].max() <= 2e-5
+
+
 def test_prepared_template_keeps_each_mask_apart(rng):
     image = rng.integers(0, 256, (40, 50, 3)).astype(np.float32)
     prepared = prepare_template(image[5:17, 8:22])

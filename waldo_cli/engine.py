@@ -574,8 +574,9 @@ def _match_masked(img: np.ndarray, prepared: PreparedTemplate, mask: np.ndarray,
         kernels.load_fft()
         _, side = fft_plan(out_shape, (h, w), channels, _threads)
         tiles = -(-out_shape[0] // (side - h + 1)) * -(-out_shape[1] // (side - w + 1))
-        _run_bands(kernels._masked_fft, (code, planar, offsets, *masked.spectra(side), *common,
-                                         h, w, scores), tiles)
+        _run_bands(kernels._masked_fft, (code, planar, offsets, masked.kern, masked.weights,
+                                         masked.mask, *masked.spectra(side), *common, scores),
+                   tiles)
     return scores
 
 

@@ -300,16 +300,57 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
 # where M is the mask, W = M**2 and * is the window sum of the product.
 
 @njit(nogil=True)
-def _masked_scores(method, maps, y, offsets, w_sum, m_sum, t_sq, tnorm, floor, soft, work,
-                   dst):  # pragma: no cover - compiled
+def _masked_window(method, image, offsets, kern, weights, mask, m_sum, t_sq, top,
+                   left):  # pragma: no cover - compiled
+    """(numerator, energy, sum W I**2) of the window at (top, left), summed directly.
+
+    The energy is summed as sum W (J - mean_M J)**2 (ccoeff_normed) or
+    sum W I**2, terms that are never negative: exact to rounding even where
+    the maps' differences cancel. Arguments as in _masked_direct.
+    """
+    n_channels = image.shape[0]
+    _, h, w = kern.shape
+    planes = mask.shape[0]
+    num = 0.0
+    energy = 0.0
+    sum2 = 0.0
+    for c in range(n_channels):
+        p = 0 if planes == 1 else c
+        o = offsets[c]
+        s = 0.0
+        for i in range(h):
+            src = image[c, top + i]
+            for j in range(w):
+                v = np.float64(src[left + j])
+                num += kern[c, i, j] * (v - o)
+                sum2 += weights[p, i, j] * v * v
+                s += mask[p, i, j] * (v - o)
+        if method == CCOEFF_NORMED and m_sum[c] > 0.0:
+            m = o + s / m_sum[c]
+            for i in range(h):
+                src = image[c, top + i]
+                for j in range(w):
+                    d = src[left + j] - m
+                    energy += weights[p, i, j] * d * d
+    if method != CCOEFF_NORMED:
+        energy = sum2
+    if method == SQDIFF or method == SQDIFF_NORMED:
+        num = max(t_sq - 2.0 * num + sum2, 0.0)
+    return num, energy, sum2
+
+
+@njit(nogil=True)
+def _masked_scores(method, maps, y, image, kern, weights, mask, top, left, offsets, w_sum, m_sum,
+                   t_sq, tnorm, floor, soft, work, dst):  # pragma: no cover - compiled
     """OpenCV's masked formulas and waldo's degenerate rules, from row y of the maps.
 
-    maps (2+2C, rows, cols) float64 as above; offsets, w_sum (sum W), m_sum
-    (sum M) (C,) float64; t_sq = sum W T**2; tnorm the template's norm (sqrt
-    of t_sq, or of sum W (T - mean_M T)**2 for ccoeff_normed); floor the
-    energy below which a window counts as black or flat; work (3, cols)
-    float64 scratch; dst (n,) float32, n <= cols. Not cached itself: it is
-    compiled into the kernels that call it.
+    maps (2+2C, rows, cols) float64 as above; image, kern, weights, mask as
+    in _masked_direct, (top, left) the window dst[0] scores; offsets, w_sum
+    (sum W), m_sum (sum M) (C,) float64; t_sq = sum W T**2; tnorm the
+    template's norm (sqrt of t_sq, or of sum W (T - mean_M T)**2 for
+    ccoeff_normed); floor the energy below which a window counts as black
+    or flat; work (3, cols) float64 scratch; dst (n,) float32, n <= cols.
+    Not cached itself: it is compiled into the kernels that call it.
     """
     n = dst.shape[0]
     n_channels = offsets.shape[0]
@@ -346,12 +387,23 @@ def _masked_scores(method, maps, y, offsets, w_sum, m_sum, t_sq, tnorm, floor, s
             for x in range(n):
                 dst[x] = num[x]
             return
+    limit_scale = 10.0 * FLT_EPSILON
+    # The maps' energies carry an absolute rounding error of up to floor / 10:
+    # where that is over 1/400 of a percent of the energy (a window nearly
+    # black, or nearly flat but not degenerate), the score would carry it, so
+    # such windows are summed again directly. They are rare: with 8-bit
+    # pixels only under weights below 1e-3 or so.
+    recheck = 4096.0 * floor
+    for x in range(n):
+        e = energy[x]
+        if floor < e < recheck and e >= 0.5 * min(0.5, limit_scale * sum2[x]):
+            num[x], energy[x], sum2[x] = _masked_window(method, image, offsets, kern, weights,
+                                                        mask, m_sum, t_sq, top, left + x)
     # OpenCV's degenerate-window rule, and the floor: energies within the
     # rounding of their sums are 0 (a black window's energy from differenced
     # or transformed sums is a rounding residue, not 0). Written with
     # selects only, so the loops vectorise; r / t is computed even where it
     # is not used, so t must never be 0 there.
-    limit_scale = 10.0 * FLT_EPSILON
     if method == SQDIFF_NORMED:
         for x in range(n):
             e = energy[x]
@@ -543,23 +595,25 @@ def _masked_direct(method, image, offsets, kern, weights, mask, w_sum, m_sum, t_
                     a = maps[2 + n_channels + c, 0]
                     for x in range(out_w):
                         a[x] -= shift
-        _masked_scores(method, maps, 0, offsets, w_sum, m_sum, t_sq, tnorm, floor, soft, work,
-                       out[y])
+        _masked_scores(method, maps, 0, image, kern, weights, mask, y, 0, offsets, w_sum, m_sum,
+                       t_sq, tnorm, floor, soft, work, out[y])
 
 
 @njit(cache=True, nogil=True)
-def _masked_fft(method, image, offsets, kern_spec, w_spec, m_spec, w_sum, m_sum, t_sq, tnorm,
-                floor, soft, h, w, out, first, last):  # pragma: no cover - compiled
+def _masked_fft(method, image, offsets, kern, weights, mask, kern_spec, w_spec, m_spec, w_sum,
+                m_sum, t_sq, tnorm, floor, soft, out, first, last):  # pragma: no cover - compiled
     """The scores of _masked_direct, by overlap-save FFT tiles.
 
     kern_spec (C, T, T//2+1) complex128, w_spec and m_spec (C or 1, T,
     T//2+1): the conjugate spectra of kern, weights and mask zero-padded to
-    T×T; the rest as in _masked_direct. Each plane of a tile is transformed
+    T×T (the planes themselves serve windows summed again directly); the
+    rest as in _masked_direct. Each plane of a tile is transformed
     once and its spectrum serves every map that needs it; with one weight
     plane for all channels, the squares are summed over channels before
     their one transform. Fills tiles first <= tile < last, row by row.
     """
     n_channels, height, width = image.shape
+    _, h, w = kern.shape
     tile_h = kern_spec.shape[1]
     half = kern_spec.shape[2]
     tile_w = 2 * (half - 1)
@@ -637,5 +691,5 @@ def _masked_fft(method, image, offsets, kern_spec, w_spec, m_spec, w_sum, m_sum,
             maps[1] = np.fft.irfft2(acc_b, s=shape)
         n = min(step_x, out_w - x0)
         for y in range(min(step_y, out_h - y0)):
-            _masked_scores(method, maps, y, offsets, w_sum, m_sum, t_sq, tnorm, floor, soft, work,
-                           out[y0 + y, x0:x0 + n])
+            _masked_scores(method, maps, y, image, kern, weights, mask, y0 + y, x0, offsets,
+                           w_sum, m_sum, t_sq, tnorm, floor, soft, work, out[y0 + y, x0:x0 + n])
