@@ -627,7 +627,8 @@ def _masked_fft(method, image, offsets, kern, weights, mask, kern_spec, w_spec, 
     need_s = need_a and soft
     shared = w_spec.shape[0] == 1
     shape = (tile_h, tile_w)
-    maps = np.zeros((2 + 2 * n_channels, tile_h, tile_w), np.float64)
+    # only the maps the method needs: a tile's maps are large
+    maps = np.zeros((2 + n_channels * (need_a + need_s), tile_h, tile_w), np.float64)
     prod = np.empty((tile_h, half), np.complex128)
     work = np.empty((3, tile_w), np.float64)
     for tile in range(first, min(last, tiles_y * tiles_x)):
