@@ -187,6 +187,19 @@ def test_nearly_black_windows_under_faint_weights(method, engine, rng):
     assert err[scored & ~near].max() <= 2e-5
 
 
+def test_masked_kernels_compile_once(rng):
+    """Grey or colour, any dtype, any mask: one specialisation of each masked kernel."""
+    from waldo_cli import kernels
+
+    for image in (rng.random((20, 24)), rng.integers(0, 256, (20, 24, 3), np.uint8)):
+        channels = 1 if image.ndim == 2 else 3
+        for mask in (np.ones((4, 5), bool), rng.random((4, 5, channels)).astype(np.float32)):
+            for engine in ("direct", "fft"):
+                match_template(image, image[2:6, 3:8], "sqdiff", engine=engine, mask=mask)
+    assert len(kernels._masked_direct.signatures) == 1
+    assert len(kernels._masked_fft.signatures) == 1
+
+
 def test_prepared_template_keeps_each_mask_apart(rng):
     image = rng.integers(0, 256, (40, 50, 3)).astype(np.float32)
     prepared = prepare_template(image[5:17, 8:22])

@@ -496,7 +496,9 @@ def _masked_template(prepared: PreparedTemplate, mask: np.ndarray,
     planes = slice(0, 1) if one else slice(None)
     found = _MaskedTemplate(
         kern=np.ascontiguousarray(kern), weights=np.ascontiguousarray(weights[planes]),
-        mask=np.ascontiguousarray(mask[planes]), w_sum=w_sum, m_sum=m_sum, t_sq=t_sq,
+        # a copy: a one-channel mask arrives as a read-only broadcast view,
+        # and Numba compiles a kernel again for read-only arrays
+        mask=mask[planes].copy(), w_sum=w_sum, m_sum=m_sum, t_sq=t_sq,
         tnorm=tnorm, flat=flat, soft=not np.array_equal(mask, weights))
     if len(kept) >= _MASKED_KEPT:
         kept.pop(next(iter(kept)))
