@@ -542,8 +542,9 @@ def _match_masked(img: np.ndarray, prepared: PreparedTemplate, mask: np.ndarray,
     The image is offset by its channel means (J = I - o) for the ccoeff
     methods, so their variance Σ W J² − 2 m Σ W J + m² Σ W cancels only
     small numbers; the other methods' sums are not differenced, and
-    unoffset they stay exactly 0 on black windows. Shapes are checked by the
-    caller.
+    unoffset they stay exactly 0 on black windows. Windows whose energy is
+    within a few thousand times the floor below are summed again directly
+    by the kernels. Shapes are checked by the caller.
     """
     from waldo_cli import kernels
 
