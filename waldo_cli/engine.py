@@ -501,7 +501,7 @@ def _masked_template(prepared: PreparedTemplate, mask: np.ndarray,
         mask=mask[planes].copy(), w_sum=w_sum, m_sum=m_sum, t_sq=t_sq,
         tnorm=tnorm, flat=flat, soft=not np.array_equal(mask, weights))
     if len(kept) >= _MASKED_KEPT:
-        kept.pop(next(iter(kept)))
+        kept.clear()  # not the oldest alone: batch jobs may share this dict across threads
     kept[key] = found
     return found
 
