@@ -26,6 +26,12 @@ Three sections, all printed as Markdown:
 * ``flops``: the machine's peak floating-point rate, measured as NumPy
   matrix products, and the rate waldo's direct kernel reaches on the 7×7
   workload, counting 2·(H−h+1)(W−w+1)·h·w·C flops per search.
+* ``masked``: masked templates on the 1024² RGB image, 7×7 and 32×32, with
+  an alpha-like 0/1 mask (a disc) and a soft one (the disc with a feathered
+  edge): waldo against ``cv2.matchTemplate(..., mask=...)``, and waldo's
+  masked time against its unmasked time; then all six methods with the 0/1
+  mask at 32×32. Errors against the float64 masked reference of the tests
+  (tests/naive.py, ``match_template_masked_ref``), on sampled windows.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ WORKLOADS = [
 ]
 QUICK = [("512² RGB, 7×7", 512, 7), ("512² RGB, 32×32", 512, 32)]
 METHODS = ("sqdiff", "sqdiff_normed", "ccorr", "ccorr_normed", "ccoeff", "ccoeff_normed")
-SECTIONS = ("table", "methods", "flops")
+SECTIONS = ("table", "methods", "flops", "masked")
 # one seeded stream for every time_runs call: the same order each call would
 # favour the same function at every workload
 ORDER = random.Random(0)
@@ -293,6 +299,107 @@ def flops_table(workload, n: int, args) -> None:
               f"{100 * rate / peak32:.1f}% | {100 * rate / peak64:.1f}% |", flush=True)
 
 
+def masks(side: int) -> dict[str, np.ndarray]:
+    """An alpha-like 0/1 disc and a soft mask (the disc with a feathered edge), side×side."""
+    yy, xx = np.mgrid[:side, :side]
+    radius = np.hypot(yy - (side - 1) / 2, xx - (side - 1) / 2) / (side / 2)
+    return {"0/1": (radius <= 1).astype(np.float32),
+            "soft": np.clip(1.2 - radius, 0, 1).astype(np.float32)}
+
+
+def masked_error(scores: np.ndarray, image, template, mask, rng, method: str,
+                 scale: float | None = 1.0, count: int = 100, at=None) -> tuple[float, int]:
+    """Largest |score - float64 masked score| / scale over random windows, and how many
+    windows had a NaN or infinite score (OpenCV's masked path gives them on black windows).
+
+    ``scale`` None: relative to the score where it exceeds 1 (masked
+    sqdiff_normed is not clamped, and scores nearly black windows in the
+    thousands, where float32 alone rounds by more than 1e-5).
+    """
+    from naive import match_template_masked_ref
+
+    h, w = template.shape[:2]
+    ys = list(rng.integers(0, scores.shape[0], count))
+    xs = list(rng.integers(0, scores.shape[1], count))
+    if at is not None:
+        ys.append(at[0])
+        xs.append(at[1])
+    worst, bad = 0.0, 0
+    for y, x in zip(ys, xs, strict=True):
+        ref, near = match_template_masked_ref(image[y:y + h, x:x + w], template, mask, method)
+        if not np.isfinite(scores[y, x]):
+            bad += 1
+        elif not near[0, 0]:
+            relative = max(1.0, abs(float(ref[0, 0]))) if scale is None else scale
+            worst = max(worst, abs(float(scores[y, x]) - float(ref[0, 0])) / relative)
+    return worst, bad
+
+
+def masked_table(args) -> None:
+    import cv2
+
+    from waldo_cli import match_template
+    from waldo_cli.engine import _as_mask, _masked_engine, _masked_template, prepare_template
+
+    def engine_for(image, template, mask, method):
+        masked = _masked_template(prepare_template(template), _as_mask(mask, template.shape),
+                                  method.startswith("ccoeff"))
+        h, w = template.shape[:2]
+        return _masked_engine((image.shape[0] - h + 1, image.shape[1] - w + 1), masked, method)
+
+    def error(scores, image, template, mask, method, scale, at):
+        worst, bad = masked_error(scores, image, template, mask, np.random.default_rng(1),
+                                  method, scale, at=at)
+        return f"{worst:.1e}" + (f" ({bad} NaN/inf)" if bad else "")
+
+    def rows(cases, header):
+        print(header)
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for label, image, template, mask, method, scale, at in cases:
+            code = getattr(cv2, f"TM_{method.upper()}")
+            functions = {
+                "masked": lambda i=image, t=template, m=mask, me=method:
+                    match_template(i, t, me, mask=m),
+                "plain": lambda i=image, t=template, me=method: match_template(i, t, me),
+                "opencv": lambda i=image, t=template, m=mask, c=code:
+                    cv2.matchTemplate(i, t, c, mask=m),
+            }
+            medians, _ = time_runs(functions, args.repeats)
+            with np.errstate(all="ignore"):
+                theirs = cv2.matchTemplate(image, template, code, mask=mask)
+            ours = match_template(image, template, method, mask=mask)
+            print(f"| {label} | {engine_for(image, template, mask, method)} | "
+                  f"{ms(medians['masked'])} | {ms(medians['plain'])} | "
+                  f"{medians['masked'] / medians['plain']:.2f}× | {ms(medians['opencv'])} | "
+                  f"{medians['opencv'] / medians['masked']:.2f}× | "
+                  f"{error(ours, image, template, mask, method, scale, at)} | "
+                  f"{error(theirs, image, template, mask, method, scale, at)} |", flush=True)
+
+    print(f"Median of {args.repeats} alternating runs after a warm-up, float32 RGB input; "
+          "masked/unmasked = waldo's masked time over its time for the same search without "
+          "the mask; error = largest |score − float64 masked score| over 100 random windows "
+          "and the true match (relative to sqrt(ΣT² · max ΣI²) for the raw methods, and to "
+          "the score where it exceeds 1: masked sqdiff_normed is not clamped).\n")
+    cases = []
+    for side, tside in ((1024, 7), (1024, 32)):
+        image, template, at = make_workload(side, tside, np.random.default_rng(0))
+        for kind, mask in masks(tside).items():
+            cases.append((f"{side}² RGB, {tside}×{tside}, {kind} mask", image, template, mask,
+                          "ccoeff_normed", None, at))
+    header = ("| ccoeff_normed | waldo engine | waldo masked ms | waldo unmasked ms | "
+              "masked / unmasked | OpenCV masked ms | OpenCV / waldo | waldo max error | "
+              "OpenCV max error |")
+    rows(cases, header)
+    image, template, at = make_workload(1024, 32, np.random.default_rng(0))
+    mask = masks(32)["0/1"]
+    scale = raw_scale(image, template)
+    print(f"\nAll six methods on 1024² RGB, 32×32 with the 0/1 mask (raw methods' errors "
+          f"relative to {scale:.3g}):\n")
+    cases = [(method, image, template, mask, method,
+              None if method.endswith("_normed") else scale, at) for method in METHODS]
+    rows(cases, header.replace("ccoeff_normed", "method"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -322,6 +429,9 @@ def main() -> None:
         print("\n### Peak rate and the direct kernel\n")
         flops_table(QUICK[0] if args.quick else WORKLOADS[0], 2048 if args.quick else 4096,
                     args)
+    if "masked" in sections:
+        print("\n### Masked templates\n")
+        masked_table(args)
 
 
 if __name__ == "__main__":

@@ -66,11 +66,11 @@ def main() -> None:
         pixels = [np.ascontiguousarray(v.pixels, np.float32) for v in variants]
         masks = [v.mask for v in variants]
         functions = {
-            "one by one": lambda: [match_template(image, p, mask=m)
-                                   for p, m in zip(pixels, masks, strict=True)],
-            "shared": lambda: match_templates(image, pixels, masks=masks),
-            "opencv": lambda: [cv2.matchTemplate(image, p, cv2.TM_CCOEFF_NORMED)
-                               for p in pixels],
+            "one by one": lambda ps=pixels, ms=masks: [
+                match_template(image, p, mask=m) for p, m in zip(ps, ms, strict=True)],
+            "shared": lambda ps=pixels, ms=masks: match_templates(image, ps, masks=ms),
+            "opencv": lambda ps=pixels: [cv2.matchTemplate(image, p, cv2.TM_CCOEFF_NORMED)
+                                         for p in ps],
         }
         medians, _ = time_runs(functions, args.repeats)
         count = len(variants)

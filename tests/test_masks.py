@@ -13,6 +13,7 @@ from PIL import Image
 
 from waldo_cli import match_template
 from waldo_cli.cli import cli
+from waldo_cli.engine import prepare_template
 from waldo_cli.errors import ShapeError
 from waldo_cli.methods import METHODS
 
@@ -107,6 +108,108 @@ def test_all_ones_mask_equals_no_mask(photo):
         masked = match_template(image, template, method, mask=np.ones((11, 13)))
         scale = _scale(method, image, template)
         assert np.abs(plain.astype(np.float64) - masked).max() <= 1e-5 * scale
+
+
+@pytest.fixture(scope="module")
+def mid_image():
+    """200×260 RGB: a photograph with float noise, a black block and a flat block."""
+    import skimage.data
+
+    rng = np.random.default_rng(11)
+    image = skimage.data.astronaut()[100:300, 150:410].astype(np.float32)
+    image += rng.uniform(-0.5, 0.5, image.shape).astype(np.float32)
+    image[:90, :120] = 0  # black
+    image[110:, 150:] = 77  # flat
+    return image
+
+
+# windows (top-left corners) whose neighbourhoods are checked against the
+# reference: inside the black and flat blocks, across their edges, in the
+# photograph, and the last window
+MID_WINDOWS = [(10, 10), (60, 90), (130, 170), (95, 135), (0, 150), (176, 236)]
+
+
+@pytest.mark.parametrize("kind", ["binary", "soft", "per-channel"])
+@pytest.mark.parametrize("method", METHODS)
+def test_mid_size_fft_masked_matches_reference_and_direct(method, kind, mid_image):
+    image = mid_image
+    template = image[20:44, 140:164].copy()  # 24×24: auto takes the FFT path here
+    mask = _mask(kind, template.shape, np.random.default_rng(12))
+    fft = match_template(image, template, method, engine="fft", mask=mask)
+    assert np.isfinite(fft).all()
+    assert np.array_equal(match_template(image, template, method, mask=mask), fft)
+    scale = 1.0
+    if not method.endswith("_normed"):  # naive.raw_scale, without its all-windows copies
+        energies = windows((image.astype(np.float64) ** 2).sum(axis=2)[:, :, None], 24, 24)
+        scale = float(np.sqrt((template.astype(np.float64) ** 2).sum()
+                              * energies.sum(axis=(2, 3, 4)).max()))
+    direct = match_template(image, template, method, engine="direct", mask=mask)
+    assert np.abs(fft.astype(np.float64) - direct).max() <= 2e-5 * scale
+    h, w = template.shape[:2]
+    for y, x in MID_WINDOWS:
+        crop = image[y:y + h + 3, x:x + w + 3]
+        ref, near = match_template_masked_ref(crop, template, mask, method)
+        ours = fft[y:y + ref.shape[0], x:x + ref.shape[1]]
+        assert np.abs(ours - ref)[~near].max(initial=0) <= 2e-5 * scale, (y, x)
+    # OpenCV's degenerate-window rules hold exactly, whatever the FFT's rounding
+    inside_black = fft[:90 - h + 1, :120 - w + 1]
+    if method == "sqdiff_normed":
+        assert (inside_black == 1).all()
+    elif method.endswith("_normed"):
+        assert (inside_black == 0).all()
+    if method == "ccoeff_normed":
+        assert (fft[110:, 150:] == 0).all()  # flat
+
+
+@pytest.mark.parametrize("engine", ["direct", "fft"])
+@pytest.mark.parametrize("method", ["sqdiff_normed", "ccorr_normed", "ccoeff_normed"])
+def test_nearly_black_windows_under_faint_weights(method, engine, rng):
+    """Energies of 1e-7 beside pixels of 255: the sums' rounding must not reach the scores."""
+    image = rng.integers(0, 256, (64, 80, 3)).astype(np.float32)
+    image[:40, :50] = 0
+    dim = rng.random((40, 50, 3)) < 0.02
+    image[:40, :50][dim] = rng.uniform(0.005, 0.03, dim.sum())
+    template = rng.integers(0, 256, (12, 14, 3)).astype(np.float32)
+    mask = 0.05 + 0.95 * rng.random((12, 14)) ** 3  # many weights near 0.05
+    ours = match_template(image, template, method, engine=engine, mask=mask)
+    ref, near = match_template_masked_ref(image, template, mask, method)
+    win = windows(image.astype(np.float64), 12, 14)
+    m = mask[:, :, None]
+    if method == "ccoeff_normed":
+        win = win - (win * m).sum(axis=(2, 3), keepdims=True) / m.sum()
+    energy = ((win * m) ** 2).sum(axis=(2, 3, 4))
+    # energies below 1.4e-14 of the most a window can hold count as 0 (no
+    # sum of rounded terms can tell them from 0); the others score exactly
+    scored = energy > 1e-13 * (m**2).sum() * 3 * 255**2
+    assert (scored & (energy < 1e-11 * (m**2).sum() * 3 * 255**2)).sum() > 20
+    # masked sqdiff_normed is not clamped: such windows score up to 1e5, in float32
+    err = np.abs(ours - ref) / np.maximum(1.0, np.abs(ref))
+    assert err[scored & ~near].max() <= 2e-5
+
+
+def test_masked_kernels_compile_once(rng):
+    """Grey or colour, any dtype, any mask: one specialisation of each masked kernel."""
+    from waldo_cli import kernels
+
+    for image in (rng.random((20, 24)), rng.integers(0, 256, (20, 24, 3), np.uint8)):
+        channels = 1 if image.ndim == 2 else 3
+        for mask in (np.ones((4, 5), bool), rng.random((4, 5, channels)).astype(np.float32)):
+            for engine in ("direct", "fft"):
+                match_template(image, image[2:6, 3:8], "sqdiff", engine=engine, mask=mask)
+    assert len(kernels._masked_direct.signatures) == 1
+    assert len(kernels._masked_fft.signatures) == 1
+
+
+def test_prepared_template_keeps_each_mask_apart(rng):
+    image = rng.integers(0, 256, (40, 50, 3)).astype(np.float32)
+    prepared = prepare_template(image[5:17, 8:22])
+    masks = [_mask("binary", (12, 14, 3), rng), _mask("soft", (12, 14, 3), rng)]
+    for engine in ("direct", "fft"):
+        fresh = [match_template(image, image[5:17, 8:22], "ccoeff_normed", engine=engine, mask=m)
+                 for m in masks]
+        for m, expected in [*zip(masks, fresh, strict=True), (masks[0], fresh[0])]:
+            again = match_template(image, prepared, "ccoeff_normed", engine=engine, mask=m)
+            assert np.array_equal(again, expected)
 
 
 @pytest.mark.parametrize(("mask", "pattern"), [

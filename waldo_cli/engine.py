@@ -3,6 +3,7 @@ r"""The matching engine: validate, convert once, pick a kernel, apply the formul
 from __future__ import annotations
 
 import os
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -368,11 +369,13 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     if h > height or w > width:
         raise TemplateTooLargeError((h, w), (height, width))
     out_h, out_w = height - h + 1, width - w + 1
+    weights = None if mask is None else _as_mask(mask, prepared.shape)
     if engine == "auto":  # once for the whole image, so that every band agrees
-        engine = choose_engine((out_h, out_w), (h, w), channels, _threads)
+        engine = (choose_engine((out_h, out_w), (h, w), channels, _threads) if weights is None
+                  else _masked_engine((out_h, out_w), _masked_template(
+                      prepared, weights, method in ("ccoeff", "ccoeff_normed")), method))
     band = _band_rows(img.shape, (h, w), engine)
-    if mask is not None:
-        weights = _as_mask(mask, prepared.shape)
+    if weights is not None:
         if band >= out_h:
             return _match_masked(img, prepared, weights, method, engine)
         scores = np.empty((out_h, out_w), np.float32)
@@ -595,6 +598,7 @@ def warm_kernels(name: str) -> None:
         match_templates(image, [image[:3, :3], image[:2, :3]], engine="fft")
     else:
         match_template(image, image[:3, :3], engine=name)
+        match_template(image, image[:3, :3], engine=name, mask=np.ones((3, 3)))
 
 
 def _planar(img: np.ndarray) -> np.ndarray:
@@ -628,103 +632,165 @@ def _as_mask(mask: object, shape: tuple[int, int, int]) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(m, shape).transpose(2, 0, 1))
 
 
-def _kernel(planes: np.ndarray) -> PreparedTemplate:
-    """Any (C, h, w) float64 kernel wrapped for _correlate (only .kernel and .spectrum used)."""
-    channels, h, w = planes.shape
-    return PreparedTemplate(shape=(h, w, channels), kernel=np.ascontiguousarray(planes),
-                            mean=np.zeros(channels), energy=0.0, sq=0.0, flat=False)
+# What a masked search derives from a template and its mask, kept per
+# prepared template: a batch searches every image with the same pair.
+_MASKED: weakref.WeakKeyDictionary[PreparedTemplate, dict[tuple[bool, bytes], _MaskedTemplate]]
+_MASKED = weakref.WeakKeyDictionary()
+_MASKED_KEPT = 8  # masks remembered per template (variants each have their own template)
 
 
-def _clamp_normed(num: np.ndarray, energy: np.ndarray, sum2: np.ndarray, tnorm: float,
-                  method: str) -> np.ndarray:
-    """The degenerate-window rule and clamping of a masked normed method (float64 arrays).
+@dataclass(frozen=True, eq=False)
+class _MaskedTemplate:
+    """A template and its mask made ready for the masked kernels (maps as in kernels.py).
 
-    As OpenCV's masked path: a plain ratio where the norm exists, so masked
-    sqdiff_normed may exceed 1. Where the norm vanishes by the unmasked rule
-    (where OpenCV would return NaN or inf), the unmasked fallback: 0, or 1
-    for sqdiff_normed.
+    ``kern`` (C, h, w) is W T, or for the ccoeff methods the kernel
+    K' = W (T - mean_M T) - (Σ W (T - mean_M T) / Σ M) M, which folds the
+    window's masked mean into the correlation. ``weights`` = W = M² and
+    ``mask`` = M are (1, h, w) when the mask is the same for every channel.
     """
-    limit = np.minimum(0.5, 10.0 * float(np.finfo(np.float32).eps) * sum2)
-    t = np.where(energy <= limit, 0.0, np.sqrt(np.maximum(energy, 0.0)) * tnorm)
-    fallback = 1.0 if method == "sqdiff_normed" else 0.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = num / np.maximum(t, 1e-300)
-    if method == "sqdiff_normed":
-        return np.where(t > 0, ratio, fallback)
-    # |num| <= t exactly (Cauchy-Schwarz); rounding past it is clamped as OpenCV does
-    return np.where(np.abs(num) < t, ratio,
-                    np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0), fallback))
+
+    kern: np.ndarray
+    weights: np.ndarray
+    mask: np.ndarray
+    w_sum: np.ndarray
+    m_sum: np.ndarray
+    t_sq: float
+    tnorm: float
+    flat: bool
+    soft: bool
+    _spectra: dict[int, tuple[np.ndarray, ...]] = field(default_factory=dict, repr=False)
+
+    def spectra(self, side: int) -> tuple[np.ndarray, ...]:
+        """Conjugate spectra of kern, weights and mask zero-padded to side×side, cached."""
+        if side not in self._spectra:
+            found = []
+            for planes in (self.kern, self.weights, self.mask):
+                channels, h, w = planes.shape
+                padded = np.zeros((channels, side, side), np.float64)
+                padded[:, :h, :w] = planes
+                found.append(np.ascontiguousarray(np.conj(np.fft.rfft2(padded, axes=(1, 2)))))
+            self._spectra[side] = tuple(found)
+        return self._spectra[side]
+
+
+def _masked_template(prepared: PreparedTemplate, mask: np.ndarray,
+                     centred: bool) -> _MaskedTemplate:
+    """The template's masked kernels for the ccoeff methods (centred) or the others."""
+    key = (centred, mask.tobytes())
+    kept = _MASKED.setdefault(prepared, {})
+    if key in kept:
+        return kept[key]
+    h, w, _ = prepared.shape
+    template = prepared.kernel + prepared.mean[:, None, None]  # T, (C, h, w)
+    weights = mask * mask
+    w_sum = weights.sum(axis=(1, 2))
+    m_sum = mask.sum(axis=(1, 2))
+    t_sq = float((weights * template * template).sum())
+    flat = False
+    if centred:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_mean = np.where(m_sum > 0, (mask * template).sum(axis=(1, 2)) / m_sum, 0.0)
+        kern = weights * (template - t_mean[:, None, None])  # K = W (T - mean_M T)
+        t_energy = float((kern * (template - t_mean[:, None, None])).sum())
+        # Σ K J - Σ_c mean_M(J_c) Σ K_c, as one kernel; a 0/1 mask has Σ K = 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fold = np.where(m_sum > 0, kern.sum(axis=(1, 2)) / m_sum, 0.0)
+        kern = kern - fold[:, None, None] * mask
+        tnorm = float(np.sqrt(t_energy))
+        # OpenCV: a flat (or fully masked) template matches everything equally
+        flat = t_energy / (h * w) < _DBL_EPSILON
+    else:
+        kern = weights * template
+        tnorm = float(np.sqrt(t_sq))
+    one = all(np.array_equal(mask[0], plane) for plane in mask[1:])
+    planes = slice(0, 1) if one else slice(None)
+    found = _MaskedTemplate(
+        kern=np.ascontiguousarray(kern), weights=np.ascontiguousarray(weights[planes]),
+        # a copy: a one-channel mask arrives as a read-only broadcast view,
+        # and Numba compiles a kernel again for read-only arrays
+        mask=mask[planes].copy(), w_sum=w_sum, m_sum=m_sum, t_sq=t_sq,
+        tnorm=tnorm, flat=flat, soft=not np.array_equal(mask, weights))
+    if len(kept) >= _MASKED_KEPT:
+        kept.clear()  # not the oldest alone: batch jobs may share this dict across threads
+    kept[key] = found
+    return found
+
+
+# The masked kernels' costs, measured as the cost model above (one thread,
+# 1024² RGB, templates 3×3 to 14×14): the direct kernel's seconds per kept
+# tap and channel, and per window, by the maps the method needs (see
+# kernels.py); the FFT tiles cost what fft_plan predicts for as many
+# transforms (within 10%).
+_MASKED_DIRECT_SECONDS = {
+    "num": (7.8e-11, 4e-9), "b": (1.02e-10, 6e-9), "a": (1.28e-10, 12e-9),
+    "s": (2.06e-10, 12.5e-9),
+}
+
+
+def _masked_engine(out_shape: tuple[int, int], masked: _MaskedTemplate, method: str) -> str:
+    """``direct`` or ``fft`` for a masked search, whichever is predicted to be faster."""
+    channels, h, w = masked.kern.shape
+    planes = len(masked.mask)
+    need_b = method not in ("ccorr", "ccoeff")
+    need_a = method == "ccoeff_normed"
+    need_s = need_a and masked.soft
+    per_tap, per_window = _MASKED_DIRECT_SECONDS[
+        "s" if need_s else "a" if need_a else "b" if need_b else "num"]
+    # the direct kernel skips the pixels the mask leaves out
+    taps = np.count_nonzero(masked.mask) * channels / planes
+    direct = out_shape[0] * out_shape[1] * (taps * per_tap + per_window) / max(1, _threads)
+    transforms = (channels + 1 + need_b * (1 + (channels if planes > 1 else 1))
+                  + need_a * channels + need_s * channels)
+    fft, _ = fft_plan(out_shape, (h, w), transforms - 1, _threads)
+    return "direct" if direct <= fft else "fft"
 
 
 def _match_masked(img: np.ndarray, prepared: PreparedTemplate, mask: np.ndarray, method: str,
                   engine: str) -> np.ndarray:
-    """match_template with a mask: every term is a correlation with a mask-derived kernel.
+    """match_template with a mask: the masked kernels compute every window sum in one pass.
 
-    Images are offset by their channel means (J = I - o) before squaring, in
-    float64, so the window energies are exact and the ccoeff variance
-    Σ W J² − 2 m Σ W J + m² Σ W cancels only small numbers. Shapes are
-    checked by the caller.
+    The image is offset by its channel means (J = I - o) for the ccoeff
+    methods, so their variance Σ W J² − 2 m Σ W J + m² Σ W cancels only
+    small numbers; the other methods' sums are not differenced, and
+    unoffset they stay exactly 0 on black windows. Windows whose energy is
+    within a few thousand times the floor below are summed again directly
+    by the kernels. Shapes are checked by the caller.
     """
+    from waldo_cli import kernels
+
     (height, width, channels), (h, w, _) = img.shape, prepared.shape
     out_shape = (height - h + 1, width - w + 1)
-    planar = _planar(img).astype(np.float64)  # the float32 values, exactly
-    offsets = _offsets(planar)
-    shifted = planar - offsets[:, None, None]
-    squares = shifted * shifted
-    template = prepared.kernel + prepared.mean[:, None, None]  # T, (C, h, w)
-    weights = mask * mask
-    zero = np.zeros(channels)
+    centred = method in ("ccoeff", "ccoeff_normed")
+    masked = _masked_template(prepared, mask, centred)
+    if method == "ccoeff_normed" and masked.flat:
+        return np.ones(out_shape, np.float32)
+    planar = _planar(img)
+    offsets = _offsets(planar) if centred else np.zeros(channels)
+    # Energies below the rounding of the sums they come from are residue: a
+    # black window's ΣW I² from differenced or transformed sums is ±1e-9,
+    # not 0, and masked sqdiff_normed (not clamped) would divide by it. The
+    # FFT's rounding measured at most 5 ε ΣW max J²; the floor is 64 ε ΣW
+    # max J², 1.4e-14 of the most a window can hold, for both engines so
+    # that they agree.
+    reach = max(float((planar.max(axis=(1, 2)) - offsets).max()),
+                float((offsets - planar.min(axis=(1, 2))).max()))
+    floor = 64.0 * _DBL_EPSILON * float(masked.w_sum.sum()) * reach * reach
     if engine == "auto":
-        engine = choose_engine(out_shape, (h, w), channels, _threads)
-
-    def corr(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        # float64 out: these sums are differenced below, unlike the plain path's
-        out = np.empty(out_shape, np.float64)
-        _correlate(np.ascontiguousarray(image), _kernel(kernel), zero[:image.shape[0]], out,
-                   engine)
-        return out
-
-    def per_channel(image: np.ndarray, kernel: np.ndarray) -> list[np.ndarray]:
-        return [corr(image[c:c + 1], kernel[c:c + 1]) for c in range(channels)]
-
-    w_sum = weights.sum(axis=(1, 2))  # Σ W per channel
-    s_j = per_channel(shifted, weights)  # Σ W J per channel
-    b_j = corr(squares, weights)  # Σ W J², all channels
-    sum2 = b_j + sum(2 * offsets[c] * s_j[c] + offsets[c] ** 2 * w_sum[c]
-                     for c in range(channels))  # Σ W I²
-    t_sq = float((weights * template * template).sum())
-    if method in ("ccoeff", "ccoeff_normed"):
-        m_sum = mask.sum(axis=(1, 2))
-        binary = bool(np.array_equal(mask, weights))
-        sm_j = s_j if binary else per_channel(shifted, mask)  # Σ M J per channel
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t_mean = np.where(m_sum > 0, (mask * template).sum(axis=(1, 2)) / m_sum, 0.0)
-        centred = weights * (template - t_mean[:, None, None])  # K = W (T - mean_M T)
-        kappa = centred.sum(axis=(1, 2))
-        t_energy = float((weights * (template - t_mean[:, None, None]) ** 2).sum())
-        num = corr(shifted, centred)
-        var = b_j.copy()
-        for c in range(channels):
-            m_j = sm_j[c] / m_sum[c] if m_sum[c] > 0 else np.zeros(out_shape)
-            num -= m_j * kappa[c]
-            var += m_j * m_j * w_sum[c] - 2 * m_j * s_j[c]
-        if method == "ccoeff":
-            return num.astype(np.float32)
-        if t_energy / (h * w) < _DBL_EPSILON:
-            # OpenCV: a flat (or fully masked) template matches everything equally.
-            return np.ones(out_shape, np.float32)
-        return _clamp_normed(num, var, sum2, np.sqrt(t_energy), method).astype(np.float32)
-    weighted = weights * template
-    ccorr = corr(shifted, weighted) + sum(offsets[c] * weighted[c].sum()
-                                          for c in range(channels))  # Σ W T I
-    if method == "ccorr":
-        return ccorr.astype(np.float32)
-    if method == "ccorr_normed":
-        return _clamp_normed(ccorr, sum2, sum2, np.sqrt(t_sq), method).astype(np.float32)
-    sqdiff = np.maximum(t_sq - 2 * ccorr + sum2, 0.0)  # Σ W (T - I)²
-    if method == "sqdiff":
-        return sqdiff.astype(np.float32)
-    return _clamp_normed(sqdiff, sum2, sum2, np.sqrt(t_sq), method).astype(np.float32)
+        engine = _masked_engine(out_shape, masked, method)
+    code = METHOD_CODES[method]
+    scores = np.empty(out_shape, np.float32)
+    common = (masked.w_sum, masked.m_sum, masked.t_sq, masked.tnorm, floor, masked.soft)
+    if engine == "direct":
+        _run_bands(kernels._masked_direct, (code, planar, offsets, masked.kern, masked.weights,
+                                            masked.mask, *common, scores), out_shape[0])
+    else:
+        kernels.load_fft()
+        _, side = fft_plan(out_shape, (h, w), channels, _threads)
+        tiles = -(-out_shape[0] // (side - h + 1)) * -(-out_shape[1] // (side - w + 1))
+        _run_bands(kernels._masked_fft, (code, planar, offsets, masked.kern, masked.weights,
+                                         masked.mask, *masked.spectra(side), *common, scores),
+                   tiles)
+    return scores
 
 
 @dataclass(frozen=True, eq=False)

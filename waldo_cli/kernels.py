@@ -28,8 +28,8 @@ FLT_EPSILON = float(np.finfo(np.float32).eps)
 
 # The kernels each engine runs, for the cache commands and the first-run notice.
 KERNELS = {
-    "direct": ("_correlate_direct", "_finish_scores"),
-    "fft": ("_correlate_fft", "_finish_scores"),
+    "direct": ("_correlate_direct", "_finish_scores", "_masked_direct"),
+    "fft": ("_correlate_fft", "_finish_scores", "_masked_fft"),
     "shared fft": ("_correlate_fft_shared", "_finish_scores"),
 }
 
@@ -412,3 +412,413 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
                 ratio = r / max(t, 1e-300)
                 sign = 1.0 if r > 0 else -1.0
                 dst[x] = np.float32(ratio if a < t else (sign if a < t * 1.125 else fallback))
+
+
+# Masked matching. With J_c = I_c - o_c the image offset per channel (o = 0
+# for the ccorr and sqdiff methods, whose sums are not differenced), the
+# masked scores need at most these window sums, called maps here, in this
+# order along the first axis of a maps array (C the channels):
+#   0         NUM: sum over c of K_c * J_c, with K = W T (ccorr, sqdiff) or
+#             the ccoeff kernel K' = W (T - mean_M T) - (sum of that / sum M) M,
+#             whose last term folds the window's masked mean into the kernel
+#   1         B: sum over c of W_c * J_c**2
+#   2 .. 1+C  A_c: W_c * J_c (ccoeff_normed only)
+#   2+C ..    S_c: M_c * J_c (ccoeff_normed with a soft mask only; a 0/1 mask
+#             has M = W, so S = A)
+# where M is the mask, W = M**2 and * is the window sum of the product.
+
+@njit(nogil=True)
+def _masked_window(method, image, offsets, kern, weights, mask, m_sum, t_sq, top,
+                   left):  # pragma: no cover - compiled
+    """(numerator, energy, sum W I**2) of the window at (top, left), summed directly.
+
+    The energy is summed as sum W (J - mean_M J)**2 (ccoeff_normed) or
+    sum W I**2, terms that are never negative: exact to rounding even where
+    the maps' differences cancel. Arguments as in _masked_direct.
+    """
+    n_channels = image.shape[0]
+    _, h, w = kern.shape
+    planes = mask.shape[0]
+    num = 0.0
+    energy = 0.0
+    sum2 = 0.0
+    for c in range(n_channels):
+        p = 0 if planes == 1 else c
+        o = offsets[c]
+        s = 0.0
+        for i in range(h):
+            src = image[c, top + i]
+            for j in range(w):
+                v = np.float64(src[left + j])
+                num += kern[c, i, j] * (v - o)
+                sum2 += weights[p, i, j] * v * v
+                s += mask[p, i, j] * (v - o)
+        if method == CCOEFF_NORMED and m_sum[c] > 0.0:
+            m = o + s / m_sum[c]
+            for i in range(h):
+                src = image[c, top + i]
+                for j in range(w):
+                    d = src[left + j] - m
+                    energy += weights[p, i, j] * d * d
+    if method != CCOEFF_NORMED:
+        energy = sum2
+    if method == SQDIFF or method == SQDIFF_NORMED:
+        num = max(t_sq - 2.0 * num + sum2, 0.0)
+    return num, energy, sum2
+
+
+@njit(nogil=True)
+def _masked_scores(method, maps, y, image, kern, weights, mask, top, left, offsets, w_sum, m_sum,
+                   t_sq, tnorm, floor, soft, work, dst):  # pragma: no cover - compiled
+    """OpenCV's masked formulas and waldo's degenerate rules, from row y of the maps.
+
+    maps (2+2C, rows, cols) float64 as above; image, kern, weights, mask as
+    in _masked_direct, (top, left) the window dst[0] scores; offsets, w_sum
+    (sum W), m_sum (sum M) (C,) float64; t_sq = sum W T**2; tnorm the
+    template's norm (sqrt of t_sq, or of sum W (T - mean_M T)**2 for
+    ccoeff_normed); floor the energy below which a window counts as black
+    or flat; work (3, cols) float64 scratch; dst (n,) float32, n <= cols.
+    Not cached itself: it is compiled into the kernels that call it.
+    """
+    n = dst.shape[0]
+    n_channels = offsets.shape[0]
+    first = maps[0, y]
+    if method == CCORR or method == CCOEFF:
+        for x in range(n):
+            dst[x] = first[x]
+        return
+    num = work[0]
+    energy = work[1]  # what the norm's square root is taken of
+    sum2 = work[2]  # sum W I**2, for the degenerate-window rule
+    b = maps[1, y]
+    for x in range(n):
+        num[x] = first[x]
+        energy[x] = b[x]
+        sum2[x] = b[x]
+    if method == CCOEFF_NORMED:
+        for c in range(n_channels):
+            a = maps[2 + c, y]
+            s = maps[2 + n_channels + c, y] if soft else a
+            # a channel the mask leaves out entirely has no mean; its terms vanish
+            inv = 1.0 / m_sum[c] if m_sum[c] > 0.0 else 0.0
+            o = offsets[c]
+            ws = w_sum[c]
+            for x in range(n):
+                m = s[x] * inv  # the window's masked mean, offset
+                sum2[x] += (2.0 * a[x] + o * ws) * o
+                energy[x] += (m * ws - 2.0 * a[x]) * m
+    elif method != CCORR_NORMED:
+        for x in range(n):
+            # sum W (T - I)**2; rounding can take a perfect match below 0
+            num[x] = max(t_sq - 2.0 * num[x] + sum2[x], 0.0)
+        if method == SQDIFF:
+            for x in range(n):
+                dst[x] = num[x]
+            return
+    limit_scale = 10.0 * FLT_EPSILON
+    # The maps' energies carry an absolute rounding error of up to floor / 10:
+    # where that is over 1/400 of a percent of the energy (a window nearly
+    # black, or nearly flat but not degenerate), the score would carry it, so
+    # such windows are summed again directly. They are rare: with 8-bit
+    # pixels only under weights below 1e-3 or so.
+    recheck = 4096.0 * floor
+    for x in range(n):
+        e = energy[x]
+        if floor < e < recheck and e >= 0.5 * min(0.5, limit_scale * sum2[x]):
+            num[x], energy[x], sum2[x] = _masked_window(method, image, offsets, kern, weights,
+                                                        mask, m_sum, t_sq, top, left + x)
+    # OpenCV's degenerate-window rule, and the floor: energies within the
+    # rounding of their sums are 0 (a black window's energy from differenced
+    # or transformed sums is a rounding residue, not 0). Written with
+    # selects only, so the loops vectorise; r / t is computed even where it
+    # is not used, so t must never be 0 there.
+    if method == SQDIFF_NORMED:
+        for x in range(n):
+            e = energy[x]
+            t = np.sqrt(max(e, 0.0)) * tnorm
+            ok = e > max(min(0.5, limit_scale * sum2[x]), floor) and t > 0.0
+            # as OpenCV's masked path: a plain ratio, not clamped at 1
+            dst[x] = np.float32(num[x] / max(t, 1e-300) if ok else 1.0)
+        return
+    for x in range(n):
+        e = energy[x]
+        t = np.sqrt(max(e, 0.0)) * tnorm
+        t = t if e > max(min(0.5, limit_scale * sum2[x]), floor) else 0.0
+        r = num[x]
+        a = abs(r)
+        ratio = r / max(t, 1e-300)
+        sign = 1.0 if r > 0 else -1.0
+        # |r| <= t exactly (Cauchy-Schwarz); rounding past it is clamped as OpenCV does
+        dst[x] = np.float32(ratio if a < t else (sign if a < t * 1.125 else 0.0))
+
+
+@njit(nogil=True, fastmath={"contract"})
+def _accumulate(acc, row, taps, index, count):  # pragma: no cover - compiled
+    """acc[x] += taps[j] * row[j + x] for j in index[:count]: one row of a window sum.
+
+    acc (n,) float64, row (n + w - 1,) float32 or float64, taps (w,) float64;
+    index (w,) int64, the taps that are not 0. Not cached itself: compiled
+    into its callers.
+    """
+    n = acc.shape[0]
+    t = 0
+    # four taps per pass over the row: a quarter of the accumulator traffic
+    while t + 4 <= count:
+        j0 = index[t]
+        j1 = index[t + 1]
+        j2 = index[t + 2]
+        j3 = index[t + 3]
+        c0 = taps[j0]
+        c1 = taps[j1]
+        c2 = taps[j2]
+        c3 = taps[j3]
+        r0 = row[j0:j0 + n]
+        r1 = row[j1:j1 + n]
+        r2 = row[j2:j2 + n]
+        r3 = row[j3:j3 + n]
+        for x in range(n):
+            acc[x] += c0 * r0[x] + c1 * r1[x] + c2 * r2[x] + c3 * r3[x]
+        t += 4
+    if t + 2 <= count:
+        j0 = index[t]
+        j1 = index[t + 1]
+        c0 = taps[j0]
+        c1 = taps[j1]
+        r0 = row[j0:j0 + n]
+        r1 = row[j1:j1 + n]
+        for x in range(n):
+            acc[x] += c0 * r0[x] + c1 * r1[x]
+        t += 2
+    if t < count:
+        j0 = index[t]
+        c0 = taps[j0]
+        r0 = row[j0:j0 + n]
+        for x in range(n):
+            acc[x] += c0 * r0[x]
+
+
+@njit(nogil=True, fastmath={"contract"})
+def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover - compiled
+    """_accumulate into two maps at once, with taps and taps2: the row is read once."""
+    n = acc.shape[0]
+    t = 0
+    while t + 4 <= count:
+        j0 = index[t]
+        j1 = index[t + 1]
+        j2 = index[t + 2]
+        j3 = index[t + 3]
+        c0 = taps[j0]
+        c1 = taps[j1]
+        c2 = taps[j2]
+        c3 = taps[j3]
+        d0 = taps2[j0]
+        d1 = taps2[j1]
+        d2 = taps2[j2]
+        d3 = taps2[j3]
+        r0 = row[j0:j0 + n]
+        r1 = row[j1:j1 + n]
+        r2 = row[j2:j2 + n]
+        r3 = row[j3:j3 + n]
+        for x in range(n):
+            v0 = np.float64(r0[x])
+            v1 = np.float64(r1[x])
+            v2 = np.float64(r2[x])
+            v3 = np.float64(r3[x])
+            acc[x] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
+            acc2[x] += d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
+        t += 4
+    while t < count:
+        j0 = index[t]
+        c0 = taps[j0]
+        d0 = taps2[j0]
+        r0 = row[j0:j0 + n]
+        for x in range(n):
+            v0 = np.float64(r0[x])
+            acc[x] += c0 * v0
+            acc2[x] += d0 * v0
+        t += 1
+
+
+@njit(cache=True, nogil=True)
+def _masked_direct(method, image, offsets, kern, weights, mask, w_sum, m_sum, t_sq, tnorm,
+                   floor, soft, out, y0, y1):  # pragma: no cover - compiled
+    """Masked scores by sliding windows: the maps of a row of windows, then its scores.
+
+    image (C, H, W) float32; offsets (C,) float64 (0 for ccorr and sqdiff);
+    kern (C, h, w), weights and mask (C or 1, h, w) float64 (one plane: the
+    same for every channel); the rest as in _masked_scores; out (H-h+1,
+    W-w+1) float32. Fills rows y0 <= y < y1.
+    """
+    n_channels, _, width = image.shape
+    _, h, w = kern.shape
+    planes = mask.shape[0]
+    _, out_w = out.shape
+    if y0 >= y1:
+        return
+    need_b = method != CCORR and method != CCOEFF
+    need_a = method == CCOEFF_NORMED
+    need_s = need_a and soft
+    # the taps each row of the mask keeps: left-out pixels add to no map
+    index = np.zeros((planes, h, w), np.int64)
+    count = np.zeros((planes, h), np.int64)
+    for p in range(planes):
+        for i in range(h):
+            for j in range(w):
+                if mask[p, i, j] != 0.0:
+                    index[p, i, count[p, i]] = j
+                    count[p, i] += 1
+    # The linear maps are summed from the float32 pixels and offset after:
+    # sum K (I - o) = sum K I - o sum K. The squares cannot be: the last h
+    # image rows of (I - o)**2, summed over channels when one weight plane
+    # serves all, are kept in a ring, each row computed once.
+    k_sum = np.zeros(n_channels, np.float64)
+    for c in range(n_channels):
+        k_sum[c] = kern[c].sum()
+    ring = np.zeros((planes if need_b else 0, h, width), np.float64)
+    maps = np.zeros((2 + 2 * n_channels, 1, out_w), np.float64)
+    work = np.empty((3, out_w), np.float64)
+    for y in range(y0, y1):
+        if need_b:
+            for r in range(y0 if y == y0 else y + h - 1, y + h):
+                slot = ring[:, r % h]
+                slot[:] = 0.0
+                for c in range(n_channels):
+                    o = offsets[c]
+                    src = image[c, r]
+                    dst = slot[0 if planes == 1 else c]
+                    for x in range(width):
+                        v = src[x] - o
+                        dst[x] += v * v
+        maps[:] = 0.0
+        for i in range(h):
+            if need_b:
+                for p in range(planes):
+                    _accumulate(maps[1, 0], ring[p, (y + i) % h], weights[p, i], index[p, i],
+                                count[p, i])
+            for c in range(n_channels):
+                p = 0 if planes == 1 else c
+                src = image[c, y + i]
+                if need_a:
+                    _accumulate2(maps[0, 0], maps[2 + c, 0], src, kern[c, i], weights[p, i],
+                                 index[p, i], count[p, i])
+                else:
+                    _accumulate(maps[0, 0], src, kern[c, i], index[p, i], count[p, i])
+                if need_s:
+                    _accumulate(maps[2 + n_channels + c, 0], src, mask[p, i], index[p, i],
+                                count[p, i])
+        for c in range(n_channels):
+            o = offsets[c]
+            if o != 0.0:
+                shift = o * k_sum[c]
+                num = maps[0, 0]
+                for x in range(out_w):
+                    num[x] -= shift
+                if need_a:
+                    shift = o * w_sum[c]
+                    a = maps[2 + c, 0]
+                    for x in range(out_w):
+                        a[x] -= shift
+                if need_s:
+                    shift = o * m_sum[c]
+                    a = maps[2 + n_channels + c, 0]
+                    for x in range(out_w):
+                        a[x] -= shift
+        _masked_scores(method, maps, 0, image, kern, weights, mask, y, 0, offsets, w_sum, m_sum,
+                       t_sq, tnorm, floor, soft, work, out[y])
+
+
+@njit(cache=True, nogil=True)
+def _masked_fft(method, image, offsets, kern, weights, mask, kern_spec, w_spec, m_spec, w_sum,
+                m_sum, t_sq, tnorm, floor, soft, out, first, last):  # pragma: no cover - compiled
+    """The scores of _masked_direct, by overlap-save FFT tiles.
+
+    kern_spec (C, T, T//2+1) complex128, w_spec and m_spec (C or 1, T,
+    T//2+1): the conjugate spectra of kern, weights and mask zero-padded to
+    T×T (the planes themselves serve windows summed again directly); the
+    rest as in _masked_direct. Each plane of a tile is transformed
+    once and its spectrum serves every map that needs it; with one weight
+    plane for all channels, the squares are summed over channels before
+    their one transform. Fills tiles first <= tile < last, row by row.
+    """
+    n_channels, height, width = image.shape
+    _, h, w = kern.shape
+    tile_h = kern_spec.shape[1]
+    half = kern_spec.shape[2]
+    tile_w = 2 * (half - 1)
+    out_h, out_w = out.shape
+    step_y = tile_h - h + 1
+    step_x = tile_w - w + 1
+    tiles_y = (out_h + step_y - 1) // step_y
+    tiles_x = (out_w + step_x - 1) // step_x
+    need_b = method != CCORR and method != CCOEFF
+    need_a = method == CCOEFF_NORMED
+    need_s = need_a and soft
+    shared = w_spec.shape[0] == 1
+    shape = (tile_h, tile_w)
+    # only the maps the method needs: a tile's maps are large
+    maps = np.zeros((2 + n_channels * (need_a + need_s), tile_h, tile_w), np.float64)
+    prod = np.empty((tile_h, half), np.complex128)
+    work = np.empty((3, tile_w), np.float64)
+    for tile in range(first, min(last, tiles_y * tiles_x)):
+        y0 = (tile // tiles_x) * step_y
+        x0 = (tile % tiles_x) * step_x
+        rows = min(tile_h, height - y0)
+        cols = min(tile_w, width - x0)
+        acc = np.zeros((tile_h, half), np.complex128)
+        acc_b = np.zeros((tile_h if need_b else 0, half), np.complex128)
+        buf = np.zeros(shape, np.float64)
+        squares = np.zeros((tile_h if need_b else 0, tile_w), np.float64)
+        for c in range(n_channels):
+            off = offsets[c]
+            p = 0 if shared else c
+            if need_b and not shared:
+                squares[:] = 0.0
+            for y in range(rows):
+                src = image[c, y0 + y, x0:x0 + cols]
+                dst = buf[y]
+                for x in range(cols):
+                    dst[x] = src[x] - off
+                if need_b:
+                    sq = squares[y]
+                    for x in range(cols):
+                        sq[x] += dst[x] * dst[x]
+            # float64 transforms: these sums are differenced, and their
+            # rounding must stay far below the 2e-5 the scores keep
+            freq = np.fft.rfft2(buf)
+            for y in range(tile_h):
+                a = acc[y]
+                f = freq[y]
+                k = kern_spec[c, y]
+                for x in range(half):
+                    a[x] += f[x] * k[x]
+            if need_a:
+                for y in range(tile_h):
+                    f = freq[y]
+                    k = w_spec[p, y]
+                    d = prod[y]
+                    for x in range(half):
+                        d[x] = f[x] * k[x]
+                maps[2 + c] = np.fft.irfft2(prod, s=shape)
+            if need_s:
+                for y in range(tile_h):
+                    f = freq[y]
+                    k = m_spec[p, y]
+                    d = prod[y]
+                    for x in range(half):
+                        d[x] = f[x] * k[x]
+                maps[2 + n_channels + c] = np.fft.irfft2(prod, s=shape)
+            if need_b and (not shared or c == n_channels - 1):
+                freq = np.fft.rfft2(squares)
+                for y in range(tile_h):
+                    a = acc_b[y]
+                    f = freq[y]
+                    k = w_spec[p, y]
+                    for x in range(half):
+                        a[x] += f[x] * k[x]
+        maps[0] = np.fft.irfft2(acc, s=shape)
+        if need_b:
+            maps[1] = np.fft.irfft2(acc_b, s=shape)
+        n = min(step_x, out_w - x0)
+        for y in range(min(step_y, out_h - y0)):
+            _masked_scores(method, maps, y, image, kern, weights, mask, y0 + y, x0, offsets,
+                           w_sum, m_sum, t_sq, tnorm, floor, soft, work, out[y0 + y, x0:x0 + n])
