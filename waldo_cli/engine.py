@@ -247,7 +247,8 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
         How the correlation is computed: a sliding-window kernel, overlap-save
         FFT tiles, or (default) whichever a cost model calibrated on the
         benchmark predicts to be faster. All three give the same scores to
-        within 1e-7.
+        within 1e-7 (masked ``sqdiff_normed``, which is not clamped and may
+        reach thousands on nearly black windows: 1e-6 of the score).
     mask : (h, w[, C]) array_like, optional
         Weights of the template's pixels (a masked template): 0 leaves a
         pixel out, 1 counts it fully, values between weigh it. One channel
@@ -331,7 +332,11 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     1. Unlike OpenCV, which returns NaN or inf for black or flat windows under
     a mask and for a fully masked template, the degenerate-window and
     flat-template rules above apply unchanged, with the masked energies in
-    place of the plain ones; so no NaN or inf ever comes out.
+    place of the plain ones; so no NaN or inf ever comes out. A masked
+    window energy below 64·ε·ΣM²·max|I − o|² (ε of float64, o the channel
+    offset; 1.4e-14 of the most a window can hold) is the rounding residue
+    of the sums it comes from and counts as 0 (a black window), on both
+    engines alike; windows just above it are summed again directly.
 
     The scale of the values matters for the degenerate rule (its 0.5 is
     absolute), as in OpenCV: ``load_image`` returns pixels on the 0–255 scale.
