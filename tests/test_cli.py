@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import assert_one_line_error
@@ -229,6 +231,26 @@ def _waldo_executable() -> str:
     if not exe.exists():
         pytest.fail(f"the installed waldo executable is missing next to {sys.executable}")
     return str(exe)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="no SIGPIPE on this platform")
+def test_closed_stdout_ends_like_grep(tmp_path, rng):
+    """`waldo find -t T IMAGES | head -1`: killed by SIGPIPE (141 in a shell), not "not found"."""
+    for k in range(60):
+        Image.fromarray(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)).save(
+            tmp_path / f"i{k:02d}.png")
+    Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)).save(tmp_path / "t.png")
+    images = sorted(str(p) for p in tmp_path.glob("i*.png"))
+    # a record per image, each written when its search is done: the reader
+    # is gone long before the last ones
+    proc = subprocess.Popen([_waldo_executable(), "find", "-t", str(tmp_path / "t.png"),
+                             "--threshold", "-1", *images],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"image\trank")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == -signal.SIGPIPE, err
+    assert b"Traceback" not in err
 
 
 def test_installed_executable_runs(files):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -30,8 +31,31 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _die_of_sigpipe() -> None:
+    """End as grep does when a reader such as ``head`` closes our stdout: by SIGPIPE.
+
+    Python ignores SIGPIPE, so a closed pipe shows up as BrokenPipeError;
+    Click would turn that into exit status 1, which for waldo means "not
+    found". Whatever is still buffered goes to /dev/null, so that the exit
+    itself does not raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(128 + 13)  # where there is no SIGPIPE: the status a shell would show
+
+
 class WaldoGroup(click.Group):
     """A Click group that reports every error as one line on stderr."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a closed stdout ends the process as it ends grep."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _die_of_sigpipe()
 
     def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
