@@ -227,6 +227,15 @@ def pad_widths(template_shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[
     return ((h - 1) // 2, h // 2), ((w - 1) // 2, w // 2)
 
 
+def _check_options(method: str, engine: str, pad: str) -> str:
+    """The method's canonical name, after checking method, engine and padding."""
+    if engine not in ENGINES:
+        raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    if pad not in PADDINGS:
+        raise WaldoError(f"unknown padding {pad!r}: choose one of {', '.join(PADDINGS)}")
+    return check_method(method)
+
+
 def match_template(image: object, template: object, method: str = DEFAULT_METHOD, *,
                    engine: str = "auto", mask: object = None, pad: str = "none",
                    convolve: bool = False) -> np.ndarray:
@@ -351,11 +360,7 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     >>> scores.shape, np.unravel_index(scores.argmin(), scores.shape)
     ((4, 5), (np.int64(2), np.int64(3)))
     """
-    method = check_method(method)
-    if engine not in ENGINES:
-        raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if pad not in PADDINGS:
-        raise WaldoError(f"unknown padding {pad!r}: choose one of {', '.join(PADDINGS)}")
+    method = _check_options(method, engine, pad)
     img = _as_hwc(image, "image")
     if isinstance(template, PreparedTemplate):
         prepared = template.flipped() if convolve else template
@@ -489,11 +494,7 @@ def match_templates(image: object, templates: list[object], method: str = DEFAUL
     >>> maps[0].shape, maps[1]
     ((16, 25), None)
     """
-    method = check_method(method)
-    if engine not in ENGINES:
-        raise WaldoError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if pad not in PADDINGS:
-        raise WaldoError(f"unknown padding {pad!r}: choose one of {', '.join(PADDINGS)}")
+    method = _check_options(method, engine, pad)
     img = _as_hwc(image, "image")
     if pad != "none":
         return _match_padded(img, templates, method, engine, masks, pad, convolve)
