@@ -91,6 +91,26 @@ def test_one_waldo_gives_one_match_across_variants():
             assert max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= 34  # half the patch's side
 
 
+def test_variants_of_a_huge_image_are_searched_in_groups(monkeypatch):
+    """With little memory to spare the variants go in groups: the same matches."""
+    from waldo_cli import batch, engine
+
+    args = ("--scales", "0.9:1.1:0.1", "--rotations", "0,90", "-k", "3", "--no-threshold")
+    whole = find(SAMPLE, PATCH, *args)
+    calls = []
+    real = engine.match_templates
+
+    def counted(*a, **k):
+        calls.append(len(a[1]))
+        return real(*a, **k)
+
+    monkeypatch.setattr(engine, "match_templates", counted)
+    monkeypatch.setattr(batch, "_VARIANT_BYTES", 1)  # one variant per group
+    grouped = find(SAMPLE, PATCH, *args)
+    assert calls == [1] * 6
+    assert grouped["matches"] == whole["matches"]
+
+
 def test_heatmap_is_best_over_variants(tmp_path, variants_dir):
     heat = tmp_path / "heat.png"
     result = CliRunner().invoke(cli, ["find", str(SAMPLE), str(variants_dir / "turned-90.png"),

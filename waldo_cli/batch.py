@@ -18,6 +18,10 @@ from waldo_cli.errors import WaldoError
 from waldo_cli.io import LoadedImage, read_image, reconcile_channels
 from waldo_cli.peaks import Match
 
+# Score maps of template variants searched together, at most: on a huge image
+# the variants are searched in groups, each merged before the next is made.
+_VARIANT_BYTES = 256 << 20
+
 
 @dataclass(frozen=True)
 class FindReport:
@@ -122,15 +126,28 @@ class Searcher:
 
         height, width, channels = pixels.shape
         prepared = self._variants_for(channels)
-        # one pass: the image is converted (and, on the FFT path, transformed)
-        # once for all the variants
-        maps = match_templates(pixels, [t for _, t, _ in prepared], self.options.method,
-                               engine=self.options.engine, masks=[m for _, _, m in prepared],
-                               pad=self.options.pad, convolve=self.options.convolve)
+        padded = self.options.pad != "none"
+
+        def maps() -> Iterator[np.ndarray | None]:
+            # the image is converted (and, on the FFT path, transformed) once
+            # per group of variants; groups keep at most _VARIANT_BYTES of
+            # score maps alive, however large the image
+            group: list[Any] = []
+            size = 0
+            for index, (variant, _, _) in enumerate(prepared):
+                h, w = (1, 1) if padded else variant.shape
+                size += 4 * max(0, height - h + 1) * max(0, width - w + 1)
+                group.append(prepared[index])
+                if size >= _VARIANT_BYTES or index == len(prepared) - 1:
+                    yield from match_templates(
+                        pixels, [t for _, t, _ in group], self.options.method,
+                        engine=self.options.engine, masks=[m for _, _, m in group],
+                        pad=self.options.pad, convolve=self.options.convolve)
+                    group, size = [], 0
+
         # padded maps are already on the image's grid, indexed by window centre
-        shapes = ([(1, 1)] * len(prepared) if self.options.pad != "none"
-                  else [v.shape for v, _, _ in prepared])
-        best, which = best_over_variants((height, width), maps, shapes, self.options.method)
+        shapes = [(1, 1) if padded else v.shape for v, _, _ in prepared]
+        best, which = best_over_variants((height, width), maps(), shapes, self.options.method)
         th, tw = self.template.pixels.shape[:2]
         peaks = find_peaks(best, self.options.method, (th, tw), top_k=self.options.top_k,
                            threshold=self.options.threshold,

@@ -163,7 +163,7 @@ def best_over_variants(image_shape: tuple[int, int], maps: Sequence[np.ndarray],
     ----------
     image_shape : (H, W)
     maps : one (H-h+1, W-w+1) score map per variant (None for a variant that
-        does not fit in the image)
+        does not fit in the image); any iterable, read one map at a time
     shapes : (h, w) of each variant
     method : str
         Decides whether the best score is the largest or the smallest.
@@ -185,7 +185,8 @@ def best_over_variants(image_shape: tuple[int, int], maps: Sequence[np.ndarray],
     """
     lower = lower_is_better(method)
     height, width = image_shape
-    best = np.full((height, width), np.inf if lower else -np.inf, np.float64)
+    # float32 holds every score exactly: they come as float32
+    best = np.full((height, width), np.inf if lower else -np.inf, np.float32)
     which = np.full((height, width), -1, np.int32)
     for index, (scores, (h, w)) in enumerate(zip(maps, shapes, strict=True)):
         if scores is None:
@@ -201,4 +202,4 @@ def best_over_variants(image_shape: tuple[int, int], maps: Sequence[np.ndarray],
         raise WaldoError("no template variant fits inside the image")
     worst = best[covered].max() if lower else best[covered].min()
     best[~covered] = worst
-    return best.astype(np.float32), which
+    return best, which
