@@ -56,24 +56,31 @@ def _ranked_candidates(scores: np.ndarray, lower: bool, threshold: float | None,
     sort algorithm.
     """
     flat = scores.ravel()
-    # lower keys rank first; negation is exact in any float dtype, and no
-    # index array as long as the map is built (huge maps stay affordable)
-    key = flat if lower else np.negative(flat)
+    # the cut-off score of the count best, then the places that reach it: no
+    # copy of the map beyond the one partition needs, and no index array as
+    # long as the map (huge maps stay affordable)
     if threshold is not None:
         passes = flat <= threshold if lower else flat >= threshold
         if np.count_nonzero(passes) > count:
-            cutoff = np.partition(key[passes], count - 1)[count - 1]
+            cutoff = _kth_best(flat[passes], count, lower)
             # every candidate tied with the worst one taken stays, so the
             # choice among equal scores is by position, not by the partition
-            passes &= key <= cutoff
+            passes &= flat <= cutoff if lower else flat >= cutoff
         passing = np.flatnonzero(passes)
     elif flat.size > count:
-        cutoff = np.partition(key, count - 1)[count - 1]
-        passing = np.flatnonzero(key <= cutoff)
+        cutoff = _kth_best(flat, count, lower)
+        passing = np.flatnonzero(flat <= cutoff if lower else flat >= cutoff)
     else:
         passing = np.arange(flat.size)
-    order = np.lexsort((passing, key[passing]))
+    key = flat[passing] if lower else -flat[passing]  # lower keys rank first
+    order = np.lexsort((passing, key))
     return passing[order]
+
+
+def _kth_best(values: np.ndarray, count: int, lower: bool) -> float:
+    """The count-th best of values (1 ≤ count ≤ values.size): smallest or largest."""
+    kth = count - 1 if lower else values.size - count
+    return np.partition(values, kth)[kth]
 
 
 def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tuple[float, float]:
