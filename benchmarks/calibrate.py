@@ -55,7 +55,8 @@ def main() -> None:
         rounds = -(-tiles // threads)
         kernels.load_fft()
         fastest, _ = best_of(lambda s=spectrum, o=out, h=h, n=tiles: _run_bands(
-            kernels._correlate_fft, (image, offsets, s, h, h, o), n), repeats=3)
+            kernels._correlate_fft, (image, offsets, s[None], np.array([h]), np.array([h]),
+                                     o.reshape(-1), np.zeros(1, np.int64)), n), repeats=3)
         print(f"{side:5d} {fastest / rounds:.3e}")
 
 

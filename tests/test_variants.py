@@ -202,24 +202,25 @@ def test_shared_search_transforms_the_image_once(shared_case, monkeypatch):
     from waldo_cli import engine, kernels
 
     image, templates = shared_case
-    calls = {"planar": 0, "shared": 0, "fft": 0}
-    planar, shared, fft = engine._planar, kernels._correlate_fft_shared, kernels._correlate_fft
+    planar_calls, templates_per_pass = [], []
+    planar, fft = engine._planar, kernels._correlate_fft
 
-    def count(name, function):
-        def counted(*args):
-            calls[name] += 1
-            return function(*args)
-        return counted
+    def counted_planar(*args):
+        planar_calls.append(1)
+        return planar(*args)
 
-    monkeypatch.setattr(engine, "_planar", count("planar", planar))
-    monkeypatch.setattr(kernels, "_correlate_fft_shared", count("shared", shared))
-    monkeypatch.setattr(kernels, "_correlate_fft", count("fft", fft))
-    engine.set_threads(1)  # one band: one kernel call per pass
+    def counted_fft(image, offsets, spectra, *args):
+        templates_per_pass.append(spectra.shape[0])
+        return fft(image, offsets, spectra, *args)
+
+    monkeypatch.setattr(engine, "_planar", counted_planar)
+    monkeypatch.setattr(kernels, "_correlate_fft", counted_fft)
+    engine.set_threads(1)  # one band: one kernel call per pass over the image
     try:
         engine.match_templates(image, templates[:4], engine="fft")
     finally:
         engine.set_threads(None)
-    assert calls == {"planar": 1, "shared": 1, "fft": 0}
+    assert planar_calls == [1] and templates_per_pass == [4]
 
 
 def test_shared_search_handles_masks_misfits_and_convolution(shared_case, rng):

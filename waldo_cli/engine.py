@@ -203,11 +203,8 @@ def _correlate(image: np.ndarray, template: PreparedTemplate, offsets: np.ndarra
     if engine == "direct":
         _run_bands(kernels._correlate_direct, (image, template.kernel, out), out.shape[0])
     else:
-        kernels.load_fft()
-        _, side = fft_plan(out.shape, (h, w), channels, _threads)
-        spectrum = template.spectrum(side)
-        tiles = -(-out.shape[0] // (side - h + 1)) * -(-out.shape[1] // (side - w + 1))
-        _run_bands(kernels._correlate_fft, (image, offsets, spectrum, h, w, out), tiles)
+        # out is C-contiguous (whole rows), so this flat view is out itself
+        _correlate_shared(image, offsets, [template], out.reshape(-1))
     return engine
 
 
@@ -572,9 +569,13 @@ def _map_bytes(image_shape: tuple[int, ...], prepared: PreparedTemplate) -> int:
     return 4 * (image_shape[0] - prepared.shape[0] + 1) * (image_shape[1] - prepared.shape[1] + 1)
 
 
-def _correlate_shared(planar: np.ndarray, offsets: np.ndarray,
-                      preps: list[PreparedTemplate]) -> list[np.ndarray]:
-    """The correlation maps of several templates by FFT tiles shared among them."""
+def _correlate_shared(planar: np.ndarray, offsets: np.ndarray, preps: list[PreparedTemplate],
+                      flat: np.ndarray | None = None) -> list[np.ndarray]:
+    """The correlation maps of several templates by FFT tiles shared among them.
+
+    ``flat``: where the maps go, one after another (a map's own buffer, as a
+    view, for one template); by default a new float32 array.
+    """
     from waldo_cli import kernels
 
     kernels.load_fft()
@@ -586,11 +587,12 @@ def _correlate_shared(planar: np.ndarray, offsets: np.ndarray,
     spectra = np.stack([p.spectrum(side) for p in preps])
     shapes = [(height - p.shape[0] + 1, width - p.shape[1] + 1) for p in preps]
     starts = np.cumsum([0] + [oh * ow for oh, ow in shapes])
-    flat = np.empty(int(starts[-1]), np.float32)
+    if flat is None:
+        flat = np.empty(int(starts[-1]), np.float32)
     heights = np.array([p.shape[0] for p in preps], np.int64)
     widths = np.array([p.shape[1] for p in preps], np.int64)
     tiles = -(-out_shape[0] // (side - h_max + 1)) * -(-out_shape[1] // (side - w_max + 1))
-    _run_bands(kernels._correlate_fft_shared,
+    _run_bands(kernels._correlate_fft,
                (planar, offsets, spectra, heights, widths, flat, starts[:-1].astype(np.int64)),
                tiles)
     return [flat[starts[k]:starts[k + 1]].reshape(shape) for k, shape in enumerate(shapes)]
@@ -600,11 +602,8 @@ def warm_kernels(name: str) -> None:
     """Compile (or load) the kernels of one ``kernels.KERNELS`` entry with a tiny search."""
     image = np.arange(8 * 8 * 3, dtype=np.float32).reshape(8, 8, 3)
     # a template that is not flat, or ccoeff_normed would skip the kernels
-    if name == "shared fft":
-        match_templates(image, [image[:3, :3], image[:2, :3]], engine="fft")
-    else:
-        match_template(image, image[:3, :3], engine=name)
-        match_template(image, image[:3, :3], engine=name, mask=np.ones((3, 3)))
+    match_template(image, image[:3, :3], engine=name)
+    match_template(image, image[:3, :3], engine=name, mask=np.ones((3, 3)))
 
 
 def _planar(img: np.ndarray) -> np.ndarray:

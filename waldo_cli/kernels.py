@@ -30,7 +30,6 @@ FLT_EPSILON = float(np.finfo(np.float32).eps)
 KERNELS = {
     "direct": ("_correlate_direct", "_finish_scores", "_masked_direct"),
     "fft": ("_correlate_fft", "_finish_scores", "_masked_fft"),
-    "shared fft": ("_correlate_fft_shared", "_finish_scores"),
 }
 
 
@@ -157,66 +156,20 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _correlate_fft(image, offsets, spectrum, h, w, out, first, last):  # pragma: no cover
-    """The same correlation as _correlate_direct, by overlap-save FFT tiles.
+def _correlate_fft(image, offsets, spectra, heights, widths, flat_out, starts,
+                   first, last):  # pragma: no cover - compiled
+    """The correlation of _correlate_direct, by overlap-save FFT tiles, for V templates.
 
     image (C, H, W) float32; offsets (C,) float64 subtracted from each channel
-    (the template sums to zero, so this changes nothing but the rounding);
-    spectrum (C, T, T//2+1) complex128, the conjugate spectra of the template
-    planes zero-padded to T×T; out (H-h+1, W-w+1) float32. Fills tiles
-    first <= tile < last, numbered row by row.
-    """
-    n_channels, height, width = image.shape
-    tile_h = spectrum.shape[1]
-    half = spectrum.shape[2]
-    tile_w = 2 * (half - 1)
-    out_h, out_w = out.shape
-    step_y = tile_h - h + 1
-    step_x = tile_w - w + 1
-    tiles_y = (out_h + step_y - 1) // step_y
-    tiles_x = (out_w + step_x - 1) // step_x
-    for tile in range(first, min(last, tiles_y * tiles_x)):
-        y0 = (tile // tiles_x) * step_y
-        x0 = (tile % tiles_x) * step_x
-        rows = min(tile_h, height - y0)
-        cols = min(tile_w, width - x0)
-        acc = np.zeros((tile_h, half), np.complex128)
-        buf = np.zeros((tile_h, tile_w), np.float64)
-        for c in range(n_channels):
-            off = offsets[c]
-            for y in range(rows):
-                src = image[c, y0 + y, x0:x0 + cols]
-                dst = buf[y]
-                for x in range(cols):
-                    dst[x] = src[x] - off
-            # float64 transforms: their rounding is far below the 2e-5 the
-            # scores must keep, even for flat windows in a bright tile
-            freq = np.fft.rfft2(buf)
-            for y in range(tile_h):
-                a = acc[y]
-                f = freq[y]
-                t = spectrum[c, y]
-                for x in range(half):
-                    a[x] += f[x] * t[x]
-        corr = np.fft.irfft2(acc, s=(tile_h, tile_w))
-        for y in range(min(step_y, out_h - y0)):
-            dst = out[y0 + y]
-            src = corr[y]
-            for x in range(min(step_x, out_w - x0)):
-                dst[x0 + x] = src[x]
-
-
-@njit(cache=True, nogil=True)
-def _correlate_fft_shared(image, offsets, spectra, heights, widths, flat_out, starts,
-                          first, last):  # pragma: no cover - compiled
-    """_correlate_fft for several templates at once, transforming the image once.
-
-    image (C, H, W) float32; offsets (C,) float64; spectra (V, C, T, T//2+1)
-    complex128, template v's conjugate spectra padded to T×T; heights, widths
-    (V,) int64; flat_out float32 holds template v's (H-h_v+1, W-w_v+1) map
-    from starts[v]. Tiles step by what the largest template leaves valid, so
-    each image tile is transformed once (C forward transforms) and then
-    costs one product and one inverse transform per template. Fills tiles
+    (the templates sum to zero, so this changes nothing but the rounding);
+    spectra (V, C, T, T//2+1) complex128, template v's conjugate spectra
+    padded to T×T; heights, widths (V,) int64; flat_out float32 holds
+    template v's (H-h_v+1, W-w_v+1) map from starts[v]. Tiles step by what
+    the largest template leaves valid, so each image tile is transformed
+    once (C forward transforms) and then costs one product and one inverse
+    transform per template. Channels are summed in the frequency domain;
+    the transforms are float64, whose rounding stays far below the 2e-5 the
+    scores must keep, even for flat windows in a bright tile. Fills tiles
     first <= tile < last.
     """
     n_channels, height, width = image.shape
@@ -227,31 +180,35 @@ def _correlate_fft_shared(image, offsets, spectra, heights, widths, flat_out, st
     tiles_y = (height - heights.max() + step_y) // step_y
     tiles_x = (width - widths.max() + step_x) // step_x
     buf = np.zeros((tile_h, tile_w), np.float64)
-    freq = np.empty((n_channels, tile_h, half), np.complex128)
+    # one template: each channel's spectrum goes into the product while it is
+    # still in the cache; several: the spectra are kept for all of them
+    keep = n_templates > 1
+    freq = np.empty((n_channels if keep else 0, tile_h, half), np.complex128)
     acc = np.empty((tile_h, half), np.complex128)
     for tile in range(first, min(last, tiles_y * tiles_x)):
         ty, tx = tile // tiles_x, tile % tiles_x
         y0, x0 = ty * step_y, tx * step_x
         rows = min(tile_h, height - y0)
         cols = min(tile_w, width - x0)
+        acc[:] = 0.0
         for c in range(n_channels):
-            buf[:] = 0.0
+            if rows < tile_h or cols < tile_w:
+                buf[:] = 0.0  # the zero padding past the image's edge
             off = offsets[c]
             for y in range(rows):
                 src = image[c, y0 + y, x0:x0 + cols]
                 dst = buf[y]
                 for x in range(cols):
                     dst[x] = src[x] - off
-            freq[c] = np.fft.rfft2(buf)
+            if keep:
+                freq[c] = np.fft.rfft2(buf)
+            else:
+                _multiply_add(acc, np.fft.rfft2(buf), spectra[0, c])
         for v in range(n_templates):
-            acc[:] = 0.0
-            for c in range(n_channels):
-                for y in range(tile_h):
-                    a = acc[y]
-                    f = freq[c, y]
-                    t = spectra[v, c, y]
-                    for x in range(half):
-                        a[x] += f[x] * t[x]
+            if keep:
+                acc[:] = 0.0
+                for c in range(n_channels):
+                    _multiply_add(acc, freq[c], spectra[v, c])
             corr = np.fft.irfft2(acc, s=(tile_h, tile_w))
             out_h = height - heights[v] + 1
             out_w = width - widths[v] + 1
@@ -265,6 +222,18 @@ def _correlate_fft_shared(image, offsets, spectra, heights, widths, flat_out, st
                 src = corr[y]
                 for x in range(min(nx, out_w - x0)):
                     dst[x0 + x] = src[x]
+
+
+@njit(nogil=True)
+def _multiply_add(acc, freq, spectrum):  # pragma: no cover - compiled
+    """Add freq * spectrum to acc, elementwise; (T, T//2+1) complex128 each, inlined by callers."""
+    rows, half = acc.shape
+    for y in range(rows):
+        a = acc[y]
+        f = freq[y]
+        t = spectrum[y]
+        for x in range(half):
+            a[x] += f[x] * t[x]
 
 
 @njit(cache=True, nogil=True)
