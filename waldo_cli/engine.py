@@ -668,13 +668,8 @@ class _MaskedTemplate:
     def spectra(self, side: int) -> tuple[np.ndarray, ...]:
         """Conjugate spectra of kern, weights and mask zero-padded to side×side, cached."""
         if side not in self._spectra:
-            found = []
-            for planes in (self.kern, self.weights, self.mask):
-                channels, h, w = planes.shape
-                padded = np.zeros((channels, side, side), np.float64)
-                padded[:, :h, :w] = planes
-                found.append(np.ascontiguousarray(np.conj(np.fft.rfft2(padded, axes=(1, 2)))))
-            self._spectra[side] = tuple(found)
+            self._spectra[side] = tuple(_conjugate_spectra(planes, side)
+                                        for planes in (self.kern, self.weights, self.mask))
         return self._spectra[side]
 
 
@@ -798,6 +793,14 @@ def _match_masked(img: np.ndarray, prepared: PreparedTemplate, mask: np.ndarray,
     return scores
 
 
+def _conjugate_spectra(planes: np.ndarray, side: int) -> np.ndarray:
+    """Conjugate 2-D spectra of (C, h, w) planes zero-padded to side×side, for FFT tiles."""
+    channels, h, w = planes.shape
+    padded = np.zeros((channels, side, side), np.float64)
+    padded[:, :h, :w] = planes
+    return np.ascontiguousarray(np.conj(np.fft.rfft2(padded, axes=(1, 2))))
+
+
 @dataclass(frozen=True, eq=False)
 class PreparedTemplate:
     """A template made ready once, for searching many images.
@@ -834,11 +837,7 @@ class PreparedTemplate:
     def spectrum(self, side: int) -> np.ndarray:
         """Conjugate spectra of the kernel planes zero-padded to side×side, cached."""
         if side not in self._spectra:
-            channels, h, w = self.kernel.shape
-            padded = np.zeros((channels, side, side), np.float64)
-            padded[:, :h, :w] = self.kernel
-            self._spectra[side] = np.ascontiguousarray(
-                np.conj(np.fft.rfft2(padded, axes=(1, 2))))
+            self._spectra[side] = _conjugate_spectra(self.kernel, side)
         return self._spectra[side]
 
 
