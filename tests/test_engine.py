@@ -148,15 +148,16 @@ def test_fft_tiles_cover_large_images(method, photo):
 def test_huge_images_searched_in_bands_give_the_same_scores(engine, masked, photo, monkeypatch,
                                                             rng):
     """Band by band (what memory forces on huge images) equals all at once."""
-    from waldo_cli import engine as engine_module
+    from waldo_cli import plan as plan_module
 
     image = photo("coffee")[:, :300]
     template = image[100:117, 200:223]
     mask = (rng.random(template.shape[:2]) > 0.2).astype(np.float32) if masked else None
     whole = match_template(image, template, engine=engine, mask=mask)
     # a budget that makes bands of a few dozen rows: several, and a short last one
-    monkeypatch.setattr(engine_module, "_BAND_BYTES", 4 * 300 * 3 * 80)
-    rows = engine_module._band_rows(image.shape, template.shape[:2], engine)
+    monkeypatch.setattr(plan_module, "BAND_BYTES", 4 * 300 * 3 * 80)
+    tile = plan_module.fft_plan((image.shape[0] - 16, image.shape[1] - 22), (17, 23), 3, 2)[1]
+    rows = plan_module.band_rows(image.shape, template.shape[:2], engine, tile)
     assert rows < whole.shape[0] and whole.shape[0] % rows != 0
     banded = match_template(image, template, engine=engine, mask=mask)
     assert np.abs(banded.astype(np.float64) - whole).max() <= 1e-6

@@ -15,9 +15,6 @@ hurts on a shared two-core machine) and start instantly from the cache.
 
 from __future__ import annotations
 
-import glob
-import os
-
 import numpy as np
 from numba import njit
 
@@ -25,56 +22,6 @@ from numba import njit
 SQDIFF, SQDIFF_NORMED, CCORR, CCORR_NORMED, CCOEFF, CCOEFF_NORMED = range(6)
 # The C constants OpenCV's degenerate-window rule is written with.
 FLT_EPSILON = float(np.finfo(np.float32).eps)
-
-# The kernels each engine runs, for the cache commands and the first-run notice.
-KERNELS = {
-    "direct": ("_correlate_direct", "_finish_scores", "_masked_direct"),
-    "fft": ("_correlate_fft", "_finish_scores", "_masked_fft"),
-}
-
-
-def skip_extension_scan() -> None:
-    """Keep Numba from importing every installed Numba extension at first dispatch.
-
-    For the ``waldo`` process only: its kernels need no extension but
-    rocket-fft, which ``load_fft`` imports when the FFT path runs. Scanning
-    and importing all of them costs the shell user time on every run.
-    """
-    from numba.core import entrypoints
-
-    entrypoints._already_initialized = True
-
-
-def load_fft() -> None:
-    """Register rocket-fft's ``numpy.fft`` overloads (needed by the FFT kernel)."""
-    import rocket_fft  # noqa: F401
-
-
-def _cache_files(name: str) -> tuple[str, list[str]]:
-    """The cache folder of one kernel and the files there that belong to it."""
-    folder = globals()[name]._cache.cache_path
-    stem = os.path.basename(__file__).rsplit(".", 1)[0]
-    return folder, sorted(glob.glob(os.path.join(folder, f"{stem}.{name}-*")))
-
-
-def is_cached(name: str) -> bool:
-    """Whether Numba's on-disk cache holds an index for this kernel's current source."""
-    return os.path.exists(globals()[name]._cache._cache_file._index_path)
-
-
-def cache_folders() -> list[str]:
-    """Where the compiled kernels are kept (the package folder if writable, else the user's)."""
-    return sorted({_cache_files(name)[0] for names in KERNELS.values() for name in names})
-
-
-def clear_cache() -> list[str]:
-    """Delete every cached compilation of waldo's kernels; return the files removed."""
-    removed = []
-    for name in sorted({n for names in KERNELS.values() for n in names}):
-        for path in _cache_files(name)[1]:
-            os.remove(path)
-            removed.append(path)
-    return removed
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
