@@ -197,12 +197,12 @@ def test_order_is_input_order_with_two_jobs(tmp_path, rng):
 
 def test_template_is_loaded_and_prepared_once(batch, monkeypatch):
     import waldo_cli.batch
-    import waldo_cli.engine
     import waldo_cli.io
+    import waldo_cli.search
 
     root, expected = batch
     reads, prepares = [], []
-    real_read, real_prepare = waldo_cli.io.read_image, waldo_cli.engine.prepare_template
+    real_read, real_prepare = waldo_cli.io.read_image, waldo_cli.search.prepare_template
 
     def counting_read(source, name=None):
         reads.append(name)
@@ -214,7 +214,7 @@ def test_template_is_loaded_and_prepared_once(batch, monkeypatch):
 
     monkeypatch.setattr(waldo_cli.io, "read_image", counting_read)
     monkeypatch.setattr(waldo_cli.batch, "read_image", counting_read)
-    monkeypatch.setattr(waldo_cli.engine, "prepare_template", counting_prepare)
+    monkeypatch.setattr(waldo_cli.search, "prepare_template", counting_prepare)
     good = [p for p, kind, _ in expected if kind != "error"][:10]
     result = run("find", "-t", root / "waldo.png", *good, "--jsonl")
     assert result.exit_code == 0

@@ -93,19 +93,19 @@ def test_one_waldo_gives_one_match_across_variants():
 
 def test_variants_of_a_huge_image_are_searched_in_groups(monkeypatch):
     """With little memory to spare the variants go in groups: the same matches."""
-    from waldo_cli import batch, engine
+    from waldo_cli import search
 
     args = ("--scales", "0.9:1.1:0.1", "--rotations", "0,90", "-k", "3", "--no-threshold")
     whole = find(SAMPLE, PATCH, *args)
     calls = []
-    real = engine.match_templates
+    real = search.match_templates
 
     def counted(*a, **k):
         calls.append(len(a[1]))
         return real(*a, **k)
 
-    monkeypatch.setattr(engine, "match_templates", counted)
-    monkeypatch.setattr(batch, "_VARIANT_BYTES", 1)  # one variant per group
+    monkeypatch.setattr(search, "match_templates", counted)
+    monkeypatch.setattr(search, "_VARIANT_BYTES", 1)  # one variant per group
     grouped = find(SAMPLE, PATCH, *args)
     assert calls == [1] * 6
     assert grouped["matches"] == whole["matches"]
@@ -203,7 +203,7 @@ def test_shared_search_transforms_the_image_once(shared_case, monkeypatch):
 
     image, templates = shared_case
     planar_calls, templates_per_pass = [], []
-    planar, fft = engine._planar, kernels._correlate_fft
+    planar, fft = engine.as_planar, kernels._correlate_fft
 
     def counted_planar(*args):
         planar_calls.append(1)
@@ -213,7 +213,7 @@ def test_shared_search_transforms_the_image_once(shared_case, monkeypatch):
         templates_per_pass.append(spectra.shape[0])
         return fft(image, offsets, spectra, *args)
 
-    monkeypatch.setattr(engine, "_planar", counted_planar)
+    monkeypatch.setattr(engine, "as_planar", counted_planar)
     monkeypatch.setattr(kernels, "_correlate_fft", counted_fft)
     engine.set_threads(1)  # one band: one kernel call per pass over the image
     try:

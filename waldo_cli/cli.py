@@ -252,7 +252,7 @@ def find_command(paths: tuple[str, ...], template_path: str | None, files_from: 
     options = SearchOptions(method=method, top_k=top_k, threshold=limit,
                             min_distance=min_distance, engine=engine, subpixel=subpixel,
                             pad=pad, convolve=convolve, scales=scale_values,
-                            angles=angle_values, flip=flip)
+                            angles=angle_values, flip=flip, threads=threads)
     searcher = _load_searcher(template_path, options, threads,
                               heatmap_path, overlay_path, colormap, show, images,
                               mask_path, no_mask)
@@ -291,9 +291,8 @@ def _load_searcher(template_path: str, options: Any, threads: int | None,
                    show: str | None, images: list[str], mask_path: str | None = None,
                    no_mask: bool = False) -> Any:
     """Check the outputs, set the engine up, load the template (and its mask) once."""
-    from waldo_cli import kernels
+    from waldo_cli import jit
     from waldo_cli.batch import Searcher
-    from waldo_cli.engine import set_threads
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import read_image
 
@@ -303,8 +302,7 @@ def _load_searcher(template_path: str, options: Any, threads: int | None,
             from waldo_cli.render import colormap_table
 
             colormap_table(colormap)
-        kernels.skip_extension_scan()
-        set_threads(threads)
+        jit.skip_extension_scan()
         name, data = _source(template_path)
         template = read_image(data, name=name)
         mask, source = None, None
@@ -338,11 +336,12 @@ def _find_one(searcher: Any, image: str, template: str, as_json: bool, quiet: bo
         name, data = _source(image)
         loaded = read_image(data, name=name)
         with _compile_notice(searcher, loaded, quiet):
-            report, pixels, scores = searcher.search(loaded)
+            result = searcher.search(loaded)
+        report = result.report
         # the terminal preview only where it cannot mix with data or silence
         preview = show if out is not None and out.is_terminal else None
         if heatmap_path is not None or overlay_path is not None or preview is not None:
-            _write_pictures(report, pixels, scores, heatmap_path, overlay_path, colormap,
+            _write_pictures(result, heatmap_path, overlay_path, colormap,
                             legend, preview, out, (image, template))
     except WaldoError as exc:
         if quiet:
@@ -415,7 +414,7 @@ def _find_many(searcher: Any, images: list[str], as_json: bool, as_jsonl: bool, 
     from rich.console import Console
 
     from waldo_cli.batch import run_batch
-    from waldo_cli.engine import default_threads
+    from waldo_cli.pool import default_threads
     from waldo_cli.report import batch_header, batch_summary, csv_lines, jsonl_line, tsv_lines
 
     started = time.perf_counter()
@@ -484,13 +483,15 @@ def _find_many(searcher: Any, images: list[str], as_json: bool, as_jsonl: bool, 
 @contextlib.contextmanager
 def _compile_notice(searcher: Any, loaded: Any, quiet: bool) -> Any:
     """Say so on stderr when a search waits more than a second for Numba to compile."""
-    from waldo_cli import kernels
+    from waldo_cli import jit
+    from waldo_cli.errors import WaldoError
 
-    engine = searcher.engine_for(loaded.pixels.shape)
-    # unresolved "auto" (variants): any kernel may run
-    names = kernels.KERNELS.get(engine) or {n for ns in kernels.KERNELS.values() for n in ns}
+    try:
+        names = searcher.kernels_for(loaded.pixels.shape)
+    except WaldoError:  # the search itself will say what is wrong
+        names = set()
     timer = None
-    if not quiet and not all(kernels.is_cached(name) for name in names):
+    if not quiet and not all(jit.is_cached(name) for name in names):
         timer = threading.Timer(1.0, click.echo, args=(
             "waldo: compiling the search kernels, once (later runs start at once)…",),
             kwargs={"err": True})
@@ -515,19 +516,20 @@ def _check_outputs(paths: tuple[str | None, ...], inputs: tuple[str, ...]) -> No
         raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
 
 
-def _write_pictures(report: Any, pixels: Any, scores: Any, heatmap_path: str | None,
+def _write_pictures(result: Any, heatmap_path: str | None,
                     overlay_path: str | None, colormap: str, legend: bool, show: str | None,
                     console: Any, inputs: tuple[str, ...]) -> None:
     from waldo_cli.io import save_image
     from waldo_cli.render import render_heatmap, render_overlay, render_preview
     from waldo_cli.report import preview_size, print_preview
 
+    report, pixels, scores = result.report, result.pixels, result.scores
     pictures = {}
     if heatmap_path is not None or show == "heatmap":
-        # a padded or merged map already has the image's shape, indexed by window centre
-        window = ((1, 1) if report.extra.get("scores_indexed_by") == "window centre"
-                  else (report.template_size[1], report.template_size[0]))
-        pictures["heatmap"] = render_heatmap(scores, report.method, pixels.shape[:2], window,
+        # a centre-indexed map (padded, variants) is drawn as a 1×1 window's
+        window = (1, 1) if scores.indexed_by == "window centre" else scores.window
+        pictures["heatmap"] = render_heatmap(scores.values, report.method, pixels.shape[:2],
+                                             window,
                                              colormap=colormap, legend=legend)
     if overlay_path is not None:
         pictures["overlay"] = render_overlay(pixels, report.matches)
@@ -565,12 +567,12 @@ def cache_group() -> None:
 @cache_group.command("info")
 def cache_info() -> None:
     """Show where the kernels are cached and which are compiled."""
-    from waldo_cli import kernels
+    from waldo_cli import jit
 
-    for folder in kernels.cache_folders():
+    for folder in jit.cache_folders():
         click.echo(f"cache folder: {folder}")
-    for name in sorted({n for names in kernels.KERNELS.values() for n in names}):
-        click.echo(f"{name}: {'compiled' if kernels.is_cached(name) else 'not compiled yet'}")
+    for name in sorted(jit.kernel_names()):
+        click.echo(f"{name}: {'compiled' if jit.is_cached(name) else 'not compiled yet'}")
 
 
 @cache_group.command("warm")
@@ -578,22 +580,21 @@ def cache_warm() -> None:
     """Compile every kernel now, so no later search waits for the compiler."""
     import time
 
-    from waldo_cli import kernels
-    from waldo_cli.engine import warm_kernels
+    from waldo_cli import jit
 
-    kernels.skip_extension_scan()
-    for name in kernels.KERNELS:
+    jit.skip_extension_scan()
+    for name in jit.KERNELS:
         started = time.perf_counter()
-        warm_kernels(name)
+        jit.warm_kernels(name)
         click.echo(f"{name} kernels ready ({time.perf_counter() - started:.1f} s)")
 
 
 @cache_group.command("clear")
 def cache_clear() -> None:
     """Delete the compiled kernels (the next search compiles them again)."""
-    from waldo_cli import kernels
+    from waldo_cli import jit
 
-    removed = kernels.clear_cache()
+    removed = jit.clear_cache()
     click.echo(f"removed {len(removed)} cached file{'s' if len(removed) != 1 else ''}")
 
 
@@ -768,7 +769,7 @@ def conv_command(image_path: str, kernel_spec: str, out_path: str, delta: int | 
     import json
     import time
 
-    from waldo_cli import kernels
+    from waldo_cli import jit
     from waldo_cli.conv import (
         apply_layer,
         channel_mappings,
@@ -790,7 +791,7 @@ def conv_command(image_path: str, kernel_spec: str, out_path: str, delta: int | 
             pixels = to_grey(pixels)
         kernel = make_kernel(kernel_spec, pixels.shape[2], delta=delta)
         check_outputs(out_path, kernel.shape[3], protect)
-        kernels.skip_extension_scan()
+        jit.skip_extension_scan()
         started = time.perf_counter()
         features = apply_layer(pixels, kernel, pad=pad, convolve=convolve)
         seconds = time.perf_counter() - started

@@ -1,51 +1,16 @@
-"""From a score map to a ranked list of matches."""
+"""From a score map to a ranked list of matches; merging the maps of template variants."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
+
+from collections.abc import Iterable, Sequence
 
 from waldo_cli.errors import WaldoError
 from waldo_cli.methods import lower_is_better
+from waldo_cli.results import Match
 
-
-@dataclass(frozen=True)
-class Match:
-    """One place where the template matched.
-
-    Attributes
-    ----------
-    x, y : int, or float with sub-pixel refinement
-        Column and row of the window's top-left corner, in image pixels.
-    width, height : int
-        Size of the window (the template's size).
-    score : float
-        The method's score there.
-    scale, angle, flip : optional
-        With a search over template variants: the size factor, the
-        counter-clockwise turn in degrees and the mirroring of the variant
-        that matched (width and height are then that variant's).
-    """
-
-    x: int | float
-    y: int | float
-    width: int
-    height: int
-    score: float
-    scale: float | None = None
-    angle: float | None = None
-    flip: bool | None = None
-
-    def to_dict(self) -> dict[str, float | int | bool]:
-        """The match as a JSON-ready dict: x, y, width, height, score (and the variant's fields).
-
-        >>> Match(3, 4, 10, 8, 0.5).to_dict()
-        {'x': 3, 'y': 4, 'width': 10, 'height': 8, 'score': 0.5}
-        >>> Match(3, 4, 10, 8, 0.5, scale=1.5, angle=90.0, flip=False).to_dict()["angle"]
-        90.0
-        """
-        return {key: value for key, value in asdict(self).items() if value is not None}
+__all__ = ["Match", "best_over_variants", "find_peaks", "refine_peak"]
 
 
 def _ranked_candidates(scores: np.ndarray, lower: bool, threshold: float | None,
@@ -195,3 +160,54 @@ def find_peaks(scores: np.ndarray, method: str, template_shape: tuple[int, int],
         if budget >= scores.size or candidates.size < budget:
             return matches
         budget *= 4
+
+
+def best_over_variants(image_shape: tuple[int, int], maps: Iterable[np.ndarray | None],
+                       shapes: Sequence[tuple[int, int]], method: str
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge score maps of different template sizes on the image's grid, by window centre.
+
+    Parameters
+    ----------
+    image_shape : (H, W)
+    maps : one (H-h+1, W-w+1) score map per variant (None for a variant that
+        does not fit in the image); any iterable, read one map at a time
+    shapes : (h, w) of each variant
+    method : str
+        Decides whether the best score is the largest or the smallest.
+
+    Returns
+    -------
+    best : (H, W) float32
+        The best score of any variant centred at each pixel; pixels no
+        variant is centred on get the worst score found anywhere.
+    which : (H, W) int32
+        The index of the variant that gave it (-1 where none did).
+
+    Examples
+    --------
+    >>> best, which = best_over_variants((3, 3), [np.full((1, 1), .5), np.full((3, 3), .2)],
+    ...                                  [(3, 3), (1, 1)], "ccorr")
+    >>> best[1, 1], which[1, 1], which[0, 0]
+    (np.float32(0.5), np.int32(0), np.int32(1))
+    """
+    lower = lower_is_better(method)
+    height, width = image_shape
+    # float32 holds every score exactly: they come as float32
+    best = np.full((height, width), np.inf if lower else -np.inf, np.float32)
+    which = np.full((height, width), -1, np.int32)
+    for index, (scores, (h, w)) in enumerate(zip(maps, shapes, strict=True)):
+        if scores is None:
+            continue
+        top, left = (h - 1) // 2, (w - 1) // 2
+        region = best[top:top + scores.shape[0], left:left + scores.shape[1]]
+        chosen = which[top:top + scores.shape[0], left:left + scores.shape[1]]
+        better = scores < region if lower else scores > region
+        region[better] = scores[better]
+        chosen[better] = index
+    covered = which >= 0
+    if not covered.any():
+        raise WaldoError("no template variant fits inside the image")
+    worst = best[covered].max() if lower else best[covered].min()
+    best[~covered] = worst
+    return best, which

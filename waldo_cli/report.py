@@ -7,7 +7,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from waldo_cli.batch import FindReport, ImageResult
+from waldo_cli.results import FindReport, ImageResult
 
 if TYPE_CHECKING:  # rich is imported only where a terminal gets a table
     from rich.console import Console

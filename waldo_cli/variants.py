@@ -4,8 +4,9 @@ A template variant is resized (Lanczos), turned (exactly for multiples of 90°,
 bicubic otherwise, with a mask so the corners a turn adds do not count) and
 optionally mirrored left to right. Every variant is searched with the same
 engine; their score maps are merged on the image's own grid, indexed by
-window centre, keeping the best score at each place and which variant gave it.
-Pillow does the resampling, so this module imports PIL, like ``render.py``.
+window centre, keeping the best score at each place and which variant gave it
+(``peaks.best_over_variants``). Pillow does the resampling, so this module
+imports PIL, like ``render.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import numpy as np
 from PIL import Image
 
 from waldo_cli.errors import WaldoError
-from waldo_cli.methods import lower_is_better
+from waldo_cli.peaks import best_over_variants
+
+__all__ = ["Variant", "best_over_variants", "make_variants", "parse_range"]
 
 _MAX_VARIANTS = 5000
 
@@ -152,54 +155,3 @@ def make_variants(pixels: np.ndarray, mask: np.ndarray | None, scales: Sequence[
                                   float(angle), mirrored)
                 variants.append(Variant(float(scale), float(angle), mirrored, p, m))
     return variants
-
-
-def best_over_variants(image_shape: tuple[int, int], maps: Sequence[np.ndarray],
-                       shapes: Sequence[tuple[int, int]], method: str
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge score maps of different template sizes on the image's grid, by window centre.
-
-    Parameters
-    ----------
-    image_shape : (H, W)
-    maps : one (H-h+1, W-w+1) score map per variant (None for a variant that
-        does not fit in the image); any iterable, read one map at a time
-    shapes : (h, w) of each variant
-    method : str
-        Decides whether the best score is the largest or the smallest.
-
-    Returns
-    -------
-    best : (H, W) float32
-        The best score of any variant centred at each pixel; pixels no
-        variant is centred on get the worst score found anywhere.
-    which : (H, W) int32
-        The index of the variant that gave it (-1 where none did).
-
-    Examples
-    --------
-    >>> best, which = best_over_variants((3, 3), [np.full((1, 1), .5), np.full((3, 3), .2)],
-    ...                                  [(3, 3), (1, 1)], "ccorr")
-    >>> best[1, 1], which[1, 1], which[0, 0]
-    (np.float32(0.5), np.int32(0), np.int32(1))
-    """
-    lower = lower_is_better(method)
-    height, width = image_shape
-    # float32 holds every score exactly: they come as float32
-    best = np.full((height, width), np.inf if lower else -np.inf, np.float32)
-    which = np.full((height, width), -1, np.int32)
-    for index, (scores, (h, w)) in enumerate(zip(maps, shapes, strict=True)):
-        if scores is None:
-            continue
-        top, left = (h - 1) // 2, (w - 1) // 2
-        region = best[top:top + scores.shape[0], left:left + scores.shape[1]]
-        chosen = which[top:top + scores.shape[0], left:left + scores.shape[1]]
-        better = scores < region if lower else scores > region
-        region[better] = scores[better]
-        chosen[better] = index
-    covered = which >= 0
-    if not covered.any():
-        raise WaldoError("no template variant fits inside the image")
-    worst = best[covered].max() if lower else best[covered].min()
-    best[~covered] = worst
-    return best, which

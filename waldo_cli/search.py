@@ -1,0 +1,327 @@
+"""One search of one image: a template (and its mask and variants) → a typed SearchResult.
+
+``Searcher`` holds a template loaded once, with what every image needs of
+it (prepared per channel count, variants made once), and searches images
+one at a time, from any number of threads. A search is planned before it
+runs (``engine.plan_match``/``plan_matches``: the Plan is what runs, what
+``--json`` reports and what the first-run notice reads), then scored, then
+its peaks found and turned into image coordinates, in this one place.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+
+from waldo_cli.engine import match_template, match_templates, plan_match, plan_matches
+from waldo_cli.io import LoadedImage, reconcile_channels
+from waldo_cli.methods import DEFAULT_METHOD
+from waldo_cli.peaks import best_over_variants, find_peaks
+from waldo_cli.plan import Plan, engines_used
+from waldo_cli.pool import SHARED
+from waldo_cli.results import FindReport, Match
+from waldo_cli.templates import PreparedTemplate, prepare_template
+
+# Score maps of template variants searched together, at most: on a huge image
+# the variants are searched in groups, each merged before the next is made.
+_VARIANT_BYTES = 256 << 20
+
+TOP_LEFT, CENTRE = "window top-left", "window centre"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to search and which peaks to keep (the options of ``waldo find``)."""
+
+    method: str = DEFAULT_METHOD
+    top_k: int = 1
+    threshold: float | None = None
+    min_distance: int | None = None
+    engine: str = "auto"
+    subpixel: bool = False
+    pad: str = "none"
+    convolve: bool = False
+    scales: tuple[float, ...] = (1.0,)
+    angles: tuple[float, ...] = (0.0,)
+    flip: bool = False
+    threads: int | None = None
+
+    @property
+    def variants(self) -> bool:
+        """Whether the template is searched at several sizes, turns or mirrored."""
+        return self.scales != (1.0,) or self.angles != (0.0,) or self.flip
+
+
+@dataclass(frozen=True)
+class ScoreMap:
+    """A score map and where it lies on the image.
+
+    Attributes
+    ----------
+    values : (H', W') float32 ndarray
+        The scores.
+    indexed_by : {"window top-left", "window centre"}
+        ``values[y, x]`` scores the window whose top-left corner, or whose
+        centre pixel ((h-1)//2, (w-1)//2), is the image pixel (y, x). Padded
+        and variant searches give centre-indexed maps of the image's shape.
+    window : (h, w)
+        The template's size (of the original template, for variants).
+    """
+
+    values: np.ndarray
+    indexed_by: str
+    window: tuple[int, int]
+
+    @property
+    def centre_offset(self) -> tuple[int, int]:
+        """(rows, columns) from ``values[0, 0]`` to the image pixel its window is centred on.
+
+        >>> ScoreMap(np.zeros((2, 2)), TOP_LEFT, (5, 4)).centre_offset
+        (2, 1)
+        """
+        if self.indexed_by == CENTRE:
+            return 0, 0
+        return (self.window[0] - 1) // 2, (self.window[1] - 1) // 2
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The outcome of one search: what ``waldo find`` prints, draws and reports.
+
+    Attributes
+    ----------
+    report : FindReport
+        The matches, in image coordinates (top-left corners), and the rest of
+        the JSON document.
+    pixels : (H, W, C) float32 ndarray
+        The image as searched (in grey when the template is grey).
+    scores : ScoreMap
+        The score map and its geometry.
+    plans : tuple of Plan
+        What ran: one plan, or one per template variant.
+    """
+
+    report: FindReport
+    pixels: np.ndarray
+    scores: ScoreMap
+    plans: tuple[Plan, ...]
+
+    @property
+    def matches(self) -> list[Match]:
+        """The matches, best first."""
+        return self.report.matches
+
+    @property
+    def engine(self) -> str:
+        """The engine(s) that ran, as ``--json`` reports them."""
+        return engines_used(list(self.plans))
+
+
+def _variant_match(peak: Match, shape: tuple[int, int], centred: bool, variant: Any = None
+                   ) -> Match:
+    """A peak of a map turned into a match in image coordinates: the one translation."""
+    h, w = shape
+    dy, dx = ((h - 1) // 2, (w - 1) // 2) if centred else (0, 0)
+    return Match(x=peak.x - dx, y=peak.y - dy, width=w, height=h, score=peak.score,
+                 scale=None if variant is None else variant.scale,
+                 angle=None if variant is None else variant.angle,
+                 flip=None if variant is None else variant.flip)
+
+
+@dataclass
+class Searcher:
+    """One template, loaded and prepared once, searched for in any number of images.
+
+    Preparation is kept per channel count, since a grey image is searched
+    with a grey version of a colour template. A searcher may be shared by
+    threads (its caches are filled under a lock) and pickled (for process
+    or cluster executors; the caches are rebuilt there).
+    """
+
+    template: LoadedImage
+    options: SearchOptions
+    mask: np.ndarray | None = None
+    mask_source: str | None = None
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+    # reentrant: variants are made from the prepared template, under the lock
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cache"], state["_lock"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    @property
+    def threads(self) -> int:
+        """Threads each search runs on."""
+        return self.options.threads or SHARED.threads
+
+    def _cached(self, key: Any, make: Callable[[], T]) -> T:
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = make()
+            return self._cache[key]  # type: ignore[no-any-return]
+
+    def _prepared_for(self, channels: int
+                      ) -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
+        def make() -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
+            probe = np.zeros((1, 1, channels), np.float32)
+            _, pixels = reconcile_channels(probe, self.template.pixels)
+            mask = self.mask
+            if mask is not None and mask.ndim == 3 and mask.shape[2] != pixels.shape[2]:
+                _, mask = reconcile_channels(np.zeros((1, 1, pixels.shape[2])), mask)
+            return pixels, prepare_template(pixels), mask
+
+        return self._cached(channels, make)
+
+    def _variants_for(self, channels: int) -> list[tuple[Any, PreparedTemplate, Any]]:
+        def make() -> list[tuple[Any, PreparedTemplate, Any]]:
+            from waldo_cli.variants import make_variants
+
+            pixels, _, mask = self._prepared_for(channels)
+            variants = make_variants(pixels, mask, self.options.scales, self.options.angles,
+                                     self.options.flip)
+            return [(v, prepare_template(v.pixels), v.mask) for v in variants]
+
+        return self._cached(("variants", channels), make)
+
+    def _channels(self, image_shape: tuple[int, ...]) -> int:
+        """The channels a search of an (H, W, C) image runs in (grey if either is grey)."""
+        return min(int(image_shape[2]), self.template.channels)
+
+    def _groups(self, image_shape: tuple[int, ...]) -> Iterator[list[int]]:
+        """Variants searched together, keeping at most _VARIANT_BYTES of score maps alive."""
+        height, width = image_shape[:2]
+        variants = self._variants_for(self._channels(image_shape))
+        padded = self.options.pad != "none"
+        group: list[int] = []
+        size = 0
+        for index, (variant, _, _) in enumerate(variants):
+            h, w = (1, 1) if padded else variant.shape
+            size += 4 * max(0, height - h + 1) * max(0, width - w + 1)
+            group.append(index)
+            if size >= _VARIANT_BYTES or index == len(variants) - 1:
+                yield group
+                group, size = [], 0
+
+    def _plan_group(self, image_shape: tuple[int, ...], group: list[int]) -> list[Plan | None]:
+        variants = self._variants_for(self._channels(image_shape))
+        o = self.options
+        return plan_matches(image_shape[:2] + (self._channels(image_shape),),
+                            [variants[i][1] for i in group], o.method, engine=o.engine,
+                            masks=[variants[i][2] for i in group], pad=o.pad,
+                            convolve=o.convolve, threads=self.threads)
+
+    def plans_for(self, image_shape: tuple[int, ...]) -> list[Plan]:
+        """What a search of an (H, W, C) image would run, without running it.
+
+        Raises WaldoError when the template cannot be searched in such an
+        image (too large, channels that cannot be reconciled).
+        """
+        o = self.options
+        channels = self._channels(image_shape)
+        shape = (int(image_shape[0]), int(image_shape[1]), channels)
+        if o.variants:
+            return [plan for group in self._groups(shape)
+                    for plan in self._plan_group(shape, group) if plan is not None]
+        _, prepared, mask = self._prepared_for(channels)
+        return [plan_match(shape, prepared, o.method, engine=o.engine, mask=mask, pad=o.pad,
+                           convolve=o.convolve, threads=self.threads)]
+
+    def kernels_for(self, image_shape: tuple[int, ...]) -> set[str]:
+        """The compiled kernels a search of an (H, W, C) image would call."""
+        return {name for plan in self.plans_for(image_shape) for name in plan.kernels}
+
+    def search(self, loaded: LoadedImage) -> SearchResult:
+        """Search one image.
+
+        Raises
+        ------
+        WaldoError
+            The image cannot be searched (too small, channels that cannot be
+            reconciled).
+        """
+        pixels, _ = reconcile_channels(loaded.pixels, self.template.pixels)
+        started = time.perf_counter()
+        if self.options.variants:
+            matches, scores, plans, extra = self._search_variants(pixels)
+        else:
+            matches, scores, plans, extra = self._search_one(pixels)
+        seconds = time.perf_counter() - started
+        o = self.options
+        report = FindReport(
+            image=loaded.path, template=self.template.path, method=o.method,
+            image_size=(loaded.width, loaded.height),
+            template_size=(self.template.width, self.template.height),
+            matches=matches, seconds=seconds, threshold=o.threshold,
+            extra={"engine": engines_used(plans), "threads": self.threads,
+                   "mask": self.mask_source, "pad": o.pad, "convolve": o.convolve,
+                   "scores_indexed_by": scores.indexed_by, **extra},
+        )
+        return SearchResult(report=report, pixels=pixels, scores=scores, plans=tuple(plans))
+
+    def _peaks(self, values: np.ndarray) -> list[Match]:
+        o = self.options
+        th, tw = self.template.pixels.shape[:2]
+        return find_peaks(values, o.method, (th, tw), top_k=o.top_k, threshold=o.threshold,
+                          min_distance=o.min_distance, subpixel=o.subpixel)
+
+    def _search_one(self, pixels: np.ndarray
+                    ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
+        from waldo_cli.params import template_param_counts
+
+        o = self.options
+        _, prepared, mask = self._prepared_for(pixels.shape[2])
+        (height, width, channels), (h, w, _) = pixels.shape, prepared.shape
+        plan = plan_match(pixels.shape, prepared, o.method, engine=o.engine, mask=mask,
+                          pad=o.pad, convolve=o.convolve, threads=self.threads)
+        values = match_template(pixels, prepared, o.method, mask=mask, pad=o.pad,
+                                convolve=o.convolve, plan=plan)
+        centred = o.pad != "none"
+        scores = ScoreMap(values, CENTRE if centred else TOP_LEFT, (h, w))
+        matches = [_variant_match(peak, (h, w), centred) for peak in self._peaks(values)]
+        return matches, scores, [plan], {
+            "parameters": template_param_counts(height, width, h, w, channels)}
+
+    def _search_variants(self, pixels: np.ndarray
+                         ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
+        """Every variant on one image; matches suppressed across all of them."""
+        o = self.options
+        height, width, channels = pixels.shape
+        variants = self._variants_for(channels)
+        padded = o.pad != "none"
+        plans: list[Plan] = []
+
+        def maps() -> Iterator[np.ndarray | None]:
+            # the image is converted (and, on the FFT path, transformed) once
+            # per group of variants
+            for group in self._groups(pixels.shape):
+                group_plans = self._plan_group(pixels.shape, group)
+                plans.extend(p for p in group_plans if p is not None)
+                yield from match_templates(
+                    pixels, [variants[i][1] for i in group], o.method,
+                    masks=[variants[i][2] for i in group], pad=o.pad, convolve=o.convolve,
+                    plans=group_plans)
+
+        # padded maps are already on the image's grid, indexed by window centre
+        shapes = [(1, 1) if padded else v.shape for v, _, _ in variants]
+        best, which = best_over_variants((height, width), maps(), shapes, o.method)
+        matches = []
+        for peak in self._peaks(best):
+            variant = variants[which[round(peak.y), round(peak.x)]][0]
+            matches.append(_variant_match(peak, variant.shape, True, variant))
+        th, tw = self.template.pixels.shape[:2]
+        extra = {"variants": {"scales": list(o.scales), "angles": list(o.angles),
+                              "flip": o.flip}}
+        return matches, ScoreMap(best, CENTRE, (th, tw)), plans, extra
