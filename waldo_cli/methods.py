@@ -1,6 +1,8 @@
-"""The six matching methods: names, direction, default thresholds.
+"""The six matching methods: one record each (name, direction, threshold, OpenCV's name).
 
-Names are OpenCV's ``TM_*`` constants in lower case.
+Names are OpenCV's ``TM_*`` constants in lower case. A seventh method is one
+more ``Method`` record here, plus its formula in ``kernels._finish_scores``
+(and the masked kernels) under its ``code``.
 
 >>> lower_is_better("sqdiff_normed"), lower_is_better("ccoeff_normed")
 (True, False)
@@ -10,30 +12,68 @@ Names are OpenCV's ``TM_*`` constants in lower case.
 
 from __future__ import annotations
 
-METHODS: tuple[str, ...] = (
-    "sqdiff",
-    "sqdiff_normed",
-    "ccorr",
-    "ccorr_normed",
-    "ccoeff",
-    "ccoeff_normed",
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    """One matching method.
+
+    Attributes
+    ----------
+    name : str
+        OpenCV's constant in lower case (``ccoeff_normed``).
+    code : int
+        Its number in the kernels (OpenCV's own numbering).
+    lower_is_better : bool
+        The best match is the smallest score (the ``sqdiff`` methods).
+    normed : bool
+        Scores lie on a fixed scale ([0, 1] or [-1, 1]).
+    default_threshold : float or None
+        What ``waldo find`` applies when the user gives none: normed scores
+        mean the same on every image, raw ones grow with brightness and
+        template area, so they get none.
+    opencv : str
+        OpenCV's name for it (``TM_CCOEFF_NORMED``).
+    """
+
+    name: str
+    code: int
+    lower_is_better: bool
+    normed: bool
+    default_threshold: float | None
+    opencv: str
+
+
+_RECORDS = (
+    Method("sqdiff", 0, True, False, None, "TM_SQDIFF"),
+    Method("sqdiff_normed", 1, True, True, 0.1, "TM_SQDIFF_NORMED"),
+    Method("ccorr", 2, False, False, None, "TM_CCORR"),
+    Method("ccorr_normed", 3, False, True, 0.9, "TM_CCORR_NORMED"),
+    Method("ccoeff", 4, False, False, None, "TM_CCOEFF"),
+    Method("ccoeff_normed", 5, False, True, 0.5, "TM_CCOEFF_NORMED"),
 )
+
+METHOD_RECORDS: dict[str, Method] = {record.name: record for record in _RECORDS}
+METHODS: tuple[str, ...] = tuple(METHOD_RECORDS)
 DEFAULT_METHOD = "ccoeff_normed"
 
-# Normed scores live on a fixed scale, so a fixed default threshold means the
-# same thing on every image; raw scores grow with image brightness and
-# template area, so they get none.
-_DEFAULT_THRESHOLDS: dict[str, float | None] = {
-    "sqdiff": None,
-    "sqdiff_normed": 0.1,
-    "ccorr": None,
-    "ccorr_normed": 0.9,
-    "ccoeff": None,
-    "ccoeff_normed": 0.5,
-}
-
 # The index of each method in the kernels (OpenCV's own numbering).
-METHOD_CODES: dict[str, int] = {name: i for i, name in enumerate(METHODS)}
+METHOD_CODES: dict[str, int] = {record.name: record.code for record in _RECORDS}
+
+
+def method_record(method: str) -> Method:
+    """The record of one of the six methods, else raise WaldoError.
+
+    >>> method_record("ccorr").opencv
+    'TM_CCORR'
+    """
+    from waldo_cli.errors import WaldoError
+
+    record = METHOD_RECORDS.get(method)
+    if record is None:
+        raise WaldoError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    return record
 
 
 def check_method(method: str) -> str:
@@ -42,16 +82,12 @@ def check_method(method: str) -> str:
     >>> check_method("ccorr")
     'ccorr'
     """
-    from waldo_cli.errors import WaldoError
-
-    if method not in METHOD_CODES:
-        raise WaldoError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-    return method
+    return method_record(method).name
 
 
 def lower_is_better(method: str) -> bool:
     """Whether the best match is the smallest score (the two ``sqdiff`` methods)."""
-    return check_method(method).startswith("sqdiff")
+    return method_record(method).lower_is_better
 
 
 def is_normed(method: str) -> bool:
@@ -60,9 +96,9 @@ def is_normed(method: str) -> bool:
     >>> is_normed("ccorr_normed"), is_normed("ccorr")
     (True, False)
     """
-    return check_method(method).endswith("_normed")
+    return method_record(method).normed
 
 
 def default_threshold(method: str) -> float | None:
     """The threshold ``waldo find`` applies when the user gives none."""
-    return _DEFAULT_THRESHOLDS[check_method(method)]
+    return method_record(method).default_threshold
