@@ -1,0 +1,258 @@
+"""The layout's promises: import rules, one planner, typed results, no hidden global state."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from waldo_cli.cli import cli
+
+PACKAGE = Path(__file__).resolve().parent.parent / "waldo_cli"
+
+# which modules may import what (module paths relative to waldo_cli/, as posix)
+_ALLOWED = {
+    "numba": {"kernels.py", "jit.py"},
+    "rocket_fft": {"jit.py"},
+    "PIL": {"io.py", "render.py", "variants.py", "demo/"},
+    "click": {"cli/", "cli.py"},
+    "rich": {"cli/", "cli.py", "report.py"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    """Top-level package names a module imports, anywhere in it (functions included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _allowed(relative: str, package: str) -> bool:
+    return any(relative == rule or (rule.endswith("/") and relative.startswith(rule))
+               for rule in _ALLOWED[package])
+
+
+def test_heavy_packages_are_imported_only_in_their_rooms():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE).as_posix()
+        for package in _imports(path) & set(_ALLOWED):
+            if not _allowed(relative, package):
+                offenders.append(f"{relative} imports {package}")
+    assert offenders == []
+
+
+def _modules_after(code: str) -> set[str]:
+    proc = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
+                           "print('\\n'.join(sorted(sys.modules)))"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["params", "--size", "64"],
+                                  ["params", "--size", "64", "--json"], ["find", "--help"]])
+def test_light_commands_import_neither_numpy_pillow_nor_numba(args):
+    """What `waldo ARGS` imports, run as the console script runs it."""
+    code = ("import sys\nsys.argv = ['waldo', *%r]\nfrom waldo_cli.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n" % (args,))
+    modules = _modules_after(code)
+    assert not modules & {"numpy", "PIL", "numba"}
+
+
+def test_engine_imports_neither_click_nor_rich():
+    modules = _modules_after("import waldo_cli.engine, waldo_cli.search, waldo_cli.batch")
+    assert not modules & {"click", "rich"}
+
+
+def test_results_import_nothing_heavy():
+    modules = _modules_after("import waldo_cli.results, waldo_cli.report")
+    assert not modules & {"numpy", "PIL", "numba"}
+
+
+# --- one planner -------------------------------------------------------------
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_masked_search_from_the_command_line_uses_the_masked_cost_model(tmp_path):
+    """A case where the plain and the masked cost model disagree runs the masked one's choice."""
+    from waldo_cli.plan import choose_engine, choose_masked_engine
+    from waldo_cli.templates import prepare_template
+
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    template = image[30:45, 40:55].copy()
+    keep = rng.random((15, 15)) < 0.2
+    keep[7, 7] = True
+    mask8 = np.where(keep, 255, 0).astype(np.uint8)
+    # the two models, computed here from the same numbers the command reads
+    weights = np.broadcast_to((mask8 / 255.0).astype(np.float32).astype(np.float64),
+                              (3, 15, 15)).copy()
+    masked = prepare_template(template.astype(np.float32)).masked(weights, True)
+    out = (96 - 15 + 1, 96 - 15 + 1)
+    plain_choice = choose_engine(out, (15, 15), 3, 1)
+    masked_choice = choose_masked_engine(out, masked, "ccoeff_normed", 1)
+    assert plain_choice != masked_choice  # else this case tests nothing
+    result = CliRunner().invoke(cli, [
+        "find", str(_save(tmp_path / "i.png", image)), str(_save(tmp_path / "t.png", template)),
+        "--mask", str(_save(tmp_path / "m.png", mask8)), "--threads", "1", "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["engine"] == masked_choice
+    assert (doc["matches"][0]["x"], doc["matches"][0]["y"]) == (40, 30)
+
+
+@pytest.mark.parametrize(("engine", "expected"), [("direct", "direct"), ("fft", "fft")])
+def test_variant_search_reports_the_engines_that_ran(engine, expected, tmp_path):
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, (120, 140, 3), dtype=np.uint8)
+    args = ["find", str(_save(tmp_path / "i.png", image)),
+            str(_save(tmp_path / "t.png", image[40:60, 50:74].copy())),
+            "--scales", "0.8,1", "--rotations", "0,90", "--json", "--engine", engine]
+    doc = json.loads(CliRunner().invoke(cli, args).stdout)
+    assert doc["engine"] == expected
+
+
+def test_variant_search_with_auto_reports_what_the_planner_chose(tmp_path):
+    from waldo_cli.engine import plan_matches
+    from waldo_cli.plan import engines_used
+    from waldo_cli.variants import make_variants
+
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
+    template = image[100:160, 80:140].copy()
+    args = ["find", str(_save(tmp_path / "i.png", image)), str(_save(tmp_path / "t.png", template)),
+            "--scales", "0.1,1", "--threads", "1", "--json"]
+    doc = json.loads(CliRunner().invoke(cli, args).stdout)
+    variants = make_variants(template.astype(np.float32), None, [0.1, 1.0], [0.0], False)
+    plans = plan_matches(image.shape, [v.pixels for v in variants], threads=1)
+    assert engines_used([p for p in plans if p is not None]) == doc["engine"]
+    assert doc["engine"] == "direct+fft"  # a 6 px and a 60 px template: one engine each
+
+
+def test_search_result_is_typed_with_its_geometry_and_plan():
+    from waldo_cli.io import LoadedImage
+    from waldo_cli.plan import Plan
+    from waldo_cli.search import CENTRE, TOP_LEFT, SearchOptions, Searcher
+
+    rng = np.random.default_rng(8)
+    image = rng.random((60, 70, 3)).astype(np.float32) * 255
+    template = LoadedImage(image[10:19, 20:32].copy(), None, "RGB", "t.png")
+    loaded = LoadedImage(image, None, "RGB", "i.png")
+    plain = Searcher(template, SearchOptions()).search(loaded)
+    assert plain.scores.indexed_by == TOP_LEFT and plain.scores.values.shape == (52, 59)
+    assert plain.scores.centre_offset == (4, 5)
+    assert isinstance(plain.plans[0], Plan) and plain.report.extra["engine"] == plain.engine
+    padded = Searcher(template, SearchOptions(pad="edge")).search(loaded)
+    assert padded.scores.indexed_by == CENTRE and padded.scores.values.shape == (60, 70)
+    # the same match, in image coordinates, whichever way the map is indexed
+    assert (plain.matches[0].x, plain.matches[0].y) == (padded.matches[0].x,
+                                                        padded.matches[0].y) == (20, 10)
+
+
+# --- no hidden global state -------------------------------------------------
+
+
+def test_concurrent_searches_with_different_options_match_searches_alone(photo):
+    """Searches with different methods, engines, masks, paddings and threads, all at once."""
+    from waldo_cli.io import LoadedImage
+    from waldo_cli.search import SearchOptions, Searcher
+
+    image = photo("astronaut")[:160, :200].astype(np.float32)
+    loaded = LoadedImage(image, None, "RGB", "astronaut")
+    patch = image[40:61, 60:84].copy()
+    mask = np.ones(patch.shape[:2], np.float32)
+    mask[:5] = 0
+    cases = [
+        (SearchOptions(method="ccoeff_normed", engine="direct", threads=1), None),
+        (SearchOptions(method="sqdiff", engine="fft", threads=2, top_k=3), None),
+        (SearchOptions(method="ccorr_normed", engine="auto", pad="edge", threads=1), None),
+        (SearchOptions(method="ccoeff_normed", engine="fft", threads=2), mask),
+        (SearchOptions(method="sqdiff_normed", engine="direct", threads=3), mask),
+        (SearchOptions(method="ccoeff", scales=(0.9, 1.0), threads=2), None),
+    ]
+    searchers = [Searcher(LoadedImage(patch, None, "RGB", "p"), options, mask=m)
+                 for options, m in cases]
+    alone = [s.search(loaded) for s in searchers]
+    together: list = [None] * (3 * len(searchers))
+    start = threading.Barrier(len(together))
+
+    def run(k: int) -> None:
+        start.wait()
+        together[k] = searchers[k % len(searchers)].search(loaded)
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(len(together))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, result in enumerate(together):
+        reference = alone[k % len(searchers)]
+        np.testing.assert_array_equal(result.scores.values, reference.scores.values)
+        assert result.matches == reference.matches
+        assert result.plans == reference.plans
+
+
+def test_thread_pool_serves_concurrent_callers_with_different_thread_counts():
+    from waldo_cli.pool import ThreadPool
+
+    pool = ThreadPool()
+    totals = []
+
+    def work(threads: int) -> None:
+        seen: list[tuple[int, int]] = []
+        for _ in range(50):
+            seen.clear()
+            pool.run_bands(lambda a, b: seen.append((a, b)), (), 97, threads=threads)
+        totals.append(sum(b - a for a, b in seen))
+
+    callers = [threading.Thread(target=work, args=(n,)) for n in (1, 2, 3, 5, 8)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    pool.close()
+    assert totals == [97] * 5
+
+
+def test_run_batch_takes_any_executor_and_keeps_input_order(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from waldo_cli.batch import run_batch
+    from waldo_cli.io import LoadedImage
+    from waldo_cli.search import SearchOptions, Searcher
+
+    rng = np.random.default_rng(9)
+    template = rng.integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    sources = []
+    for k in range(12):
+        image = rng.integers(0, 256, (40 + 10 * (k % 3), 50, 3), dtype=np.uint8)
+        image[k:k + 8, 2 * k:2 * k + 9] = template
+        sources.append((f"{k}.png", str(_save(tmp_path / f"{k}.png", image))))
+    sources.insert(5, ("gone.png", str(tmp_path / "gone.png")))
+    searcher = Searcher(LoadedImage(template.astype(np.float32), None, "RGB", "t"),
+                        SearchOptions())
+    with ThreadPoolExecutor(3) as executor:
+        results = list(run_batch(searcher, sources, 3, executor=executor))
+    assert [r.image for r in results] == [name for name, _ in sources]
+    assert results[5].error is not None
+    found = [(r.report.matches[0].x, r.report.matches[0].y) for r in results if r.report]
+    assert found == [(2 * k, k) for k in range(12)]
