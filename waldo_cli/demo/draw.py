@@ -18,26 +18,59 @@ RGB = tuple[int, int, int]
 
 #: Every colour a person or a thing is described with, by name.
 PALETTE: dict[str, RGB] = {
-    "red": (214, 30, 36), "white": (250, 248, 242), "crimson": (150, 22, 44),
-    "pink": (242, 134, 172), "coral": (250, 122, 92), "orange": (244, 140, 30),
-    "yellow": (250, 208, 40), "cream": (244, 230, 190), "lime": (160, 210, 60),
-    "green": (40, 150, 70), "olive": (110, 120, 50), "mint": (150, 225, 190),
-    "teal": (20, 138, 140), "turquoise": (60, 200, 210), "sky": (120, 190, 240),
-    "blue": (40, 90, 200), "navy": (30, 40, 92), "purple": (120, 60, 160),
-    "lilac": (190, 160, 222), "magenta": (200, 40, 140), "brown": (118, 74, 40),
-    "tan": (200, 160, 110), "khaki": (180, 170, 120), "grey": (140, 140, 146),
-    "charcoal": (60, 60, 66), "black": (28, 28, 32), "denim": (52, 84, 152),
-    "straw": (228, 196, 120), "leaf": (52, 128, 56), "wood": (150, 100, 58),
+    "red": (214, 30, 36),
+    "white": (250, 248, 242),
+    "crimson": (150, 22, 44),
+    "pink": (242, 134, 172),
+    "coral": (250, 122, 92),
+    "orange": (244, 140, 30),
+    "yellow": (250, 208, 40),
+    "cream": (244, 230, 190),
+    "lime": (160, 210, 60),
+    "green": (40, 150, 70),
+    "olive": (110, 120, 50),
+    "mint": (150, 225, 190),
+    "teal": (20, 138, 140),
+    "turquoise": (60, 200, 210),
+    "sky": (120, 190, 240),
+    "blue": (40, 90, 200),
+    "navy": (30, 40, 92),
+    "purple": (120, 60, 160),
+    "lilac": (190, 160, 222),
+    "magenta": (200, 40, 140),
+    "brown": (118, 74, 40),
+    "tan": (200, 160, 110),
+    "khaki": (180, 170, 120),
+    "grey": (140, 140, 146),
+    "charcoal": (60, 60, 66),
+    "black": (28, 28, 32),
+    "denim": (52, 84, 152),
+    "straw": (228, 196, 120),
+    "leaf": (52, 128, 56),
+    "wood": (150, 100, 58),
 }
-_SKINS: tuple[RGB, ...] = ((255, 222, 180), (241, 194, 140), (226, 172, 112),
-                           (198, 134, 80), (150, 94, 52), (98, 62, 36), (255, 228, 206))
+_SKINS: tuple[RGB, ...] = (
+    (255, 222, 180),
+    (241, 194, 140),
+    (226, 172, 112),
+    (198, 134, 80),
+    (150, 94, 52),
+    (98, 62, 36),
+    (255, 228, 206),
+)
 _INK: RGB = (34, 28, 30)  # outlines and glasses
 
 _SS = 3  # drawn at 3x, then box-averaged: smooth edges, no bleeding between 3x3 blocks
 
 
-def _paint(image: Image.Image, mask: Image.Image, colours: Sequence[RGB], stripe: float = 0,
-           origin: float = 0, vertical: bool = False) -> None:
+def _paint(
+    image: Image.Image,
+    mask: Image.Image,
+    colours: Sequence[RGB],
+    stripe: float = 0,
+    origin: float = 0,
+    vertical: bool = False,
+) -> None:
     """Fill the mask's shape with one colour, or with stripes ``stripe`` pixels wide."""
     if len(colours) == 1 or stripe <= 0:
         layer = Image.new("RGBA", image.size, (*colours[0], 255))

@@ -15,16 +15,57 @@ from PIL import Image, ImageDraw
 
 from waldo_cli.demo.draw import _INK, _SKINS, _SS, RGB, _c, _darker, _finish, _paint, _pick
 
-_SHIRTS = ("red", "white", "crimson", "pink", "coral", "orange", "yellow", "cream", "lime",
-           "green", "olive", "mint", "teal", "turquoise", "sky", "blue", "navy", "purple",
-           "lilac", "magenta", "brown", "grey", "charcoal", "black")
+_SHIRTS = (
+    "red",
+    "white",
+    "crimson",
+    "pink",
+    "coral",
+    "orange",
+    "yellow",
+    "cream",
+    "lime",
+    "green",
+    "olive",
+    "mint",
+    "teal",
+    "turquoise",
+    "sky",
+    "blue",
+    "navy",
+    "purple",
+    "lilac",
+    "magenta",
+    "brown",
+    "grey",
+    "charcoal",
+    "black",
+)
 _STRIPE_GROUNDS = ("white", "cream", "navy", "black", "yellow", "sky")
-_LEGS = ("denim", "navy", "black", "charcoal", "khaki", "tan", "brown", "grey", "olive",
-         "white", "cream", "denim", "blue")
-_HAIR: dict[str, RGB] = {"black": (34, 28, 28), "dark brown": (74, 46, 28),
-                         "brown": (124, 80, 42), "blond": (226, 190, 108),
-                         "ginger": (192, 92, 38), "grey": (168, 168, 168),
-                         "white": (236, 236, 230)}
+_LEGS = (
+    "denim",
+    "navy",
+    "black",
+    "charcoal",
+    "khaki",
+    "tan",
+    "brown",
+    "grey",
+    "olive",
+    "white",
+    "cream",
+    "denim",
+    "blue",
+)
+_HAIR: dict[str, RGB] = {
+    "black": (34, 28, 28),
+    "dark brown": (74, 46, 28),
+    "brown": (124, 80, 42),
+    "blond": (226, 190, 108),
+    "ginger": (192, 92, 38),
+    "grey": (168, 168, 168),
+    "white": (236, 236, 230),
+}
 
 
 @dataclass(frozen=True)
@@ -113,8 +154,12 @@ class _Pen:
         return (self.cx + x * self.u, self.top + y * self.u)
 
     def box(self, x0: float, y0: float, x1: float, y1: float) -> list[float]:
-        return [self.cx + x0 * self.u, self.top + y0 * self.u,
-                self.cx + x1 * self.u, self.top + y1 * self.u]
+        return [
+            self.cx + x0 * self.u,
+            self.top + y0 * self.u,
+            self.cx + x1 * self.u,
+            self.top + y1 * self.u,
+        ]
 
     def px(self, units: float) -> int:
         return max(1, round(units * self.u))
@@ -132,8 +177,7 @@ def _look(rng: np.random.Generator, role: str) -> Person:
             shirt_colours = ("red", "cream")
     else:
         shirt_colours = (shirt_colour,)
-    hat = _pick(rng, ("none", "none", "none", "none", "cap", "cap", "sunhat", "beanie",
-                      "bobble"))
+    hat = _pick(rng, ("none", "none", "none", "none", "cap", "cap", "sunhat", "beanie", "bobble"))
     if hat == "bobble":
         first = _pick(rng, ("blue", "green", "navy", "yellow", "purple", "orange", "pink"))
         hat_colours: tuple[str, ...] = (first, _pick(rng, ("white", "yellow", "navy")))
@@ -144,38 +188,73 @@ def _look(rng: np.random.Generator, role: str) -> Person:
     else:
         hat_colours = (_pick(rng, _SHIRTS),)
     facing = "back" if rng.random() < 0.22 else "front"
-    glasses = _pick(rng, ("none", "none", "none", "none", "none", "sunglasses", "sunglasses",
-                          "square", "round"))
+    glasses = _pick(
+        rng, ("none", "none", "none", "none", "none", "sunglasses", "sunglasses", "square", "round")
+    )
     hair_style = _pick(rng, ("short", "short", "long", "curly", "bun", "bald"))
     if child and hair_style == "bald":
         hair_style = "short"
     legs = _pick(rng, ("trousers", "trousers", "trousers", "shorts", "shorts", "skirt"))
     arms_pick = float(rng.random())
-    arms = (("down", "down") if arms_pick < 0.7 else ("down", "up") if arms_pick < 0.8
-            else ("up", "down") if arms_pick < 0.88 else ("hip", "hip") if arms_pick < 0.95
-            else ("hip", "down"))
+    arms = (
+        ("down", "down")
+        if arms_pick < 0.7
+        else ("down", "up")
+        if arms_pick < 0.8
+        else ("up", "down")
+        if arms_pick < 0.88
+        else ("hip", "hip")
+        if arms_pick < 0.95
+        else ("hip", "down")
+    )
     look = Person(
-        box=(0, 0, 0, 0), order=-1, shirt="stripes" if stripes else "plain",
-        shirt_colours=shirt_colours, hat=hat, hat_colours=hat_colours, glasses=glasses,
-        facing=facing, hair=_pick(rng, tuple(_HAIR)), hair_style=hair_style, legs=legs,
+        box=(0, 0, 0, 0),
+        order=-1,
+        shirt="stripes" if stripes else "plain",
+        shirt_colours=shirt_colours,
+        hat=hat,
+        hat_colours=hat_colours,
+        glasses=glasses,
+        facing=facing,
+        hair=_pick(rng, tuple(_HAIR)),
+        hair_style=hair_style,
+        legs=legs,
         legs_colour=_pick(rng, _LEGS) if legs == "trousers" else _pick(rng, _SHIRTS),
         sleeves=_pick(rng, ("short", "short", "long")),
         bag=_pick(rng, ("none", "none", "none", "backpack", "shoulder bag")),
-        arms=arms, stride=_pick(rng, ("stand", "walk")),
+        arms=arms,
+        stride=_pick(rng, ("stand", "walk")),
         shoes=_pick(rng, ("black", "brown", "white", "charcoal", "navy", "red")),
-        bag_colour=_pick(rng, ("brown", "black", "tan", "navy", "magenta", "orange", "blue",
-                               "green", "purple")),
-        skin=int(rng.integers(len(_SKINS))), child=child,
+        bag_colour=_pick(
+            rng, ("brown", "black", "tan", "navy", "magenta", "orange", "blue", "green", "purple")
+        ),
+        skin=int(rng.integers(len(_SKINS))),
+        child=child,
     )
     if role == "waldo":
-        return replace(look, shirt="stripes", shirt_colours=("red", "white"), hat="bobble",
-                       hat_colours=("red", "white"), glasses="round", facing="front",
-                       hair="brown", hair_style="short", legs="trousers", legs_colour="denim",
-                       sleeves="long", bag="none", shoes="wood", skin=0, child=False)
+        return replace(
+            look,
+            shirt="stripes",
+            shirt_colours=("red", "white"),
+            hat="bobble",
+            hat_colours=("red", "white"),
+            glasses="round",
+            facing="front",
+            hair="brown",
+            hair_style="short",
+            legs="trousers",
+            legs_colour="denim",
+            sleeves="long",
+            bag="none",
+            shoes="wood",
+            skin=0,
+            child=False,
+        )
     wanted = set(role.split("+"))
     if "stripes" in wanted:
-        look = replace(look, shirt="stripes",
-                       shirt_colours=_pick(rng, (("red", "white"), ("white", "red"))))
+        look = replace(
+            look, shirt="stripes", shirt_colours=_pick(rng, (("red", "white"), ("white", "red")))
+        )
     elif look.striped_shirt:
         look = replace(look, shirt_colours=("red", "cream"))
     if "bobble" in wanted:
@@ -242,15 +321,20 @@ def _draw_person(p: Person, body_px: float) -> Image.Image:
         if p.legs in ("trousers", "shorts"):
             end = 94 if p.legs == "trousers" else 72
             f = 1.0 if p.legs == "trousers" else 0.45
-            d.polygon([pen.at(side * 0.5, 55), pen.at(side * 12.5, 55),
-                       pen.at(side * 12.5 + f * (foot + side * 5 - side * 12.5), end),
-                       pen.at(side * 1.0 + f * (foot - side * 4.5 - side * 1.0), end)], fill=legs)
+            d.polygon(
+                [
+                    pen.at(side * 0.5, 55),
+                    pen.at(side * 12.5, 55),
+                    pen.at(side * 12.5 + f * (foot + side * 5 - side * 12.5), end),
+                    pen.at(side * 1.0 + f * (foot - side * 4.5 - side * 1.0), end),
+                ],
+                fill=legs,
+            )
         d.ellipse(pen.box(foot - 5.5 + side * 1.5, 91, foot + 5.5 + side * 1.5, 100), fill=shoes)
     if p.legs in ("trousers", "shorts"):
         d.rectangle(pen.box(-12.5, 54, 12.5, 62), fill=legs)
     else:
-        d.polygon([pen.at(-12.5, 54), pen.at(12.5, 54), pen.at(17, 77), pen.at(-17, 77)],
-                  fill=legs)
+        d.polygon([pen.at(-12.5, 54), pen.at(12.5, 54), pen.at(17, 77), pen.at(-17, 77)], fill=legs)
 
     arms = [_arm(-1, p.arms[0]), _arm(1, p.arms[1])]
     for arm in arms:
@@ -260,14 +344,14 @@ def _draw_person(p: Person, body_px: float) -> Image.Image:
 
     mask = Image.new("L", size, 0)
     m = ImageDraw.Draw(mask)
-    m.polygon([pen.at(-13.5, 22), pen.at(13.5, 22), pen.at(12.8, 58), pen.at(-12.8, 58)],
-              fill=255)
+    m.polygon([pen.at(-13.5, 22), pen.at(13.5, 22), pen.at(12.8, 58), pen.at(-12.8, 58)], fill=255)
     for side in (-1, 1):
         m.ellipse(pen.box(side * 13.5 - 4.5, 21, side * 13.5 + 4.5, 30), fill=255)
     sleeve = 0.9 if p.sleeves == "long" else 0.38
     for arm in arms:
-        m.line([pen.at(*q) for q in _part_of(arm, sleeve)], fill=255, width=pen.px(7.4),
-               joint="curve")
+        m.line(
+            [pen.at(*q) for q in _part_of(arm, sleeve)], fill=255, width=pen.px(7.4), joint="curve"
+        )
     colours = [_c(n) for n in p.shirt_colours]
     _paint(sprite, mask, colours, stripe=4.3 * unit, origin=pen.top + 22 * unit)
 
@@ -282,8 +366,11 @@ def _draw_person(p: Person, body_px: float) -> Image.Image:
             d.rectangle(pen.box(-6, 40, 6, 50), fill=_darker(bag, 0.8))
         else:
             for side in (-1, 1):
-                d.line([pen.at(side * 7, 22.5), pen.at(side * 8.5, 48)], fill=_darker(bag),
-                       width=pen.px(2.2))
+                d.line(
+                    [pen.at(side * 7, 22.5), pen.at(side * 8.5, 48)],
+                    fill=_darker(bag),
+                    width=pen.px(2.2),
+                )
 
     d.rectangle(pen.box(-3.2, 17, 3.2, 24), fill=skin)
     if p.hair_style == "curly":
@@ -318,18 +405,27 @@ def _draw_glasses(pen: _Pen, kind: str) -> None:
     d = pen.draw
     if kind == "round":
         for side in (-1, 1):
-            d.ellipse(pen.box(side * 4.6 - 3.7, 6.6, side * 4.6 + 3.7, 14), outline=_INK,
-                      width=pen.px(1.4))
+            d.ellipse(
+                pen.box(side * 4.6 - 3.7, 6.6, side * 4.6 + 3.7, 14),
+                outline=_INK,
+                width=pen.px(1.4),
+            )
         d.line([pen.at(-1.0, 10), pen.at(1.0, 10)], fill=_INK, width=pen.px(1.2))
     elif kind == "square":
         for side in (-1, 1):
-            d.rectangle(pen.box(side * 4.6 - 3.6, 7.6, side * 4.6 + 3.6, 12.6), outline=_INK,
-                        width=pen.px(1.2))
+            d.rectangle(
+                pen.box(side * 4.6 - 3.6, 7.6, side * 4.6 + 3.6, 12.6),
+                outline=_INK,
+                width=pen.px(1.2),
+            )
         d.line([pen.at(-1.0, 10), pen.at(1.0, 10)], fill=_INK, width=pen.px(1.2))
     elif kind == "sunglasses":
         for side in (-1, 1):
-            d.rounded_rectangle(pen.box(side * 4.6 - 3.8, 7.8, side * 4.6 + 3.8, 12.8),
-                                radius=pen.px(1.5), fill=(18, 18, 24))
+            d.rounded_rectangle(
+                pen.box(side * 4.6 - 3.8, 7.8, side * 4.6 + 3.8, 12.8),
+                radius=pen.px(1.5),
+                fill=(18, 18, 24),
+            )
         d.line([pen.at(-1.2, 9.5), pen.at(1.2, 9.5)], fill=(18, 18, 24), width=pen.px(1.2))
 
 
@@ -350,8 +446,9 @@ def _draw_hat(pen: _Pen, p: Person, size: tuple[int, int]) -> None:
     elif p.hat == "cap":
         d.chord(pen.box(-10.8, -3.5, 10.8, 15), 180, 360, fill=colours[0])
         side = 1 if (p.skin + len(p.hair)) % 2 else -1
-        d.ellipse(pen.box(min(0, side * 17), 3, max(0, side * 17), 7.5),
-                  fill=_darker(colours[0], 0.85))
+        d.ellipse(
+            pen.box(min(0, side * 17), 3, max(0, side * 17), 7.5), fill=_darker(colours[0], 0.85)
+        )
     elif p.hat == "sunhat":
         d.ellipse(pen.box(-17, 2.5, 17, 8.5), fill=colours[0])
         d.chord(pen.box(-8.5, -5, 8.5, 13), 180, 360, fill=colours[0])

@@ -76,21 +76,31 @@ class Puzzle:
         [160, 120]
         """
         x, y, width, height = self.box
-        return {"x": x, "y": y, "width": width, "height": height, "seed": self.seed,
-                "size": [self.size[0], self.size[1]], "crowd": self.crowd}
+        return {
+            "x": x,
+            "y": y,
+            "width": width,
+            "height": height,
+            "seed": self.seed,
+            "size": [self.size[0], self.size[1]],
+            "crowd": self.crowd,
+        }
 
 
 def _check_size(size: tuple[int, int]) -> None:
     width, height = size
     if width < MIN_SIZE[0] or height < MIN_SIZE[1]:
-        raise WaldoError(f"size {width}x{height} is too small to hold a crowd: "
-                         f"at least {MIN_SIZE[0]}x{MIN_SIZE[1]}")
+        raise WaldoError(
+            f"size {width}x{height} is too small to hold a crowd: "
+            f"at least {MIN_SIZE[0]}x{MIN_SIZE[1]}"
+        )
     if width * height > 12_000_000:  # drawing takes about 150 bytes a pixel: 1.8 GB here
         raise WaldoError(f"size {width}x{height} is too large: at most 12 megapixels")
 
 
-def render_puzzle(seed: int, size: tuple[int, int] = DEFAULT_SIZE,
-                  crowd: int = DEFAULT_CROWD) -> Puzzle:
+def render_puzzle(
+    seed: int, size: tuple[int, int] = DEFAULT_SIZE, crowd: int = DEFAULT_CROWD
+) -> Puzzle:
     """Draw a crowd scene with one Waldo hidden in it.
 
     Parameters
@@ -175,8 +185,15 @@ def render_puzzle(seed: int, size: tuple[int, int] = DEFAULT_SIZE,
         body = float(rng.uniform(26, 31) if look.child else rng.uniform(35, 42))
         sprite = _draw_person(look, body)
         around = _pick(rng, knots) if rng.random() < 0.35 else None
-        spot = _spot(rng, zone, _size_1x(sprite), (_SAND, _PATH, _GRASS), guard=guard,
-                     around=around, force=True)
+        spot = _spot(
+            rng,
+            zone,
+            _size_1x(sprite),
+            (_SAND, _PATH, _GRASS),
+            guard=guard,
+            around=around,
+            force=True,
+        )
         standing.append(_Placed(sprite, spot, person=look))
 
     # Ties in depth go to the earlier one, so Waldo (first) is drawn first among equals.
@@ -198,8 +215,16 @@ def render_puzzle(seed: int, size: tuple[int, int] = DEFAULT_SIZE,
     final = scene.reduce(_SS)
     box = (wx, wy, ww, wh)
     template = final.crop((wx, wy, wx + ww, wy + wh))
-    return Puzzle(scene=final, template=template, box=box, seed=int(seed), size=size,
-                  crowd=int(crowd), people=tuple(people), things=tuple(things))
+    return Puzzle(
+        scene=final,
+        template=template,
+        box=box,
+        seed=int(seed),
+        size=size,
+        crowd=int(crowd),
+        people=tuple(people),
+        things=tuple(things),
+    )
 
 
 # ---------------------------------------------------------------- placement
@@ -225,10 +250,17 @@ def _overlaps(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> boo
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-def _spot(rng: np.random.Generator, zone: np.ndarray, size: tuple[int, int],
-          zones: tuple[int, ...], *, guard: tuple[int, int, int, int] | None = None,
-          around: tuple[float, float] | None = None, margin: int = 0,
-          force: bool = False) -> tuple[int, int] | None:
+def _spot(
+    rng: np.random.Generator,
+    zone: np.ndarray,
+    size: tuple[int, int],
+    zones: tuple[int, ...],
+    *,
+    guard: tuple[int, int, int, int] | None = None,
+    around: tuple[float, float] | None = None,
+    margin: int = 0,
+    force: bool = False,
+) -> tuple[int, int] | None:
     """A top-left corner whose foot stands in one of ``zones``, clear of ``guard``.
 
     ``guard`` is Waldo's box: whatever stands lower in the picture is drawn
@@ -266,9 +298,14 @@ def _spot(rng: np.random.Generator, zone: np.ndarray, size: tuple[int, int],
 
 def _roles(crowd: int) -> list[str]:
     """Who the crowd is: decoys first (so a small crowd still has some), then anybody."""
-    share = [("stripes", 0.035, 1), ("bobble", 0.035, 1), ("glasses", 0.05, 1),
-             ("stripes+glasses", 0.012, 0), ("bobble+glasses", 0.012, 0),
-             ("stripes+bobble", 0.012, 0)]
+    share = [
+        ("stripes", 0.035, 1),
+        ("bobble", 0.035, 1),
+        ("glasses", 0.05, 1),
+        ("stripes+glasses", 0.012, 0),
+        ("bobble+glasses", 0.012, 0),
+        ("stripes+bobble", 0.012, 0),
+    ]
     roles: list[str] = []
     for role, fraction, least in share:
         roles += [role] * max(least, round(crowd * fraction))
@@ -277,22 +314,46 @@ def _roles(crowd: int) -> list[str]:
 
 
 def _ground_counts(scale: float) -> list[tuple[str, int]]:
-    base = [("towel", 16, 1), ("blanket", 5, 0), ("ball", 10, 1), ("bucket", 8, 0),
-            ("sandcastle", 5, 0), ("flowers", 16, 1), ("swimmer", 10, 1)]
+    base = [
+        ("towel", 16, 1),
+        ("blanket", 5, 0),
+        ("ball", 10, 1),
+        ("bucket", 8, 0),
+        ("sandcastle", 5, 0),
+        ("flowers", 16, 1),
+        ("swimmer", 10, 1),
+    ]
     return [(kind, max(least, round(n * scale))) for kind, n, least in base]
 
 
 def _standing_counts(scale: float) -> list[tuple[str, int]]:
-    base = [("umbrella", 12, 1), ("windbreak", 5, 1), ("deckchair", 8, 0), ("stall", 2, 0),
-            ("bush", 9, 0), ("lamp", 5, 0), ("dog", 6, 0)]
+    base = [
+        ("umbrella", 12, 1),
+        ("windbreak", 5, 1),
+        ("deckchair", 8, 0),
+        ("stall", 2, 0),
+        ("bush", 9, 0),
+        ("lamp", 5, 0),
+        ("dog", 6, 0),
+    ]
     return [(kind, max(least, round(n * scale))) for kind, n, least in base]
 
 
 _ZONES: dict[str, tuple[int, ...]] = {
-    "towel": (_SAND,), "blanket": (_GRASS,), "ball": (_SAND, _GRASS), "bucket": (_SAND,),
-    "sandcastle": (_SAND,), "flowers": (_GRASS,), "swimmer": (_SEA,), "umbrella": (_SAND,),
-    "windbreak": (_SAND,), "deckchair": (_SAND, _GRASS), "stall": (_PATH,),
-    "bush": (_GRASS,), "lamp": (_PATH,), "dog": (_SAND, _PATH, _GRASS),
+    "towel": (_SAND,),
+    "blanket": (_GRASS,),
+    "ball": (_SAND, _GRASS),
+    "bucket": (_SAND,),
+    "sandcastle": (_SAND,),
+    "flowers": (_GRASS,),
+    "swimmer": (_SEA,),
+    "umbrella": (_SAND,),
+    "windbreak": (_SAND,),
+    "deckchair": (_SAND, _GRASS),
+    "stall": (_PATH,),
+    "bush": (_GRASS,),
+    "lamp": (_PATH,),
+    "dog": (_SAND, _PATH, _GRASS),
 }
 
 
@@ -304,7 +365,7 @@ def _smooth_noise(rng: np.random.Generator, width: int, height: int, cell: int) 
     gw, gh = width // cell + 4, height // cell + 4
     grid = rng.random((gh, gw)).astype(np.float32)
     big = Image.fromarray(grid).resize((gw * cell, gh * cell), Image.Resampling.BICUBIC)
-    return np.asarray(big, dtype=np.float32)[cell:cell + height, cell:cell + width]
+    return np.asarray(big, dtype=np.float32)[cell : cell + height, cell : cell + width]
 
 
 def _ground(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
@@ -312,8 +373,11 @@ def _ground(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarr
     ys = np.arange(height, dtype=np.float32)[:, None]
     xs = np.arange(width, dtype=np.float32)[None, :]
     phase = rng.random(4).astype(np.float32) * np.float32(2 * np.pi)
-    shore = height * (0.11 + 0.02 * np.sin(2 * np.pi * xs / (0.9 * width) + phase[0])
-                      + 0.01 * np.sin(2 * np.pi * xs / (0.21 * width) + phase[1]))
+    shore = height * (
+        0.11
+        + 0.02 * np.sin(2 * np.pi * xs / (0.9 * width) + phase[0])
+        + 0.01 * np.sin(2 * np.pi * xs / (0.21 * width) + phase[1])
+    )
     shore = np.maximum(shore, 10.0)
     middle = height * (0.6 + 0.08 * float(rng.random()))
     prom = middle + height * 0.05 * np.sin(2 * np.pi * xs / (1.3 * width) + phase[2])
@@ -340,8 +404,10 @@ def _ground(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarr
 
     # sea: deep to shallow, with rows of wave crests and foam at the shore
     depth = np.clip((shore - ys) / np.maximum(shore, 1), 0, 1)[:, :, None]
-    sea = (np.array([70, 172, 196], np.float32) * (1 - depth)
-           + np.array([26, 88, 160], np.float32) * depth) + (fine * 4)[:, :, None]
+    sea = (
+        np.array([70, 172, 196], np.float32) * (1 - depth)
+        + np.array([26, 88, 160], np.float32) * depth
+    ) + (fine * 4)[:, :, None]
     crest = np.sin(xs / 7.0 + ys * 1.7 + mid * 9) * np.sin(xs / 31.0 - ys * 0.3 + phase[3])
     sea[crest > 0.8] = sea[crest > 0.8] * 0.4 + np.float32(0.6 * 235)
     foam = (shore - ys >= 0) & (shore - ys < 2.2 + 1.5 * mid + 0.8 * fine)
@@ -349,8 +415,11 @@ def _ground(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarr
 
     # grass: mown stripes, light and dark patches, blades
     mown = np.where((xs // 24 + ys // 48) % 2 == 0, 6.0, -6.0).astype(np.float32)
-    grass = (np.array([88, 158, 64], np.float32) + (mid * 50 + mown)[:, :, None]
-             + (fine * 9)[:, :, None] * np.array([0.6, 1.0, 0.5], np.float32))
+    grass = (
+        np.array([88, 158, 64], np.float32)
+        + (mid * 50 + mown)[:, :, None]
+        + (fine * 9)[:, :, None] * np.array([0.6, 1.0, 0.5], np.float32)
+    )
     grass[speck < 0.05] = grass[speck < 0.05] * 0.72
     grass[speck > 0.975] = grass[speck > 0.975] * 1.15 + 12
 

@@ -53,14 +53,24 @@ def _canvas(width: float, height: float) -> tuple[Image.Image, ImageDraw.ImageDr
     return image, ImageDraw.Draw(image), w, h
 
 
-_UMBRELLAS = (("blue", "white"), ("yellow", "orange"), ("green", "white"),
-              ("turquoise", "white"), ("pink", "white"), ("navy", "yellow"),
-              ("orange", "white"), ("purple", "lilac"), ("red", "yellow"), ("lime", "green"),
-              ("crimson", "cream"))
+_UMBRELLAS = (
+    ("blue", "white"),
+    ("yellow", "orange"),
+    ("green", "white"),
+    ("turquoise", "white"),
+    ("pink", "white"),
+    ("navy", "yellow"),
+    ("orange", "white"),
+    ("purple", "lilac"),
+    ("red", "yellow"),
+    ("lime", "green"),
+    ("crimson", "cream"),
+)
 
 
-def _decoy_colours(rng: np.random.Generator, k: int, odds: float,
-                   others: Sequence[tuple[str, ...]]) -> tuple[str, ...]:
+def _decoy_colours(
+    rng: np.random.Generator, k: int, odds: float, others: Sequence[tuple[str, ...]]
+) -> tuple[str, ...]:
     """Red and white for the first one and for ``odds`` of the rest, else another pair."""
     if k == 0 or rng.random() < odds:
         return ("red", "white")
@@ -73,23 +83,39 @@ def _umbrella(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.
     image, d, w, h = _canvas(width, width * 1.15)
     canopy = 0.34 * w
     tilt = float(rng.uniform(-0.08, 0.08)) * w
-    d.line([(w / 2, canopy * 0.4), (w / 2 + tilt, h - 1)], fill=(236, 236, 230),
-           width=max(2, _SS))
+    d.line([(w / 2, canopy * 0.4), (w / 2 + tilt, h - 1)], fill=(236, 236, 230), width=max(2, _SS))
     segments = 8
     for i in range(segments):
-        d.pieslice([0, 0, w - 1, 2 * canopy], 180 + i * 180 / segments,
-                   180 + (i + 1) * 180 / segments, fill=_c(colours[i % 2]))
+        d.pieslice(
+            [0, 0, w - 1, 2 * canopy],
+            180 + i * 180 / segments,
+            180 + (i + 1) * 180 / segments,
+            fill=_c(colours[i % 2]),
+        )
         x0 = i * (w - 1) / segments
-        d.chord([x0, canopy - 0.05 * w, x0 + (w - 1) / segments, canopy + 0.05 * w], 0, 180,
-                fill=_c(colours[i % 2]))
+        d.chord(
+            [x0, canopy - 0.05 * w, x0 + (w - 1) / segments, canopy + 0.05 * w],
+            0,
+            180,
+            fill=_c(colours[i % 2]),
+        )
     d.ellipse([w / 2 - 0.03 * w, -0.01 * w, w / 2 + 0.03 * w, 0.05 * w], fill=_c("white"))
     return colours, _finish(image)
 
 
 def _windbreak(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Image]:
-    colours = _decoy_colours(rng, k, 0.35, (("blue", "yellow", "red", "green"),
-                                            ("orange", "white"), ("navy", "white"),
-                                            ("green", "yellow"), ("purple", "pink", "sky")))
+    colours = _decoy_colours(
+        rng,
+        k,
+        0.35,
+        (
+            ("blue", "yellow", "red", "green"),
+            ("orange", "white"),
+            ("navy", "white"),
+            ("green", "yellow"),
+            ("purple", "pink", "sky"),
+        ),
+    )
     image, d, w, h = _canvas(float(rng.uniform(40, 70)), float(rng.uniform(16, 21)))
     panels = max(2, round(w / (12 * _SS)))
     for i in range(panels):
@@ -102,22 +128,32 @@ def _windbreak(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image
 
 
 def _deckchair(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Image]:
-    colours = _decoy_colours(rng, k + 1, 0.3, (("blue", "white"), ("green", "white"),
-                                               ("orange", "yellow"), ("navy", "sky")))
+    colours = _decoy_colours(
+        rng,
+        k + 1,
+        0.3,
+        (("blue", "white"), ("green", "white"), ("orange", "yellow"), ("navy", "sky")),
+    )
     image, d, w, h = _canvas(float(rng.uniform(16, 20)), float(rng.uniform(20, 24)))
     wood = _c("wood")
     d.line([(0.1 * w, 0.05 * h), (0.8 * w, h - 1)], fill=wood, width=_SS)
     d.line([(0.95 * w, 0.45 * h), (0.3 * w, h - 1)], fill=wood, width=_SS)
     mask = Image.new("L", image.size, 0)
-    ImageDraw.Draw(mask).polygon([(0.12 * w, 0.04 * h), (0.42 * w, 0.04 * h),
-                                  (0.98 * w, 0.62 * h), (0.62 * w, 0.7 * h)], fill=255)
+    ImageDraw.Draw(mask).polygon(
+        [(0.12 * w, 0.04 * h), (0.42 * w, 0.04 * h), (0.98 * w, 0.62 * h), (0.62 * w, 0.7 * h)],
+        fill=255,
+    )
     _paint(image, mask, [_c(c) for c in colours], stripe=1.6 * _SS, vertical=True)
     return colours, _finish(image)
 
 
 def _stall(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Image]:
-    colours = _decoy_colours(rng, k, 0.4, (("blue", "white"), ("green", "white"),
-                                           ("pink", "white"), ("yellow", "orange")))
+    colours = _decoy_colours(
+        rng,
+        k,
+        0.4,
+        (("blue", "white"), ("green", "white"), ("pink", "white"), ("yellow", "orange")),
+    )
     image, d, w, h = _canvas(float(rng.uniform(64, 80)), float(rng.uniform(56, 64)))
     body = _c(_pick(rng, ("cream", "mint", "sky", "pink", "white", "yellow")))
     d.rectangle([0.04 * w, 0.42 * h, 0.96 * w, h - 1], fill=body)
@@ -125,8 +161,10 @@ def _stall(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Ima
     d.rectangle([0.06 * w, 0.7 * h, 0.94 * w, 0.76 * h], fill=_c("wood"))
     for i in range(7):
         x = (0.16 + i * 0.11) * w
-        d.ellipse([x, 0.62 * h, x + 0.06 * w, 0.7 * h],
-                  fill=_c(("pink", "cream", "brown", "mint", "yellow", "lilac", "white")[i]))
+        d.ellipse(
+            [x, 0.62 * h, x + 0.06 * w, 0.7 * h],
+            fill=_c(("pink", "cream", "brown", "mint", "yellow", "lilac", "white")[i]),
+        )
     mask = Image.new("L", image.size, 0)
     md = ImageDraw.Draw(mask)
     md.rectangle([0, 0.18 * h, w - 1, 0.36 * h], fill=255)
@@ -135,8 +173,10 @@ def _stall(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Ima
         x0 = i * w / stripes
         md.chord([x0, 0.3 * h, x0 + w / stripes, 0.44 * h], 0, 180, fill=255)
     _paint(image, mask, [_c(c) for c in colours], stripe=w / stripes, vertical=True)
-    d.rectangle([0.1 * w, 0, 0.9 * w, 0.16 * h], fill=_c(_pick(rng, ("red", "blue", "navy",
-                                                                        "yellow", "green"))))
+    d.rectangle(
+        [0.1 * w, 0, 0.9 * w, 0.16 * h],
+        fill=_c(_pick(rng, ("red", "blue", "navy", "yellow", "green"))),
+    )
     for i in range(5):
         x = (0.18 + i * 0.15) * w
         d.ellipse([x, 0.04 * h, x + 0.07 * w, 0.12 * h], fill=_c("white"))
@@ -151,8 +191,12 @@ def _bush(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Imag
         r = float(rng.uniform(0.18, 0.3)) * h
         x = float(rng.uniform(r, w - r))
         y = float(rng.uniform(r, h - r))
-        d.ellipse([x - r, y - r, x + r, y + r], fill=_pick(rng, greens),
-                  outline=(30, 80, 36), width=_SS // 2 + 1)
+        d.ellipse(
+            [x - r, y - r, x + r, y + r],
+            fill=_pick(rng, greens),
+            outline=(30, 80, 36),
+            width=_SS // 2 + 1,
+        )
     bloom = _pick(rng, ("none", "pink", "yellow", "white", "magenta"))
     if bloom != "none":
         for _ in range(12):
@@ -166,8 +210,10 @@ def _lamp(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Imag
     post = (36, 60, 50)
     d.rectangle([w / 2 - _SS, 0.12 * h, w / 2 + _SS, h - 1], fill=post)
     d.rectangle([w / 2 - 2 * _SS, h - 3 * _SS, w / 2 + 2 * _SS, h - 1], fill=post)
-    d.polygon([(0.15 * w, 0.04 * h), (0.85 * w, 0.04 * h), (0.7 * w, 0.13 * h),
-               (0.3 * w, 0.13 * h)], fill=(250, 236, 160))
+    d.polygon(
+        [(0.15 * w, 0.04 * h), (0.85 * w, 0.04 * h), (0.7 * w, 0.13 * h), (0.3 * w, 0.13 * h)],
+        fill=(250, 236, 160),
+    )
     d.rectangle([0.1 * w, 0, 0.9 * w, 0.04 * h], fill=post)
     flowers = _pick(rng, ("red", "pink", "yellow", "purple"))
     d.ellipse([0.05 * w, 0.3 * h, 0.95 * w, 0.42 * h], fill=_c("leaf"))
@@ -190,16 +236,27 @@ def _dog(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Image
         d.line([(fx(x), 0.5 * h), (fx(x), h - 1)], fill=_darker(fur, 0.85), width=_SS)
     d.ellipse([min(fx(0.12), fx(0.8)), 0.35 * h, max(fx(0.12), fx(0.8)), 0.75 * h], fill=fur)
     d.ellipse([min(fx(0.66), fx(0.98)), 0.05 * h, max(fx(0.66), fx(0.98)), 0.5 * h], fill=fur)
-    d.ellipse([min(fx(0.68), fx(0.8)), 0.05 * h, max(fx(0.68), fx(0.8)), 0.42 * h],
-              fill=_darker(fur, 0.6))
+    d.ellipse(
+        [min(fx(0.68), fx(0.8)), 0.05 * h, max(fx(0.68), fx(0.8)), 0.42 * h], fill=_darker(fur, 0.6)
+    )
     d.line([(fx(0.14), 0.45 * h), (fx(0.0), 0.15 * h)], fill=fur, width=_SS)
     return (colour,), _finish(image)
 
 
 def _towel(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Image]:
-    colours = _decoy_colours(rng, k, 0.3, (("blue", "white"), ("yellow", "orange", "pink"),
-                                           ("green", "white"), ("turquoise", "navy"),
-                                           ("purple", "white"), ("orange", "white")))
+    colours = _decoy_colours(
+        rng,
+        k,
+        0.3,
+        (
+            ("blue", "white"),
+            ("yellow", "orange", "pink"),
+            ("green", "white"),
+            ("turquoise", "navy"),
+            ("purple", "white"),
+            ("orange", "white"),
+        ),
+    )
     long_side, short_side = float(rng.uniform(34, 48)), float(rng.uniform(16, 22))
     upright = rng.random() < 0.5
     image, d, w, h = _canvas(*((short_side, long_side) if upright else (long_side, short_side)))
@@ -209,8 +266,9 @@ def _towel(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Ima
 
 
 def _blanket(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Image]:
-    colour = "red" if k == 0 or rng.random() < 0.4 else _pick(rng, ("blue", "green", "navy",
-                                                                    "orange"))
+    colour = (
+        "red" if k == 0 or rng.random() < 0.4 else _pick(rng, ("blue", "green", "navy", "orange"))
+    )
     image, _, w, h = _canvas(float(rng.uniform(40, 56)), float(rng.uniform(26, 36)))
     check = 4 * _SS
     yy, xx = np.mgrid[0:h, 0:w]
@@ -228,8 +286,7 @@ def _ball(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Imag
     colours = ("red", "yellow", "blue", "white", "green", "orange")
     start = float(rng.uniform(0, 60))
     for i in range(6):
-        d.pieslice([0, 0, w - 1, h - 1], start + 60 * i, start + 60 * (i + 1),
-                   fill=_c(colours[i]))
+        d.pieslice([0, 0, w - 1, h - 1], start + 60 * i, start + 60 * (i + 1), fill=_c(colours[i]))
     d.ellipse([0.4 * w, 0.4 * h, 0.6 * w, 0.6 * h], fill=_c("white"))
     return colours, _finish(image)
 
@@ -238,13 +295,16 @@ def _bucket(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Im
     colour = _pick(rng, ("red", "yellow", "blue", "green", "pink", "orange"))
     image, d, w, h = _canvas(14, 12)
     c = _c(colour)
-    d.polygon([(0.05 * w, 0.3 * h), (0.6 * w, 0.3 * h), (0.52 * w, h - 1), (0.13 * w, h - 1)],
-              fill=c)
+    d.polygon(
+        [(0.05 * w, 0.3 * h), (0.6 * w, 0.3 * h), (0.52 * w, h - 1), (0.13 * w, h - 1)], fill=c
+    )
     d.rectangle([0.02 * w, 0.26 * h, 0.63 * w, 0.36 * h], fill=_darker(c, 0.8))
     d.arc([0.05 * w, 0.0, 0.6 * w, 0.6 * h], 180, 360, fill=(40, 40, 40), width=_SS // 2 + 1)
     d.line([(0.7 * w, 0.95 * h), (0.95 * w, 0.2 * h)], fill=_c("yellow"), width=_SS)
-    d.polygon([(0.62 * w, h - 1), (0.82 * w, h - 1), (0.8 * w, 0.72 * h), (0.66 * w, 0.7 * h)],
-              fill=_c("blue"))
+    d.polygon(
+        [(0.62 * w, h - 1), (0.82 * w, h - 1), (0.8 * w, 0.72 * h), (0.66 * w, 0.7 * h)],
+        fill=_c("blue"),
+    )
     return (colour,), _finish(image)
 
 
@@ -255,8 +315,10 @@ def _sandcastle(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Imag
     for x in (0.05, 0.38, 0.7):
         d.rectangle([x * w, 0.2 * h, (x + 0.25) * w, 0.5 * h], fill=_darker(sand, 0.92))
         for j in range(3):
-            d.rectangle([(x + j * 0.09) * w, 0.12 * h, (x + j * 0.09 + 0.06) * w, 0.22 * h],
-                        fill=_darker(sand, 0.92))
+            d.rectangle(
+                [(x + j * 0.09) * w, 0.12 * h, (x + j * 0.09 + 0.06) * w, 0.22 * h],
+                fill=_darker(sand, 0.92),
+            )
     d.line([(0.52 * w, 0.45 * h), (0.52 * w, 0.0)], fill=_c("wood"), width=max(1, _SS // 2))
     flag = _pick(rng, ("red", "blue", "yellow", "green"))
     d.polygon([(0.52 * w, 0), (0.72 * w, 0.08 * h), (0.52 * w, 0.16 * h)], fill=_c(flag))
@@ -264,8 +326,10 @@ def _sandcastle(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Imag
 
 
 def _flowers(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.Image]:
-    colours = (_pick(rng, ("red", "pink", "yellow", "white", "purple", "orange", "magenta")),
-               _pick(rng, ("yellow", "white", "lilac", "coral")))
+    colours = (
+        _pick(rng, ("red", "pink", "yellow", "white", "purple", "orange", "magenta")),
+        _pick(rng, ("yellow", "white", "lilac", "coral")),
+    )
     image, d, w, h = _canvas(float(rng.uniform(14, 26)), float(rng.uniform(8, 14)))
     for _ in range(10):
         x, y = float(rng.uniform(0.1, 0.9)) * w, float(rng.uniform(0.2, 0.9)) * h
@@ -284,14 +348,28 @@ def _swimmer(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.I
     d.ellipse([0.3 * w, 0.55 * h, 0.7 * w, 0.85 * h], fill=(50, 130, 180))
     skin = _pick(rng, _SKINS)
     d.ellipse([0.3 * w, 0, 0.7 * w, 0.6 * h], fill=skin)
-    d.chord([0.28 * w, -0.02 * h, 0.72 * w, 0.5 * h], 180, 360,
-            fill=_c(_pick(rng, ("black", "brown", "blue", "pink", "white"))))
+    d.chord(
+        [0.28 * w, -0.02 * h, 0.72 * w, 0.5 * h],
+        180,
+        360,
+        fill=_c(_pick(rng, ("black", "brown", "blue", "pink", "white"))),
+    )
     return (ring,), _finish(image, (20, 60, 100))
 
 
 _THINGS: dict[str, Callable[[np.random.Generator, int], tuple[tuple[str, ...], Image.Image]]] = {
-    "umbrella": _umbrella, "windbreak": _windbreak, "deckchair": _deckchair, "stall": _stall,
-    "bush": _bush, "lamp": _lamp, "dog": _dog, "towel": _towel, "blanket": _blanket,
-    "ball": _ball, "bucket": _bucket, "sandcastle": _sandcastle, "flowers": _flowers,
+    "umbrella": _umbrella,
+    "windbreak": _windbreak,
+    "deckchair": _deckchair,
+    "stall": _stall,
+    "bush": _bush,
+    "lamp": _lamp,
+    "dog": _dog,
+    "towel": _towel,
+    "blanket": _blanket,
+    "ball": _ball,
+    "bucket": _bucket,
+    "sandcastle": _sandcastle,
+    "flowers": _flowers,
     "swimmer": _swimmer,
 }
