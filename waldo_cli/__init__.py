@@ -4,8 +4,8 @@ The public API is imported lazily, so that ``waldo --help``, ``--version`` and
 ``params`` never pay for importing Numba.
 
 >>> import waldo_cli
->>> sorted(waldo_cli.__all__)[:3]
-['Match', 'WaldoError', '__version__']
+>>> {"match_template", "run_batch", "WaldoError"} <= set(waldo_cli.__all__)
+True
 """
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "match_template": "waldo_cli.engine",
+    "match_templates": "waldo_cli.engine",
+    "prepare_template": "waldo_cli.engine",
+    "Searcher": "waldo_cli.search",
+    "SearchOptions": "waldo_cli.search",
+    "SearchResult": "waldo_cli.search",
+    "run_batch": "waldo_cli.batch",
     "find_peaks": "waldo_cli.peaks",
     "Match": "waldo_cli.peaks",
     "load_image": "waldo_cli.io",
@@ -28,6 +34,12 @@ _LAZY = {
 __all__ = [
     "__version__",
     "match_template",
+    "match_templates",
+    "prepare_template",
+    "Searcher",
+    "SearchOptions",
+    "SearchResult",
+    "run_batch",
     "find_peaks",
     "Match",
     "load_image",
@@ -37,7 +49,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from waldo_cli.engine import match_template
+    from waldo_cli.batch import run_batch
+    from waldo_cli.engine import match_template, match_templates, prepare_template
+    from waldo_cli.search import SearchOptions, Searcher, SearchResult
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import load_image, read_image
     from waldo_cli.params import param_counts

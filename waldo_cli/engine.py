@@ -149,8 +149,9 @@ def plan_match(image_shape: tuple[int, ...], template: object,
 
     Examples
     --------
-    >>> plan_match((512, 512, 3), np.ones((40, 40, 3)), engine="fft", threads=1).tile
-    128
+    >>> plan = plan_match((1024, 1024, 3), np.ones((64, 64, 3)), threads=2)
+    >>> plan.engine, plan.tile, plan.band_rows
+    ('fft', 256, 961)
     """
     method = _check_options(method, engine, pad)
     shape = tuple(image_shape) if len(image_shape) == 3 else (*image_shape, 1)

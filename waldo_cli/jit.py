@@ -44,7 +44,7 @@ def skip_extension_scan() -> None:
     """
     from numba.core import entrypoints
 
-    entrypoints._already_initialized = True  # type: ignore[attr-defined]
+    entrypoints._already_initialized = True
 
 
 def load_fft() -> None:
