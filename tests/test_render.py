@@ -21,6 +21,7 @@ from waldo_cli.render import (
     NEUTRAL,
     colormap_table,
     goodness,
+    mark_colour,
     match_label,
     render_heatmap,
     render_overlay,
@@ -443,3 +444,64 @@ def test_heatmap_blends_over_the_image(rng):
         render_heatmap(*args, over=pixels[:30])
     with pytest.raises(WaldoError, match="opacity"):
         render_heatmap(*args, over=pixels, alpha=1.5)
+
+
+def test_preview_size_leaves_room_for_the_lines_below():
+    from rich.console import Console
+
+    from waldo_cli.report import preview_size
+
+    tall = Image.new("RGB", (100, 1000))
+    for reserve in (6, 8, 12):
+        console = Console(width=80, height=24, force_terminal=True)
+        width, rows = preview_size(console, reserve)
+        assert (width, rows) == (80, 2 * (24 - reserve))  # two pixel rows per line
+        lines = -(-thumbnail(tall, width, rows).shape[0] // 2)
+        assert lines + reserve <= 24
+    # the default: a table of one match (5 lines), a summary wrapped once, the prompt
+    assert 24 - preview_size(Console(width=80, height=24))[1] // 2 >= 5 + 2 + 1
+
+
+def _run_in_pty(args, rows, cols):
+    """Run a command on a pseudo-terminal of rows × cols; its output as text."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env.update(TERM="xterm-256color", COLORTERM="truecolor")
+    child = subprocess.Popen([sys.executable, "-m", "waldo_cli", *args], stdin=slave,
+                             stdout=slave, stderr=slave, cwd=ROOT, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert child.wait(timeout=120) == 0
+    return b"".join(chunks).decode()
+
+
+def test_show_heatmap_fits_an_80x24_terminal_and_shows_the_peak():
+    out = _run_in_pty(["find", "sample_images/puzzle/scene.png",
+                       "sample_images/puzzle/waldo.png", "--show=heatmap"], 24, 80)
+    # a first run may print a one-line compiling notice before the picture
+    lines = out.replace("\r\n", "\n").rstrip("\n").split("\n")
+    lines = lines[next(i for i, line in enumerate(lines) if "▀" in line):]
+    picture = [line for line in lines if "▀" in line]
+    assert len(picture) >= 10
+    assert len(lines) + 1 <= 24  # and the shell's next prompt
+    assert "1 match" in lines[-1] or "1 match" in lines[-2]
+    drawn = "".join(picture)
+    for colour in (colormap_table("viridis")[255], mark_colour(colormap_table("viridis"))):
+        assert re.search(r"8;2;{};{};{}[m;]".format(*colour), drawn), colour
