@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
+from PIL import Image, ImageFont
 
-from waldo_cli import find_peaks, load_image, match_template
+from waldo_cli import find_peaks, load_image, match_template, render
 from waldo_cli.cli import cli
-from waldo_cli.errors import OutputError
+from waldo_cli.errors import OutputError, WaldoError
 from waldo_cli.io import write_atomically
-from waldo_cli.render import NEUTRAL, colormap_table, goodness, render_heatmap, render_overlay
+from waldo_cli.peaks import Match
+from waldo_cli.render import (
+    NEUTRAL,
+    colormap_table,
+    goodness,
+    mark_colour,
+    match_label,
+    render_heatmap,
+    render_overlay,
+    shrink_scores,
+    thumbnail,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_images" / "astronaut.png"
@@ -104,7 +116,8 @@ def test_normed_range_is_fixed_raw_range_is_observed():
 def test_legend_only_touches_a_corner(sample_scores):
     image, template, scores = sample_scores
     args = (scores["ccoeff_normed"], "ccoeff_normed", image.shape[:2], template.shape[:2])
-    with_legend = np.asarray(render_heatmap(*args, legend=True)).astype(int)
+    # the best-match mark has its own test; here only the legend differs
+    with_legend = np.asarray(render_heatmap(*args, legend=True, mark=False)).astype(int)
     without = np.asarray(render_heatmap(*args, legend=False)).astype(int)
     changed = np.argwhere((with_legend != without).any(axis=2))
     assert len(changed) > 100  # a legend was drawn
@@ -279,3 +292,216 @@ def test_peaks_and_heatmap_agree(sample_scores):
     for method in RELIABLE:
         best = find_peaks(scores[method], method, template.shape[:2])[0]
         assert (best.x, best.y) == TRUE_BOX[:2]
+
+
+# ---------------------------------------------------------------------------
+# Pictures people can read (issue #12): peaks kept when shrinking, the best
+# match marked, text sized to the picture, a preview that fits the terminal.
+
+
+def _block_best_reference(scores, shape, best):
+    """Loop over the blocks (rows k*H//rows up to (k+1)*H//rows, the same for columns)."""
+    rows, cols = shape
+    out = np.empty(shape)
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = best(scores[i * scores.shape[0] // rows:(i + 1) * scores.shape[0] // rows,
+                                    j * scores.shape[1] // cols:(j + 1) * scores.shape[1] // cols])
+    return out
+
+
+@pytest.mark.parametrize("method", ["ccoeff_normed", "ccorr", "sqdiff", "sqdiff_normed"])
+def test_shrink_scores_is_block_best(method, rng):
+    best = np.min if method.startswith("sqdiff") else np.max
+    scores = rng.random((24, 36))
+    # whole blocks: a reshape does it
+    expected = best(scores.reshape(6, 4, 9, 4), axis=(1, 3))
+    np.testing.assert_array_equal(shrink_scores(scores, method, (6, 9)), expected)
+    # uneven blocks
+    odd = rng.random((25, 37))
+    np.testing.assert_array_equal(shrink_scores(odd, method, (6, 9)),
+                                  _block_best_reference(odd, (6, 9), best))
+    np.testing.assert_array_equal(shrink_scores(odd, method, odd.shape), odd)
+
+
+def test_shrink_scores_refuses_to_grow():
+    with pytest.raises(WaldoError, match="cannot shrink"):
+        shrink_scores(np.zeros((4, 4)), "ccorr", (5, 4))
+
+
+def test_one_pixel_peak_survives_shrinking_to_300_px():
+    table = colormap_table("viridis")
+    scores = np.zeros((640, 960))
+    scores[301, 437] = 1.0  # one pixel: 0.3 of a pixel at 300 px wide
+    heat = render_heatmap(scores, "ccorr_normed", scores.shape, (1, 1), legend=False)
+    # resampling averages the peak away: what the README and --show used to show
+    averaged = np.asarray(heat.resize((300, 200), Image.Resampling.LANCZOS))
+    assert not (averaged == table[255]).all(axis=2).any()
+    for small in (np.asarray(render_heatmap(scores, "ccorr_normed", scores.shape, (1, 1),
+                                            legend=False, max_size=(300, 300))),
+                  thumbnail(heat, 300, 300)):
+        assert small.shape == (200, 300, 3)
+        bright = np.argwhere((small == table[255]).all(axis=2))
+        # block 94 of rows (301 * 200 // 640) and 136 of columns (437 * 300 // 960)
+        assert bright.tolist() == [[94, 136]]
+
+
+def _changed(a, b):
+    return np.argwhere((np.asarray(a).astype(int) != np.asarray(b).astype(int)).any(axis=2))
+
+
+@pytest.mark.parametrize("method", ["ccorr_normed", "sqdiff"])
+def test_mark_rings_the_best_score(method, rng):
+    scores = rng.uniform(0.3, 0.6, (92, 146))
+    scores[37, 101] = 0.0 if method == "sqdiff" else 1.0
+    args = (scores, method, (100, 150), (9, 5))
+    marked = render_heatmap(*args, legend=False, mark=True)
+    bare = render_heatmap(*args, legend=False)
+    changed = _changed(marked, bare)
+    centre = (37 + 4, 101 + 2)  # the best window's centre on the image's grid
+    assert len(changed) > 20
+    np.testing.assert_allclose(changed.mean(axis=0), centre, atol=1.0)
+    ring = np.abs(changed - centre).max(axis=1)
+    assert ring.min() >= 2  # the best pixel and its neighbours stay visible
+    assert marked.getpixel(centre[::-1]) == tuple(colormap_table("viridis")[255])
+    # the mark never outshines the best score
+    grey = np.asarray(marked.convert("L"))
+    assert grey[centre] == grey.max()
+
+
+def test_mark_follows_the_peak_when_shrunk(rng):
+    scores = rng.uniform(0.0, 0.5, (300, 450))
+    scores[200, 60] = 1.0
+    args = (scores, "ccorr_normed", scores.shape, (1, 1))
+    marked = render_heatmap(*args, legend=False, mark=True, max_size=(90, 90))
+    bare = render_heatmap(*args, legend=False, max_size=(90, 90))
+    assert marked.size == (90, 60)
+    np.testing.assert_allclose(_changed(marked, bare).mean(axis=0), (200 // 5, 60 // 5),
+                               atol=1.0)
+
+
+def test_flat_map_has_no_mark():
+    flat = np.zeros((20, 30))
+    assert not len(_changed(render_heatmap(flat, "ccorr", (20, 30), (1, 1), legend=False,
+                                           mark=True),
+                            render_heatmap(flat, "ccorr", (20, 30), (1, 1), legend=False)))
+
+
+def _legend_text_rows(width, height):
+    """Rows of the legend's grey text: the lines are dim grey, the bar coloured."""
+    args = (np.zeros((height, width)), "ccorr_normed", (height, width), (1, 1))
+    picture = np.asarray(render_heatmap(*args, mark=False)).astype(int)
+    bare = np.asarray(render_heatmap(*args, legend=False)).astype(int)
+    grey = ((picture != bare).any(axis=2) & (np.ptp(picture, axis=2) < 8)
+            & (picture[:, :, 0] > 120))
+    rows = np.flatnonzero(grey.any(axis=1))
+    assert len(rows), "no legend text"
+    return rows.max() - rows.min() + 1
+
+
+@pytest.mark.parametrize("font", ["truetype", "bitmap"])
+def test_legend_text_grows_with_the_picture(font, monkeypatch):
+    if font == "bitmap":  # Pillow without FreeType: its one bitmap font, enlarged
+        monkeypatch.setattr(render.ImageFont, "load_default",
+                            lambda size=None: ImageFont.load_default_imagefont())
+    render._font.cache_clear()
+    try:
+        heights = [_legend_text_rows(w, w // 2) for w in (400, 800, 1600)]
+    finally:
+        render._font.cache_clear()
+    assert 1.6 < heights[1] / heights[0] < 2.4 and 1.6 < heights[2] / heights[1] < 2.4
+    # two lines of text, each about a thirtieth of the width high
+    assert heights[2] > 1600 / 30
+
+
+def test_overlay_label_separates_rank_and_score():
+    for rank, score in [(1, 0.8351), (10, -0.25), (3, 12345.0)]:
+        label = match_label(rank, score)
+        found = re.fullmatch(r"#(\d+): (\S+)", label)
+        assert found and int(found[1]) == rank
+        assert float(found[2]) == pytest.approx(score, rel=1e-2, abs=1e-3)
+
+
+def test_overlay_label_is_legible_at_the_pictures_size():
+    pixels = np.zeros((640, 960, 3))
+    box = Match(400, 300, 21, 47, 0.835)
+    out = np.asarray(render_overlay(pixels, [box]))
+    label_rows = np.flatnonzero((out[:300 - 6] != 0).any(axis=(1, 2)))
+    # shown 300 px wide (as in the README) the label is still about 10 px high
+    assert len(label_rows) * 300 / 960 >= 9
+
+
+def test_heatmap_blends_over_the_image(rng):
+    scores = rng.random((28, 38))
+    pixels = rng.uniform(0, 255, (32, 40, 3))
+    args = (scores, "ccorr", (32, 40), (5, 3))
+    heat = np.asarray(render_heatmap(*args, legend=False)).astype(float)
+    for alpha in (0.0, 0.35, 1.0):
+        blend = np.asarray(render_heatmap(*args, legend=False, over=pixels, alpha=alpha))
+        expected = alpha * heat + (1 - alpha) * np.clip(np.round(pixels), 0, 255)
+        assert np.abs(blend - expected).max() <= 0.5 + 1e-9
+    with pytest.raises(WaldoError, match="40×32"):
+        render_heatmap(*args, over=pixels[:30])
+    with pytest.raises(WaldoError, match="opacity"):
+        render_heatmap(*args, over=pixels, alpha=1.5)
+
+
+def test_preview_size_leaves_room_for_the_lines_below():
+    from rich.console import Console
+
+    from waldo_cli.report import preview_size
+
+    tall = Image.new("RGB", (100, 1000))
+    for reserve in (6, 8, 12):
+        console = Console(width=80, height=24, force_terminal=True)
+        width, rows = preview_size(console, reserve)
+        assert (width, rows) == (80, 2 * (24 - reserve))  # two pixel rows per line
+        lines = -(-thumbnail(tall, width, rows).shape[0] // 2)
+        assert lines + reserve <= 24
+    # the default: a table of one match (5 lines), a summary wrapped once, the prompt
+    assert 24 - preview_size(Console(width=80, height=24))[1] // 2 >= 5 + 2 + 1
+
+
+def _run_in_pty(args, rows, cols):
+    """Run a command on a pseudo-terminal of rows × cols; its output as text."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    env.update(TERM="xterm-256color", COLORTERM="truecolor")
+    child = subprocess.Popen([sys.executable, "-m", "waldo_cli", *args], stdin=slave,
+                             stdout=slave, stderr=slave, cwd=ROOT, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert child.wait(timeout=120) == 0
+    return b"".join(chunks).decode()
+
+
+def test_show_heatmap_fits_an_80x24_terminal_and_shows_the_peak():
+    out = _run_in_pty(["find", "sample_images/puzzle/scene.png",
+                       "sample_images/puzzle/waldo.png", "--show=heatmap"], 24, 80)
+    # a first run may print a one-line compiling notice before the picture
+    lines = out.replace("\r\n", "\n").rstrip("\n").split("\n")
+    lines = lines[next(i for i, line in enumerate(lines) if "▀" in line):]
+    picture = [line for line in lines if "▀" in line]
+    assert len(picture) >= 10
+    assert len(lines) + 1 <= 24  # and the shell's next prompt
+    assert "1 match" in lines[-1] or "1 match" in lines[-2]
+    drawn = "".join(picture)
+    for colour in (colormap_table("viridis")[255], mark_colour(colormap_table("viridis"))):
+        assert re.search(r"8;2;{};{};{}[m;]".format(*colour), drawn), colour

@@ -6,7 +6,7 @@ Both return Pillow images; ``io.save_image`` writes them to disk atomically.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cache
+from functools import cache, partial
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -93,59 +93,258 @@ def goodness(scores: np.ndarray, method: str) -> tuple[np.ndarray, float, float]
     return unit, lo, hi
 
 
+# Marks for the best score, loud ones first; the one farthest from every
+# colour of the colormap (and darker than its bright end) is used.
+MARK_COLOURS = ((255, 0, 255), (255, 0, 0), (0, 255, 0), (255, 128, 0), (0, 128, 255),
+                (255, 255, 255), (0, 0, 0))
+# Pillow's bitmap font, the fallback without FreeType, is about this many pixels high.
+BITMAP_FONT_PX = 11
+# Text smaller than this is not read, whatever the picture's size.
+MIN_TEXT_PX = 11
+# render_heatmap leaves a way to draw it again, smaller, in the picture's info.
+REDRAW_KEY = "waldo.redraw"
+
+
+def _block_starts(length: int, blocks: int) -> np.ndarray:
+    # as even as integers allow; every block non-empty because blocks <= length
+    return np.arange(blocks) * length // blocks
+
+
+def _shrink(values: np.ndarray, shape: tuple[int, int], reduce: np.ufunc) -> np.ndarray:
+    rows, cols = shape
+    if rows > values.shape[0] or cols > values.shape[1] or rows < 1 or cols < 1:
+        raise WaldoError(f"cannot shrink a {values.shape[1]}×{values.shape[0]} map to "
+                         f"{cols}×{rows}")
+    out = reduce.reduceat(values, _block_starts(values.shape[0], rows), axis=0)
+    return reduce.reduceat(out, _block_starts(values.shape[1], cols), axis=1)
+
+
+def shrink_scores(scores: np.ndarray, method: str, shape: tuple[int, int]) -> np.ndarray:
+    """Downscale a score map keeping its peaks: each cell holds the best score of its block.
+
+    Averaging (what picture resampling does) wipes out a peak one or two
+    pixels wide; the best of each block keeps it.
+
+    Parameters
+    ----------
+    scores : (H', W') array_like
+        A score map from ``match_template``.
+    method : str
+        The method that made it: the best is the maximum, or the minimum for
+        the ``sqdiff`` methods. NaN counts only in a block of nothing else.
+    shape : (rows, cols)
+        The size wanted, at most the map's. Block ``k`` of the rows spans
+        rows ``k*H'//rows`` up to ``(k+1)*H'//rows``; the same for columns.
+
+    Returns
+    -------
+    (rows, cols) ndarray
+
+    Raises
+    ------
+    WaldoError
+        ``shape`` is larger than the map, or empty.
+
+    Examples
+    --------
+    >>> s = np.zeros((4, 6)); s[1, 4] = 0.75
+    >>> shrink_scores(s, "ccoeff_normed", (2, 3)).tolist()
+    [[0.0, 0.0, 0.75], [0.0, 0.0, 0.0]]
+    >>> shrink_scores(1 - s, "sqdiff_normed", (1, 1)).tolist()
+    [[0.25]]
+    """
+    reduce = np.fmin if lower_is_better(check_method(method)) else np.fmax
+    return _shrink(np.asarray(scores), (int(shape[0]), int(shape[1])), reduce)
+
+
+def _fit_size(size: tuple[int, int], max_width: int, max_height: int) -> tuple[int, int]:
+    width, height = size
+    scale = min(1.0, max_width / width, max_height / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _luma(colour) -> float:
+    # ITU-R 601-2, what Pillow's convert("L") uses
+    r, g, b = (float(v) for v in colour[:3])
+    return r * 0.299 + g * 0.587 + b * 0.114
+
+
+def legible_text_px(width: int, height: int) -> int:
+    """The text size, in pixels, for labels on a picture of this size.
+
+    About a thirtieth of the width (a fifteenth of the height, if smaller), so
+    that text keeps about 10 px when the picture is shown 300 px wide, as the
+    README shows it; never below 11 px.
+
+    >>> legible_text_px(960, 640), legible_text_px(512, 512), legible_text_px(100, 100)
+    (32, 17, 11)
+    """
+    return max(MIN_TEXT_PX, round(min(width / 30, height / 15)))
+
+
 @cache
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    # Pillow >= 10.1 with FreeType: its own TrueType font (Aileron) at any
+    # size, the same on every machine; otherwise a bitmap font of one size
     try:
         return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: a fixed bitmap font
+    except TypeError:  # Pillow before 10.1
         return ImageFont.load_default()
 
 
-def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+def _bitmap_zoom(font, size: int) -> int:
+    # bitmap glyphs are enlarged (nearest neighbour) rather than left tiny,
+    # by a whole factor that keeps them within the size asked for
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return 1
+    return max(1, size // BITMAP_FONT_PX)
+
+
+def _text_box(text: str, size: int) -> tuple[int, int, int, int]:
+    """The ink's (left, top, right, bottom) for ``text`` drawn at the origin."""
+    font = _font(size)
+    zoom = _bitmap_zoom(font, size)
+    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
+        (0, 0), text, font=font)
+    return left * zoom, top * zoom, right * zoom, bottom * zoom
+
+
+def _text_size(text: str, size: int) -> tuple[int, int]:
+    left, top, right, bottom = _text_box(text, size)
     return right - left, bottom - top
 
 
-def _draw_legend(canvas: Image.Image, table: np.ndarray, method: str, lo: float, hi: float,
-                 has_border: bool) -> None:
-    """A small translucent legend in the bottom-right corner.
+def _draw_text(canvas: Image.Image, xy: tuple[int, int], text: str, size: int,
+               fill: tuple[int, ...]) -> None:
+    """Draw one line of text: its ink starts at x; y is the top of the line.
 
-    It is drawn dimmer than the colormap's bright end, so the legend never
-    outshines the brightest score in the picture.
+    The top of the line is where the ink of "Ag" starts, so that lines of
+    different text share a baseline.
+    """
+    font = _font(size)
+    zoom = _bitmap_zoom(font, size)
+    origin = (xy[0] - _text_box(text, size)[0], xy[1] - _text_box("Ag", size)[1])
+    if zoom == 1:
+        ImageDraw.Draw(canvas).text(origin, text, font=font, fill=fill)
+        return
+    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
+        (0, 0), text, font=font)
+    small = Image.new("L", (right - left, bottom - top))
+    ImageDraw.Draw(small).text((-left, -top), text, font=font, fill=255)
+    mask = small.resize((small.width * zoom, small.height * zoom), Image.Resampling.NEAREST)
+    canvas.paste(Image.new("RGB", mask.size, fill[:3]),
+                 (origin[0] + left * zoom, origin[1] + top * zoom), mask)
+
+
+def _intersects(a: tuple[int, int, int, int], b: tuple[int, int, int, int] | None) -> bool:
+    return b is not None and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _draw_legend(canvas: Image.Image, table: np.ndarray, method: str, lo: float, hi: float,
+                 has_border: bool, avoid: tuple[int, int, int, int] | None = None) -> None:
+    """A translucent legend in a corner: the method, the colour ramp, the grey border.
+
+    Text is sized to the picture (``legible_text_px``) and the legend goes in
+    the first corner (bottom right, bottom left, top right, top left) that
+    does not hide ``avoid`` (the best-match mark). It is drawn dimmer than the
+    colormap's bright end, so it never outshines the best score. A picture too
+    small to hold it legibly gets none.
     """
     width, height = canvas.size
-    font_size = max(9, min(width, height) // 40)
-    font = _font(font_size)
-    draw = ImageDraw.Draw(canvas, "RGBA")
+    size = legible_text_px(width, height)
     flipped = lower_is_better(method)
     best, worst = (lo, hi) if flipped else (hi, lo)
-    left_label, right_label = f"{worst:.3g}", f"{best:.3g}"
-    caption = f"{method}: {left_label} … {right_label} (best)"
-    note = "grey: no window centre" if has_border else ""
-    bar_w = max(40, width // 5)
-    bar_h = max(5, font_size // 2)
-    text_w = max(_text_size(draw, caption, font)[0], _text_size(draw, note, font)[0] if note else 0)
-    line_h = _text_size(draw, "Ag", font)[1] + 2
-    pad = max(3, font_size // 3)
-    box_w = max(bar_w, text_w) + 2 * pad
-    box_h = bar_h + line_h * (2 if note else 1) + 3 * pad
-    if box_w > width or box_h > height:
-        return  # too small an image to hold a legend without hiding it
-    x0, y0 = width - box_w - pad, height - box_h - pad
-    draw.rectangle((x0, y0, x0 + box_w, y0 + box_h), fill=(0, 0, 0, 170))
+    worst_label, best_label = f"{worst:.3g}", f"{best:.3g} best"
+    note = "no window centre" if has_border else ""
+
+    def layout(size: int) -> tuple[int, int, int, int, int]:
+        pad, gap = max(3, size // 3), max(2, size // 5)
+        line_h = _text_size("Ag", size)[1]
+        bar_w = 3 * size
+        rows = [_text_size(method, size)[0],
+                _text_size(worst_label, size)[0] + bar_w + _text_size(best_label, size)[0]
+                + 2 * gap]
+        if note:
+            rows.append(line_h + gap + _text_size(note, size)[0])
+        lines = len(rows)
+        return (max(rows) + 2 * pad, lines * line_h + (lines - 1) * gap + 2 * pad, pad, gap,
+                line_h)
+
+    box_w, box_h, pad, gap, line_h = layout(size)
+    while (box_w > 0.6 * width or box_h > 0.45 * height) and size > MIN_TEXT_PX:
+        size -= 1
+        box_w, box_h, pad, gap, line_h = layout(size)
+    if box_w + 2 * pad > width or box_h + 2 * pad > height:
+        return  # too small a picture to hold a legend legibly without hiding it
+    corners = [(width - box_w - pad, height - box_h - pad), (pad, height - box_h - pad),
+               (width - box_w - pad, pad), (pad, pad)]
+    x0, y0 = next((c for c in corners if not _intersects((*c, c[0] + box_w, c[1] + box_h),
+                                                          avoid)), corners[0])
+    draw = ImageDraw.Draw(canvas, "RGBA")
+    draw.rectangle((x0, y0, x0 + box_w - 1, y0 + box_h - 1), fill=(0, 0, 0, 170))
+    grey = int(np.clip(_luma(table[255]) - 25, 150, 220))
+    text_colour = (grey, grey, grey)
+    x, y = x0 + pad, y0 + pad
+    _draw_text(canvas, (x, y), method, size, text_colour)
+    y += line_h + gap
+    _draw_text(canvas, (x, y), worst_label, size, text_colour)
+    bar_x = x + _text_size(worst_label, size)[0] + gap
+    bar_w, bar_h = 3 * size, max(4, line_h // 2)
     ramp = table[np.linspace(0, 255, bar_w).astype(int)]
     dim = (ramp.astype(np.float64) * 0.8).astype(np.uint8)  # below the real bright end
-    bar = Image.fromarray(np.repeat(dim[None, :, :], bar_h, axis=0), "RGB")
-    canvas.paste(bar, (x0 + pad, y0 + pad))
-    text_colour = (175, 175, 175, 255)
-    draw.text((x0 + pad, y0 + 2 * pad + bar_h), caption, font=font, fill=text_colour)
+    canvas.paste(Image.fromarray(np.repeat(dim[None, :, :], bar_h, axis=0), "RGB"),
+                 (bar_x, y + (line_h - bar_h) // 2))
+    _draw_text(canvas, (bar_x + bar_w + gap, y), best_label, size, text_colour)
     if note:
-        draw.text((x0 + pad, y0 + 2 * pad + bar_h + line_h), note, font=font, fill=text_colour)
+        y += line_h + gap
+        draw.rectangle((x, y, x + line_h - 1, y + line_h - 1), fill=NEUTRAL,
+                       outline=text_colour)
+        _draw_text(canvas, (x + line_h + gap, y), note, size, text_colour)
+
+
+def mark_colour(table: np.ndarray) -> tuple[int, int, int]:
+    """The colour that rings the best score: unlike every colour of the colormap.
+
+    Only colours darker than the colormap's bright end are candidates (when
+    any is), so the mark never outshines the best score itself.
+
+    >>> mark_colour(colormap_table("viridis"))
+    (255, 0, 255)
+    """
+    bright = _luma(table[255])
+    candidates = [c for c in MARK_COLOURS if _luma(c) < bright - 20] or list(MARK_COLOURS)
+    colours = table.astype(np.float64)
+    return max(candidates,
+               key=lambda c: float(np.min(np.linalg.norm(colours - c, axis=1))))
+
+
+def _mark_geometry(width: int, height: int) -> tuple[int, int]:
+    # (line width, ring radius): about 1.5 and 8 px when shown 300 px wide
+    side = max(width, height)
+    line = max(1, round(side / 200))
+    return line, max(3 + line, round(side / 36))
+
+
+def _draw_mark(canvas: Image.Image, centre: tuple[int, int],
+               colour: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """Ring the pixel ``centre`` (x, y), leaving it and its neighbours visible; its box."""
+    line, radius = _mark_geometry(*canvas.size)
+    x, y = centre
+    outer = radius + line // 2
+    draw = ImageDraw.Draw(canvas)
+    if line > 1:  # a dark rim on both sides keeps the ring visible on any colour
+        draw.ellipse((x - outer - 1, y - outer - 1, x + outer + 1, y + outer + 1),
+                     outline=(0, 0, 0), width=line + 2)
+    draw.ellipse((x - outer, y - outer, x + outer, y + outer), outline=colour, width=line)
+    reach = outer + 1
+    return x - reach, y - reach, x + reach + 1, y + reach + 1
 
 
 def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int],
                    template_shape: tuple[int, int], *, colormap: str = DEFAULT_COLORMAP,
-                   legend: bool = True) -> Image.Image:
+                   legend: bool = True, mark: bool | None = None,
+                   max_size: tuple[int, int] | None = None, over: np.ndarray | None = None,
+                   alpha: float = 0.6) -> Image.Image:
     """Draw a score map on the image's own pixel grid.
 
     Parameters
@@ -162,12 +361,35 @@ def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int]
     colormap : str
         A ``cmap`` colormap name; the best score is its bright end.
     legend : bool
-        Draw the range and the meaning of the grey border in a corner.
+        Draw the method, the colour range and the meaning of the grey border
+        in a corner, in text sized to the picture.
+    mark : bool, optional
+        Ring the best score in a colour the colormap does not use, sized to
+        the picture. By default, whenever there is a legend: ``legend=False``
+        alone gives the bare map. A map where every score is the same has no
+        best and gets no mark.
+    max_size : (width, height), optional
+        Draw the picture smaller, to fit this box (never larger). Each
+        picture pixel then shows the best score of the window centres it
+        covers (``shrink_scores``), so a peak a pixel wide stays visible.
+    over : (H, W[, C]) array_like, optional
+        The searched image on the 0–255 scale: blend the map over it.
+    alpha : float
+        With ``over``: the map's opacity, from 0 (only the image) to 1 (only
+        the map). The mark and the legend are drawn opaque on top.
 
     Returns
     -------
     PIL.Image.Image
-        RGB, H×W. The border no window centre reaches is neutral grey.
+        RGB, H×W (or fitted to ``max_size``). The border no window centre
+        reaches is neutral grey. ``thumbnail`` draws it again smaller from
+        its scores, keeping peaks.
+
+    Raises
+    ------
+    WaldoError
+        The scores, or ``over``, do not fit the image's size; ``alpha`` is
+        outside [0, 1].
 
     Examples
     --------
@@ -175,6 +397,13 @@ def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int]
     ...                       legend=False)
     >>> heat.size, heat.getpixel((2, 1)), heat.getpixel((0, 0))
     ((4, 3), (253, 231, 37), (96, 96, 96))
+
+    Blended half and half over a light grey image:
+
+    >>> blend = render_heatmap(np.array([[0.0, 1.0]]), "ccorr_normed", (3, 4), (3, 3),
+    ...                        legend=False, over=np.full((3, 4), 200.0), alpha=0.5)
+    >>> blend.getpixel((2, 1)), blend.getpixel((0, 0))
+    ((226, 216, 118), (148, 148, 148))
     """
     table = colormap_table(colormap)
     height, width = (int(v) for v in image_shape)
@@ -183,14 +412,48 @@ def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int]
     if unit.shape != (height - h + 1, width - w + 1):
         raise WaldoError(f"scores of shape {unit.shape} do not belong to a {w}×{h} template "
                          f"on a {width}×{height} image")
-    canvas = np.empty((height, width, 3), np.uint8)
-    canvas[:] = NEUTRAL
+    if not 0.0 <= alpha <= 1.0:
+        raise WaldoError(f"heatmap opacity {alpha:g} is outside 0 … 1")
+    photo = None
+    if over is not None:
+        photo = np.asarray(over, dtype=np.float64)
+        photo = to_rgb8(photo[:, :, None] if photo.ndim == 2 else photo)
+        if photo.shape[:2] != (height, width):
+            raise WaldoError(f"the image to blend under the heatmap is {photo.shape[1]}×"
+                             f"{photo.shape[0]}, the heatmap {width}×{height}")
+    # goodness on the image's grid, NaN where no window is centred
+    grid = np.full((height, width), np.nan)
     top, left = (h - 1) // 2, (w - 1) // 2
-    canvas[top:top + unit.shape[0], left:left + unit.shape[1]] = table[
-        np.round(unit * 255).astype(np.intp)]
+    grid[top:top + unit.shape[0], left:left + unit.shape[1]] = unit
+    best = None
+    if (legend if mark is None else mark) and np.nanmax(unit, initial=-1.0) > np.nanmin(
+            unit, initial=2.0):
+        row, col = np.unravel_index(np.nanargmax(unit), unit.shape)
+        best = int(row) + top, int(col) + left
+    size = (width, height) if max_size is None else _fit_size((width, height), *max_size)
+    if size != (width, height):
+        grid = _shrink(grid, (size[1], size[0]), np.fmax)
+        if best is not None:
+            best = (int(np.searchsorted(_block_starts(height, size[1]), best[0], "right")) - 1,
+                    int(np.searchsorted(_block_starts(width, size[0]), best[1], "right")) - 1)
+        if photo is not None:
+            photo = np.asarray(Image.fromarray(photo, "RGB").resize(
+                size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    canvas = np.empty((*grid.shape, 3), np.uint8)
+    canvas[:] = NEUTRAL
+    known = np.isfinite(grid)
+    canvas[known] = table[np.round(grid[known] * 255).astype(np.intp)]
+    if photo is not None:
+        canvas = np.round(alpha * canvas + (1.0 - alpha) * photo).astype(np.uint8)
     picture = Image.fromarray(canvas, "RGB")
+    mark_box = None
+    if best is not None:
+        mark_box = _draw_mark(picture, (best[1], best[0]), mark_colour(table))
     if legend:
-        _draw_legend(picture, table, method, lo, hi, has_border=h > 1 or w > 1)
+        _draw_legend(picture, table, method, lo, hi, has_border=h > 1 or w > 1, avoid=mark_box)
+    picture.info[REDRAW_KEY] = partial(render_heatmap, scores, method, image_shape,
+                                       template_shape, colormap=colormap, legend=legend,
+                                       mark=mark, over=over, alpha=alpha)
     return picture
 
 
@@ -235,10 +498,22 @@ def _short_score(score: float) -> str:
     return f"{score:.3f}" if abs(score) < 1000 else f"{score:.3g}"
 
 
+def match_label(rank: int, score: float) -> str:
+    """The label of a match on the overlay: rank, a colon, a space, the score.
+
+    The colon keeps the rank from running into the score ("#1 0.835" read as
+    "#10.835" in a small font).
+
+    >>> match_label(1, 0.8351), match_label(10, -0.5)
+    ('#1: 0.835', '#10: -0.500')
+    """
+    return f"#{rank}: {_short_score(score)}"
+
+
 def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
     """The image with a box, rank and score for every match; the best one emphasised.
 
-    Line width and label size scale with the image. Boxes are outlined in a
+    Line width and label size scale with the image (``legible_text_px``). Boxes are outlined in a
     colour that stands out on this image, with a thin dark rim for contrast.
 
     Parameters
@@ -256,7 +531,7 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
     Examples
     --------
     >>> out = render_overlay(np.zeros((40, 60, 3)), [Match(10, 10, 20, 15, 0.9)])
-    >>> out.size, out.getpixel((10, 10)) != (0, 0, 0), out.getpixel((50, 38))
+    >>> out.size, out.getpixel((10, 10)) != (0, 0, 0), out.getpixel((58, 2))
     ((60, 40), True, (0, 0, 0))
     """
     rgb = to_rgb8(pixels)
@@ -267,7 +542,8 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
     colour = pick_box_colour(rgb, matches)
     rim = (0, 0, 0) if sum(colour) > 300 else (255, 255, 255)
     line = max(1, round(min(width, height) / 250))
-    font = _font(max(9, min(width, height) // 42))
+    size = legible_text_px(width, height)
+    line_top = _text_box("Ag", size)[1]
     draw = ImageDraw.Draw(picture)
     # worst first, so the best match is drawn on top of any overlap
     for rank in range(len(matches), 0, -1):
@@ -278,8 +554,9 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
         draw.rectangle((x0 - thick, y0 - thick, x1 + thick, y1 + thick), outline=rim, width=1)
         draw.rectangle((x0 - thick + 1, y0 - thick + 1, x1 + thick - 1, y1 + thick - 1),
                        outline=colour, width=thick)
-        label = f"#{rank} {_short_score(m.score)}"
-        tw, th = _text_size(draw, label, font)
+        label = match_label(rank, m.score)
+        left, top, right, bottom = _text_box(label, size)
+        tw, th = right - left, bottom - top
         pad = max(1, th // 4)
         lx = min(max(0, x0 - thick), max(0, width - tw - 2 * pad))
         ly = y0 - thick - th - 2 * pad
@@ -287,9 +564,8 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
             ly = min(y1 + thick + 1, max(0, height - th - 2 * pad))
         draw.rectangle((lx, ly, lx + tw + 2 * pad, ly + th + 2 * pad),
                        fill=colour if rank == 1 else rim)
-        left, top, _, _ = draw.textbbox((0, 0), label, font=font)
-        draw.text((lx + pad - left, ly + pad - top), label, font=font,
-                  fill=rim if rank == 1 else colour)
+        _draw_text(picture, (lx + pad, ly + pad - (top - line_top)), label, size,
+                   rim if rank == 1 else colour)
     return picture
 
 
@@ -323,11 +599,21 @@ def render_preview(pixels: np.ndarray, matches: Sequence[Match], max_width: int,
 def thumbnail(picture: Image.Image, max_width: int, max_height: int) -> np.ndarray:
     """Downscale a picture to fit a box (never upscale), as (h, w, 3) uint8.
 
+    A heatmap from ``render_heatmap`` is drawn again at the small size from
+    its scores, so its peaks and its mark survive (``max_size``); any other
+    picture is resampled (Lanczos), which averages.
+
     >>> thumbnail(Image.new("RGB", (400, 100)), 80, 80).shape
     (20, 80, 3)
+    >>> scores = np.zeros((40, 40)); scores[13, 27] = 1.0
+    >>> heat = render_heatmap(scores, "ccorr_normed", (40, 40), (1, 1), legend=False)
+    >>> small = thumbnail(heat, 10, 10)  # the peak's 4×4 block keeps its colour
+    >>> small.shape, tuple(small[3, 6].tolist())
+    ((10, 10, 3), (253, 231, 37))
     """
-    width, height = picture.size
-    scale = min(1.0, max_width / width, max_height / height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    size = _fit_size(picture.size, max_width, max_height)
+    redraw = picture.info.get(REDRAW_KEY)
+    if redraw is not None and size != picture.size:
+        return np.asarray(redraw(max_size=(max_width, max_height)))
     small = picture.convert("RGB").resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     return np.asarray(small)

@@ -176,9 +176,15 @@ def half_block_lines(rgb: Any) -> list[Any]:
     return lines
 
 
-def preview_size(console: Console) -> tuple[int, int]:
-    """The pixels a preview may use: the terminal's width, and two pixel rows per line."""
-    return console.size.width, max(8, console.size.height - 6) * 2
+def preview_size(console: Console, reserve: int = 8) -> tuple[int, int]:
+    """The pixels a preview may use: the terminal's width, and two pixel rows per line.
+
+    ``reserve`` lines are left free below the picture, so that it does not
+    scroll away: a table of k matches takes k + 4 lines, the summary one or
+    two (it wraps), the shell's next prompt one. The default fits ``-k 1``
+    with a summary that wraps once. At least 8 lines are used for the picture.
+    """
+    return console.size.width, max(8, console.size.height - reserve) * 2
 
 
 def print_preview(console: Console, picture: Any) -> None:
