@@ -68,8 +68,8 @@ def _modules_after(code: str) -> set[str]:
                                   ["params", "--size", "64", "--json"], ["find", "--help"]])
 def test_light_commands_import_neither_numpy_pillow_nor_numba(args):
     """What `waldo ARGS` imports, run as the console script runs it."""
-    code = ("import sys\nsys.argv = ['waldo', *%r]\nfrom waldo_cli.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n" % (args,))
+    code = (f"import sys\nsys.argv = ['waldo', *{args!r}]\nfrom waldo_cli.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n")
     modules = _modules_after(code)
     assert not modules & {"numpy", "PIL", "numba"}
 
@@ -151,7 +151,7 @@ def test_variant_search_with_auto_reports_what_the_planner_chose(tmp_path):
 def test_search_result_is_typed_with_its_geometry_and_plan():
     from waldo_cli.io import LoadedImage
     from waldo_cli.plan import Plan
-    from waldo_cli.search import CENTRE, TOP_LEFT, SearchOptions, Searcher
+    from waldo_cli.search import CENTRE, TOP_LEFT, Searcher, SearchOptions
 
     rng = np.random.default_rng(8)
     image = rng.random((60, 70, 3)).astype(np.float32) * 255
@@ -174,7 +174,7 @@ def test_search_result_is_typed_with_its_geometry_and_plan():
 def test_concurrent_searches_with_different_options_match_searches_alone(photo):
     """Searches with different methods, engines, masks, paddings and threads, all at once."""
     from waldo_cli.io import LoadedImage
-    from waldo_cli.search import SearchOptions, Searcher
+    from waldo_cli.search import Searcher, SearchOptions
 
     image = photo("astronaut")[:160, :200].astype(np.float32)
     loaded = LoadedImage(image, None, "RGB", "astronaut")
@@ -238,7 +238,7 @@ def test_run_batch_takes_any_executor_and_keeps_input_order(tmp_path):
 
     from waldo_cli.batch import run_batch
     from waldo_cli.io import LoadedImage
-    from waldo_cli.search import SearchOptions, Searcher
+    from waldo_cli.search import Searcher, SearchOptions
 
     rng = np.random.default_rng(9)
     template = rng.integers(0, 256, (8, 9, 3), dtype=np.uint8)

@@ -51,11 +51,11 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from waldo_cli.batch import run_batch
     from waldo_cli.engine import match_template, match_templates, prepare_template
-    from waldo_cli.search import SearchOptions, Searcher, SearchResult
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import load_image, read_image
     from waldo_cli.params import param_counts
     from waldo_cli.peaks import Match, find_peaks
+    from waldo_cli.search import Searcher, SearchOptions, SearchResult
 
 
 def __getattr__(name: str) -> Any:

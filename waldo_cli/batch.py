@@ -16,7 +16,7 @@ from typing import Any
 from waldo_cli.errors import WaldoError
 from waldo_cli.io import read_image
 from waldo_cli.results import FindReport, ImageResult
-from waldo_cli.search import SearchOptions, Searcher
+from waldo_cli.search import Searcher, SearchOptions
 
 __all__ = ["FindReport", "ImageResult", "SearchOptions", "Searcher", "Source", "run_batch"]
 

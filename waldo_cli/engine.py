@@ -11,8 +11,6 @@ searches with different options may run at once in one process.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from waldo_cli.arrays import as_hwc, as_mask, as_planar, channel_offsets

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Iterable, Sequence
+
+import numpy as np
 
 from waldo_cli.errors import WaldoError
 from waldo_cli.methods import lower_is_better

@@ -197,7 +197,7 @@ def band_rows(image_shape: tuple[int, int, int], template_shape: tuple[int, int]
     >>> band_rows((8192, 8192, 3), (9, 9), "direct", None)
     333
     """
-    (height, width, channels), (h, w) = image_shape, template_shape
+    (height, width, channels), h = image_shape, template_shape[0]
     out_h = height - h + 1
     row_bytes = 4 * width * channels
     if height * row_bytes <= BAND_BYTES:
