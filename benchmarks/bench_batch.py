@@ -55,15 +55,22 @@ def main() -> None:
         files = []
         for i in range(25):
             y, x = rng.integers(0, 512 - 128, 2)
-            crop = Image.fromarray(photo[y:y + 128, x:x + 128])
+            crop = Image.fromarray(photo[y : y + 128, x : x + 128])
             image = np.array(crop.resize((width, height)))
             ty, tx = rng.integers(0, height - 32), rng.integers(0, width - 32)
-            image[ty:ty + 32, tx:tx + 32] = template
+            image[ty : ty + 32, tx : tx + 32] = template
             Image.fromarray(image).save(root / f"{i}.png")
             files.append(str(root / f"{i}.png"))
         (root / "list.txt").write_text("".join(files[i % 25] + "\n" for i in range(args.images)))
-        command = [args.waldo, "find", "-t", str(root / "t.png"), "--files-from",
-                   str(root / "list.txt"), "--jsonl"]
+        command = [
+            args.waldo,
+            "find",
+            "-t",
+            str(root / "t.png"),
+            "--files-from",
+            str(root / "list.txt"),
+            "--jsonl",
+        ]
         if args.jobs:
             command += ["--jobs", str(args.jobs)]
         started = time.perf_counter()
@@ -76,7 +83,7 @@ def main() -> None:
             chunk = proc.stdout.read() or b""
             pending += chunk
             done += pending.count(b"\n")
-            pending = pending[pending.rfind(b"\n") + 1:] if b"\n" in pending else pending
+            pending = pending[pending.rfind(b"\n") + 1 :] if b"\n" in pending else pending
             rss = rss_kib(proc.pid)
             if rss is not None:
                 samples.append((done, rss))
@@ -85,8 +92,10 @@ def main() -> None:
         done += (pending + rest).count(b"\n")
         seconds = time.perf_counter() - started
 
-    print(f"# waldo find -t over {args.images} images of {width}×{height}, "
-          f"{os.cpu_count()} cores, jobs {args.jobs or 'all'}")
+    print(
+        f"# waldo find -t over {args.images} images of {width}×{height}, "
+        f"{os.cpu_count()} cores, jobs {args.jobs or 'all'}"
+    )
     print(f"records: {done}, wall time {seconds:.1f} s, {done / seconds:.0f} images/s")
     print("| images done | RSS MiB |")
     print("|---:|---:|")

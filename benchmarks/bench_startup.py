@@ -84,26 +84,30 @@ def write_pictures(folder: Path, side: int, tside: int) -> tuple[Path, Path]:
     return paths
 
 
-def run(command: list[str], env: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (0,)) -> tuple[float, str, int]:
+def run(
+    command: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
+) -> tuple[float, str, int]:
     """Wall-clock seconds, stdout and exit status of one process; raise if it fails.
 
     Processes run in the temporary folder: from a source checkout, ``python -c``
     would import the checkout's waldo_cli instead of the installed one.
     """
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=env, cwd=tempfile.gettempdir())
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir()
+    )
     stdout, stderr = process.communicate()
     seconds = time.perf_counter() - start
     if process.returncode not in ok:
-        raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}):\n"
-                           f"{stderr.decode(errors='replace')}")
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({process.returncode}):\n{stderr.decode(errors='replace')}"
+        )
     return seconds, stdout.decode(errors="replace"), process.returncode
 
 
-def peak_rss(command: list[str], env: dict[str, str] | None = None,
-             ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
+def peak_rss(
+    command: list[str], env: dict[str, str] | None = None, ok: tuple[int, ...] = (0,)
+) -> tuple[float, float]:
     """Peak resident set size (bytes) and wall-clock seconds of one process.
 
     Measured by GNU time where there is one: a process spawned from this
@@ -114,8 +118,13 @@ def peak_rss(command: list[str], env: dict[str, str] | None = None,
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
         wrapped = [GNU_TIME, "-f", "%M", "-o", report.name, *command] if GNU_TIME else command
         start = time.perf_counter()
-        process = subprocess.Popen(wrapped, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   env=env, cwd=tempfile.gettempdir())
+        process = subprocess.Popen(
+            wrapped,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tempfile.gettempdir(),
+        )
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -155,18 +164,22 @@ def interpreter_of(executable: str) -> str:
 
 
 def versions(python: str, packages: tuple[str, ...]) -> str:
-    code = ("import importlib.metadata as m, platform, sys\n"
-            "def v(p):\n"
-            "    try:\n        return m.version(p)\n"
-            "    except m.PackageNotFoundError:\n        return None\n"
-            f"found = [f'{{p}} {{v(p)}}' for p in {packages!r} if v(p)]\n"
-            "print('Python ' + platform.python_version() + ', ' + ', '.join(found))\n")
-    return subprocess.run([python, "-c", code], capture_output=True, text=True,
-                          cwd=tempfile.gettempdir(), check=True).stdout.strip()
+    code = (
+        "import importlib.metadata as m, platform, sys\n"
+        "def v(p):\n"
+        "    try:\n        return m.version(p)\n"
+        "    except m.PackageNotFoundError:\n        return None\n"
+        f"found = [f'{{p}} {{v(p)}}' for p in {packages!r} if v(p)]\n"
+        "print('Python ' + platform.python_version() + ', ' + ', '.join(found))\n"
+    )
+    return subprocess.run(
+        [python, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir(), check=True
+    ).stdout.strip()
 
 
-def startup_section(waldo: str, python_rt: str, python_cv: str, folder: Path,
-                    runs: int, cold_runs: int) -> None:
+def startup_section(
+    waldo: str, python_rt: str, python_cv: str, folder: Path, runs: int, cold_runs: int
+) -> None:
     image, template = write_pictures(folder, 1024, 32)
     script = folder / "opencv_find.py"
     script.write_text(OPENCV_SCRIPT, encoding="utf-8")
@@ -179,8 +192,10 @@ def startup_section(waldo: str, python_rt: str, python_cv: str, folder: Path,
         ("`python -c 'import numpy'`", [python_rt, "-c", "import numpy"]),
         ("`python -c 'import numba'`", [python_rt, "-c", "import numba"]),
         ("`waldo --help`", [waldo, "--help"]),
-        ("`waldo params --size 1024 --delta 3`", [waldo, "params", "--size", "1024",
-                                                   "--delta", "3"]),
+        (
+            "`waldo params --size 1024 --delta 3`",
+            [waldo, "params", "--size", "1024", "--delta", "3"],
+        ),
     ):
         rows.append((label, *median_seconds(command, runs, base_env)))
 
@@ -194,15 +209,18 @@ def startup_section(waldo: str, python_rt: str, python_cv: str, folder: Path,
         engine = json.loads(stdout).get("engine", "?")
     warm_env = dict(base_env, NUMBA_CACHE_DIR=cache)  # filled by the last cold run
     warm, warm_times = median_seconds(find, runs, warm_env)
-    cv, cv_times = median_seconds([python_cv, str(script), str(image), str(template)], runs,
-                                  base_env)
+    cv, cv_times = median_seconds(
+        [python_cv, str(script), str(image), str(template)], runs, base_env
+    )
     waldo_answer = json.loads(run(find, warm_env)[1])
     cv_answer = run([python_cv, str(script), str(image), str(template)], base_env)[1].split()
     best = waldo_answer["matches"][0] if waldo_answer.get("matches") else {}
 
-    print(f"1024×1024 RGB PNG, 32×32 template cut from it (waldo's engine: {engine}); wall "
-          f"clock of the whole process, median of {runs} runs after an untimed one (files in "
-          f"the OS cache); cold: each of {cold_runs} runs with a new empty NUMBA_CACHE_DIR.\n")
+    print(
+        f"1024×1024 RGB PNG, 32×32 template cut from it (waldo's engine: {engine}); wall "
+        f"clock of the whole process, median of {runs} runs after an untimed one (files in "
+        f"the OS cache); cold: each of {cold_runs} runs with a new empty NUMBA_CACHE_DIR.\n"
+    )
     print("| command | seconds (median) | runs | waldo / OpenCV script |")
     print("|---|---:|---|---:|")
 
@@ -213,13 +231,20 @@ def startup_section(waldo: str, python_rt: str, python_cv: str, folder: Path,
 
     for label, median, times in rows:
         row(label, median, times, ratio=False)
-    row("`waldo find IMAGE TEMPLATE --json`, **cold** (compiles the kernels)",
-        statistics.median(cold), cold)
+    row(
+        "`waldo find IMAGE TEMPLATE --json`, **cold** (compiles the kernels)",
+        statistics.median(cold),
+        cold,
+    )
     row("`waldo find IMAGE TEMPLATE --json`, **warm** (kernels cached)", warm, warm_times)
-    row("OpenCV script (`imread`, `matchTemplate`, `minMaxLoc`, `print`)", cv, cv_times,
-        ratio=False)
-    print(f"\nBoth found the template at x, y = {best.get('x')}, {best.get('y')} (waldo) and "
-          f"{cv_answer[0]}, {cv_answer[1]} (OpenCV).", flush=True)
+    row(
+        "OpenCV script (`imread`, `matchTemplate`, `minMaxLoc`, `print`)", cv, cv_times, ratio=False
+    )
+    print(
+        f"\nBoth found the template at x, y = {best.get('x')}, {best.get('y')} (waldo) and "
+        f"{cv_answer[0]}, {cv_answer[1]} (OpenCV).",
+        flush=True,
+    )
 
 
 def memory_section(waldo: str, python_rt: str, folder: Path, side: int, tside: int) -> None:
@@ -231,25 +256,40 @@ def memory_section(waldo: str, python_rt: str, folder: Path, side: int, tside: i
     run(find, env)  # compile once, so the measured runs load the kernels from the cache
     measured = [
         ("`python -c 'import numpy'`", [python_rt, "-c", "import numpy"]),
-        ("`python -c 'import numba, waldo_cli, waldo_cli.kernels'` (baseline)",
-         [python_rt, "-c", "import numba, waldo_cli, waldo_cli.kernels"]),
-        (f"`waldo find` {side}² PNG, {tside}×{tside} template",
-         find),
-        ("`python -c` loading both PNGs with Pillow as uint8 arrays and calling "
-         "`match_template`", [python_rt, "-c", MATCH_SCRIPT, str(image), str(template)]),
+        (
+            "`python -c 'import numba, waldo_cli, waldo_cli.kernels'` (baseline)",
+            [python_rt, "-c", "import numba, waldo_cli, waldo_cli.kernels"],
+        ),
+        (f"`waldo find` {side}² PNG, {tside}×{tside} template", find),
+        (
+            "`python -c` loading both PNGs with Pillow as uint8 arrays and calling "
+            "`match_template`",
+            [python_rt, "-c", MATCH_SCRIPT, str(image), str(template)],
+        ),
     ]
     mib = 2.0**20
     issue = 3 * (side * side * 3 * 4 + (side - 3) ** 2 * 4)
-    how = ("GNU time's %M" if GNU_TIME
-           else "`ru_maxrss` from `wait4`, which includes this script's own size at the spawn")
-    slip = (f" (the issue writes {side - 3}·{side - 3} for the score map, as for a 4×4 "
-            f"template: {issue / mib:.1f} MiB)" if side == 4096 else "")
-    print(f"Peak resident set size ({how}) of one process each, kernels already in Numba's "
-          f"cache. Bound from the issue: 3 × (image as float32 + score map as float32) = "
-          f"3 × ({side}·{side}·3·4 + {out}·{out}·4) bytes = {bound / mib:.1f} MiB{slip}. "
-          "The baseline is a process that imports waldo and Numba and does nothing.\n")
-    print("| process | peak RSS MiB | RSS / bound | above baseline MiB | "
-          "(RSS − baseline) / bound | seconds |")
+    how = (
+        "GNU time's %M"
+        if GNU_TIME
+        else "`ru_maxrss` from `wait4`, which includes this script's own size at the spawn"
+    )
+    slip = (
+        f" (the issue writes {side - 3}·{side - 3} for the score map, as for a 4×4 "
+        f"template: {issue / mib:.1f} MiB)"
+        if side == 4096
+        else ""
+    )
+    print(
+        f"Peak resident set size ({how}) of one process each, kernels already in Numba's "
+        f"cache. Bound from the issue: 3 × (image as float32 + score map as float32) = "
+        f"3 × ({side}·{side}·3·4 + {out}·{out}·4) bytes = {bound / mib:.1f} MiB{slip}. "
+        "The baseline is a process that imports waldo and Numba and does nothing.\n"
+    )
+    print(
+        "| process | peak RSS MiB | RSS / bound | above baseline MiB | "
+        "(RSS − baseline) / bound | seconds |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     baseline = None
     for label, command in measured:
@@ -258,26 +298,48 @@ def memory_section(waldo: str, python_rt: str, folder: Path, side: int, tside: i
         if "baseline" in label:
             baseline = rss
         elif baseline is not None:
-            cells = [f"{100 * rss / bound:.0f}%", f"{(rss - baseline) / mib:.1f}",
-                     f"{100 * (rss - baseline) / bound:.0f}%"]
-        print(f"| {label} | {rss / mib:.1f} | {cells[0]} | {cells[1]} | {cells[2]} | "
-              f"{seconds:.2f} |", flush=True)
+            cells = [
+                f"{100 * rss / bound:.0f}%",
+                f"{(rss - baseline) / mib:.1f}",
+                f"{100 * (rss - baseline) / bound:.0f}%",
+            ]
+        print(
+            f"| {label} | {rss / mib:.1f} | {cells[0]} | {cells[1]} | {cells[2]} | {seconds:.2f} |",
+            flush=True,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--waldo", default=str(Path(sys.executable).with_name("waldo")),
-                        help="the waldo executable to time (default: the one beside this "
-                             "Python)")
-    parser.add_argument("--python-cv", default=sys.executable, metavar="PATH",
-                        help="a Python with OpenCV for the comparison script (default: this one)")
+    parser.add_argument(
+        "--waldo",
+        default=str(Path(sys.executable).with_name("waldo")),
+        help="the waldo executable to time (default: the one beside this Python)",
+    )
+    parser.add_argument(
+        "--python-cv",
+        default=sys.executable,
+        metavar="PATH",
+        help="a Python with OpenCV for the comparison script (default: this one)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="timed runs per median")
-    parser.add_argument("--cold-runs", type=int, default=3,
-                        help="cold runs, each with a new empty cache (default 3)")
-    parser.add_argument("--quick", action="store_true",
-                        help="3 runs, 2 cold ones, a 2048² image for the memory section")
-    parser.add_argument("--section", choices=SECTIONS, action="append",
-                        help="run only this section (repeatable; default: both)")
+    parser.add_argument(
+        "--cold-runs",
+        type=int,
+        default=3,
+        help="cold runs, each with a new empty cache (default 3)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 runs, 2 cold ones, a 2048² image for the memory section",
+    )
+    parser.add_argument(
+        "--section",
+        choices=SECTIONS,
+        action="append",
+        help="run only this section (repeatable; default: both)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.runs, args.cold_runs = 3, 2
@@ -288,21 +350,33 @@ def main() -> None:
 
     waldo = os.path.abspath(args.waldo)
     python_rt = interpreter_of(waldo)
-    waldo_version = subprocess.run([waldo, "--version"], capture_output=True, text=True,
-                                   cwd=tempfile.gettempdir(), check=True).stdout.strip()
-    cv_version = subprocess.run([args.python_cv, "-c", "import cv2; print(cv2.__version__)"],
-                                capture_output=True, text=True,
-                                cwd=tempfile.gettempdir()).stdout.strip() or "missing"
-    print(describe(libraries=False, extra=(
-        f"waldo under test: `{waldo}` ({waldo_version}; "
-        f"{versions(python_rt, ('numpy', 'numba', 'llvmlite', 'rocket-fft', 'pillow'))})",
-        f"OpenCV script run by `{args.python_cv}` (OpenCV {cv_version})")))
+    waldo_version = subprocess.run(
+        [waldo, "--version"], capture_output=True, text=True, cwd=tempfile.gettempdir(), check=True
+    ).stdout.strip()
+    cv_version = (
+        subprocess.run(
+            [args.python_cv, "-c", "import cv2; print(cv2.__version__)"],
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+        ).stdout.strip()
+        or "missing"
+    )
+    print(
+        describe(
+            libraries=False,
+            extra=(
+                f"waldo under test: `{waldo}` ({waldo_version}; "
+                f"{versions(python_rt, ('numpy', 'numba', 'llvmlite', 'rocket-fft', 'pillow'))})",
+                f"OpenCV script run by `{args.python_cv}` (OpenCV {cv_version})",
+            ),
+        )
+    )
     with tempfile.TemporaryDirectory(prefix="waldo-bench-") as tmp:
         folder = Path(tmp)
         if "startup" in sections:
             print("\n### Start-up, whole processes\n")
-            startup_section(waldo, python_rt, args.python_cv, folder, args.runs,
-                            args.cold_runs)
+            startup_section(waldo, python_rt, args.python_cv, folder, args.runs, args.cold_runs)
         if "memory" in sections:
             print("\n### Peak memory\n")
             memory_section(waldo, python_rt, folder, 2048 if args.quick else 4096, 64)

@@ -55,29 +55,43 @@ def main() -> None:
     image = np.ascontiguousarray(np.tile(skimage.data.astronaut(), (2, 2, 1)).astype(np.float32))
     template = np.ascontiguousarray(image[341:389, 512:560])
     single = time_runs({"one": lambda: match_template(image, template)}, args.repeats)[0]["one"]
-    print(f"\nImage 1024² RGB, template 48×48; the template alone takes {ms(single)} ms. "
-          f"Median of {args.repeats} alternating runs after a warm-up.\n")
-    print("| variants | waldo one by one ms | waldo shared ms | shared / one by one | "
-          "per variant / template alone | OpenCV one by one ms | OpenCV / waldo shared |")
+    print(
+        f"\nImage 1024² RGB, template 48×48; the template alone takes {ms(single)} ms. "
+        f"Median of {args.repeats} alternating runs after a warm-up.\n"
+    )
+    print(
+        "| variants | waldo one by one ms | waldo shared ms | shared / one by one | "
+        "per variant / template alone | OpenCV one by one ms | OpenCV / waldo shared |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, scales, angles, flip in SETS:
-        variants = make_variants(template, None, parse_range(scales, "--scales"),
-                                 parse_range(angles, "--rotations"), flip)
+        variants = make_variants(
+            template,
+            None,
+            parse_range(scales, "--scales"),
+            parse_range(angles, "--rotations"),
+            flip,
+        )
         pixels = [np.ascontiguousarray(v.pixels, np.float32) for v in variants]
         masks = [v.mask for v in variants]
         functions = {
             "one by one": lambda ps=pixels, ms=masks: [
-                match_template(image, p, mask=m) for p, m in zip(ps, ms, strict=True)],
+                match_template(image, p, mask=m) for p, m in zip(ps, ms, strict=True)
+            ],
             "shared": lambda ps=pixels, ms=masks: match_templates(image, ps, masks=ms),
-            "opencv": lambda ps=pixels: [cv2.matchTemplate(image, p, cv2.TM_CCOEFF_NORMED)
-                                         for p in ps],
+            "opencv": lambda ps=pixels: [
+                cv2.matchTemplate(image, p, cv2.TM_CCOEFF_NORMED) for p in ps
+            ],
         }
         medians, _ = time_runs(functions, args.repeats)
         count = len(variants)
-        print(f"| {label} | {ms(medians['one by one'])} | {ms(medians['shared'])} | "
-              f"{medians['shared'] / medians['one by one']:.2f} | "
-              f"{medians['shared'] / count / single:.2f} | {ms(medians['opencv'])} | "
-              f"{medians['opencv'] / medians['shared']:.2f}× |", flush=True)
+        print(
+            f"| {label} | {ms(medians['one by one'])} | {ms(medians['shared'])} | "
+            f"{medians['shared'] / medians['one by one']:.2f} | "
+            f"{medians['shared'] / count / single:.2f} | {ms(medians['opencv'])} | "
+            f"{medians['opencv'] / medians['shared']:.2f}× |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -39,8 +39,11 @@ def main() -> None:
     for h in (5, 9, 15):
         template = rng.random((3, h, h)) - 0.5
         out = np.empty((2048 - h + 1, 2048 - h + 1), np.float32)
-        fastest, _ = best_of(lambda t=template, o=out: _run_bands(
-            kernels._correlate_direct, (image, t, o), o.shape[0]))
+        fastest, _ = best_of(
+            lambda t=template, o=out: _run_bands(
+                kernels._correlate_direct, (image, t, o), o.shape[0]
+            )
+        )
         rate = out.size * h * h * 3 / fastest / threads
         print(f"direct {h}x{h}: {rate / 1e9:.2f} GMAC/s per thread")
     offsets = np.zeros(3)
@@ -54,9 +57,22 @@ def main() -> None:
         tiles = (-(-out.shape[0] // step)) ** 2
         rounds = -(-tiles // threads)
         kernels.load_fft()
-        fastest, _ = best_of(lambda s=spectrum, o=out, h=h, n=tiles: _run_bands(
-            kernels._correlate_fft, (image, offsets, s[None], np.array([h]), np.array([h]),
-                                     o.reshape(-1), np.zeros(1, np.int64)), n), repeats=3)
+        fastest, _ = best_of(
+            lambda s=spectrum, o=out, h=h, n=tiles: _run_bands(
+                kernels._correlate_fft,
+                (
+                    image,
+                    offsets,
+                    s[None],
+                    np.array([h]),
+                    np.array([h]),
+                    o.reshape(-1),
+                    np.zeros(1, np.int64),
+                ),
+                n,
+            ),
+            repeats=3,
+        )
         print(f"{side:5d} {fastest / rounds:.3e}")
 
 

@@ -16,10 +16,11 @@ def cpu_model() -> str:
             lines = cpuinfo.read().splitlines()
     except OSError:
         return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in lines
-                 if line.startswith("model name")), platform.machine())
-    flags = next((line.split(":", 1)[1].split() for line in lines
-                  if line.startswith("flags")), [])
+    name = next(
+        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+        platform.machine(),
+    )
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
     simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else None
     return f"{name} ({platform.machine()}{', ' + simd if simd else ''})"
 
@@ -35,25 +36,36 @@ def source_commit() -> str | None:
     """The commit of this checkout, marked when waldo_cli/ differs from it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--", "waldo_cli"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", root, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", root, "status", "--porcelain", "--", "waldo_cli"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + (" with uncommitted changes in waldo_cli/" if dirty else "")
 
 
-def describe(waldo_threads: int | None = None, libraries: bool = True,
-             extra: tuple[str, ...] = ()) -> str:
+def describe(
+    waldo_threads: int | None = None, libraries: bool = True, extra: tuple[str, ...] = ()
+) -> str:
     """The machine and library versions, for the top of a benchmark's output."""
     cores = os.cpu_count()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         usable = cores
-    parts = [f"{cpu_model()}, {cores} cores ({usable} usable)",
-             f"Python {platform.python_version()}"]
+    parts = [
+        f"{cpu_model()}, {cores} cores ({usable} usable)",
+        f"Python {platform.python_version()}",
+    ]
     if libraries:
         waldo = f"waldo {version('waldo-cli')}"
         if waldo_threads is not None:

@@ -36,8 +36,12 @@ SERIES = {  # name: colour, line width
     "fft": ((255, 127, 14, 255), 3),
     "opencv": ((70, 70, 70, 255), 3),
 }
-LABELS = {"auto": 'waldo engine="auto"', "direct": 'waldo engine="direct"',
-          "fft": 'waldo engine="fft"', "opencv": "OpenCV matchTemplate"}
+LABELS = {
+    "auto": 'waldo engine="auto"',
+    "direct": 'waldo engine="direct"',
+    "fft": 'waldo engine="fft"',
+    "opencv": "OpenCV matchTemplate",
+}
 
 
 def photo(side: int) -> np.ndarray:
@@ -72,7 +76,7 @@ def measure(image: np.ndarray, sides, repeats: int, direct_limit: float) -> dict
     direct_on = True
     for t in sides:
         y, x = image.shape[0] // 3, image.shape[1] // 2
-        template = image[y:y + t, x:x + t] + rng.normal(0, 4, (t, t, 3)).astype(np.float32)
+        template = image[y : y + t, x : x + t] + rng.normal(0, 4, (t, t, 3)).astype(np.float32)
         template = np.ascontiguousarray(template)
         functions = {
             "direct": lambda t=template: match_template(image, t, engine="direct"),
@@ -88,14 +92,20 @@ def measure(image: np.ndarray, sides, repeats: int, direct_limit: float) -> dict
             direct_on = False  # a run took over direct_limit: larger templates only take longer
         out = image.shape[0] - t + 1
         row["choice"] = choose_engine((out, out), (t, t), 3, _threads)
-        print(f"  {t}×{t}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in row.items()
-                                          if k != "choice"), file=sys.stderr, flush=True)
+        print(
+            f"  {t}×{t}: "
+            + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in row.items() if k != "choice"),
+            file=sys.stderr,
+            flush=True,
+        )
     return results
 
 
 def print_table(results: dict, switches: list[int]) -> list[str]:
-    print("| template | direct ms | fft ms | auto ms | auto chose | faster engine | "
-          "verdict | OpenCV ms | OpenCV / auto |")
+    print(
+        "| template | direct ms | fft ms | auto ms | auto chose | faster engine | "
+        "verdict | OpenCV ms | OpenCV / auto |"
+    )
     print("|---|---:|---:|---:|---|---|---|---:|---:|")
     wrong = []
     for t, row in sorted(results.items()):
@@ -111,12 +121,16 @@ def print_table(results: dict, switches: list[int]) -> list[str]:
                 verdict = f"a tie (the other is {100 * (slower / quicker - 1):.0f}% faster)"
             else:
                 verdict = f"**slower**, by {100 * (slower / quicker - 1):.0f}%"
-                wrong.append(f"{t}×{t}: auto chose {row['choice']} ({slower * 1e3:.1f} ms), "
-                             f"{faster} takes {quicker * 1e3:.1f} ms")
+                wrong.append(
+                    f"{t}×{t}: auto chose {row['choice']} ({slower * 1e3:.1f} ms), "
+                    f"{faster} takes {quicker * 1e3:.1f} ms"
+                )
         mark = " ◂ switch" if t in switches else ""
-        print(f"| {t}×{t}{mark} | {'—' if direct is None else f'{direct * 1e3:.1f}'} | "
-              f"{row['fft'] * 1e3:.1f} | {row['auto'] * 1e3:.1f} | {row['choice']} | {faster} | "
-              f"{verdict} | {row['opencv'] * 1e3:.1f} | {row['opencv'] / row['auto']:.2f}× |")
+        print(
+            f"| {t}×{t}{mark} | {'—' if direct is None else f'{direct * 1e3:.1f}'} | "
+            f"{row['fft'] * 1e3:.1f} | {row['auto'] * 1e3:.1f} | {row['choice']} | {faster} | "
+            f"{verdict} | {row['opencv'] * 1e3:.1f} | {row['opencv'] / row['auto']:.2f}× |"
+        )
     return wrong
 
 
@@ -124,8 +138,9 @@ def font(size: int):
     return ImageFont.load_default(size=size)
 
 
-def dashed(draw: ImageDraw.ImageDraw, x: float, y0: float, y1: float, fill, width=2,
-           dash=10, gap=7) -> None:
+def dashed(
+    draw: ImageDraw.ImageDraw, x: float, y0: float, y1: float, fill, width=2, dash=10, gap=7
+) -> None:
     y = y0
     while y < y1:
         draw.line([(x, y), (x, min(y + dash, y1))], fill=fill, width=width)
@@ -163,30 +178,46 @@ def plot(results: dict, switches: list[int], path: Path, title: str, caption: st
             if value < y_lo / 1.0001 or value > y_hi * 1.0001:
                 continue
             y = py(value)
-            draw.line([(left, y), (width - right, y)], fill=grid if step > 1 else (200,) * 3,
-                      width=scale)
+            draw.line(
+                [(left, y), (width - right, y)], fill=grid if step > 1 else (200,) * 3, width=scale
+            )
             label = f"{value:g}" if value >= 1 else f"{value:.2g}"
             draw.text((left - 12 * scale, y), label, fill=text, font=small, anchor="rm")
         decade *= 10
     for side in sides:
         x = px(side)
         draw.line([(x, top), (x, height - bottom)], fill=grid, width=scale)
-        draw.text((x, height - bottom + 10 * scale), str(side), fill=text, font=small,
-                  anchor="mt")
+        draw.text((x, height - bottom + 10 * scale), str(side), fill=text, font=small, anchor="mt")
     draw.rectangle([left, top, width - right, height - bottom], outline=axis, width=2 * scale)
 
     for t in switches:  # auto's switch: between the last side on one engine and t
         x = (px(t - 1) + px(t)) / 2
-        dashed(draw, x, top + 2 * scale, height - bottom, fill=(46, 140, 60), width=2 * scale,
-               dash=12 * scale, gap=8 * scale)
+        dashed(
+            draw,
+            x,
+            top + 2 * scale,
+            height - bottom,
+            fill=(46, 140, 60),
+            width=2 * scale,
+            dash=12 * scale,
+            gap=8 * scale,
+        )
         chosen = results.get(t, {}).get("choice", "fft")
         note = f"auto: {chosen}\nfrom {t}x{t} on"
-        box = draw.multiline_textbbox((x + 10 * scale, top + 12 * scale), note, font=medium,
-                                      spacing=4 * scale)
-        draw.rectangle([box[0] - 4 * scale, box[1] - 4 * scale, box[2] + 4 * scale,
-                        box[3] + 4 * scale], fill=(255, 255, 255, 230))
-        draw.multiline_text((x + 10 * scale, top + 12 * scale), note, fill=(30, 110, 45),
-                            font=medium, spacing=4 * scale)
+        box = draw.multiline_textbbox(
+            (x + 10 * scale, top + 12 * scale), note, font=medium, spacing=4 * scale
+        )
+        draw.rectangle(
+            [box[0] - 4 * scale, box[1] - 4 * scale, box[2] + 4 * scale, box[3] + 4 * scale],
+            fill=(255, 255, 255, 230),
+        )
+        draw.multiline_text(
+            (x + 10 * scale, top + 12 * scale),
+            note,
+            fill=(30, 110, 45),
+            font=medium,
+            spacing=4 * scale,
+        )
 
     for name, (colour, line) in SERIES.items():
         points = [(px(t), py(results[t][name] * 1e3)) for t in sides if name in results[t]]
@@ -200,21 +231,36 @@ def plot(results: dict, switches: list[int], path: Path, title: str, caption: st
     lx, ly = width - right + 30 * scale, top + 8 * scale
     rows = list(SERIES)
     box_w = right - 40 * scale
-    draw.rectangle([lx - 10 * scale, ly - 8 * scale, lx + box_w,
-                    ly + len(rows) * 30 * scale], fill=(255, 255, 255, 235),
-                   outline=(190, 190, 190), width=scale)
+    draw.rectangle(
+        [lx - 10 * scale, ly - 8 * scale, lx + box_w, ly + len(rows) * 30 * scale],
+        fill=(255, 255, 255, 235),
+        outline=(190, 190, 190),
+        width=scale,
+    )
     for i, name in enumerate(rows):
         colour, line = SERIES[name]
         y = ly + 11 * scale + i * 30 * scale
         draw.line([(lx, y), (lx + 44 * scale, y)], fill=colour, width=line * scale)
-        draw.ellipse([lx + 22 * scale - (line + 2) * scale, y - (line + 2) * scale,
-                      lx + 22 * scale + (line + 2) * scale, y + (line + 2) * scale], fill=colour)
+        draw.ellipse(
+            [
+                lx + 22 * scale - (line + 2) * scale,
+                y - (line + 2) * scale,
+                lx + 22 * scale + (line + 2) * scale,
+                y + (line + 2) * scale,
+            ],
+            fill=colour,
+        )
         draw.text((lx + 56 * scale, y), LABELS[name], fill=text, font=medium, anchor="lm")
 
     draw.text((width / 2, 24 * scale), title, fill=text, font=large, anchor="mm")
     draw.text((width / 2, 48 * scale), caption, fill=(110, 110, 110), font=small, anchor="mm")
-    draw.text(((left + width - right) / 2, height - 30 * scale),
-              "template side h = w (pixels, log scale)", fill=text, font=medium, anchor="mm")
+    draw.text(
+        ((left + width - right) / 2, height - 30 * scale),
+        "template side h = w (pixels, log scale)",
+        fill=text,
+        font=medium,
+        anchor="mm",
+    )
     label = "time per search (ms, log scale)"
     box = draw.textbbox((0, 0), label, font=medium)
     tag = Image.new("RGBA", (box[2] + 4, box[3] + 4), (255, 255, 255, 0))
@@ -229,13 +275,23 @@ def plot(results: dict, switches: list[int], path: Path, title: str, caption: st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a 512² image, sides up to 64, the picture in /tmp")
+    parser.add_argument(
+        "--quick", action="store_true", help="a 512² image, sides up to 64, the picture in /tmp"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per median")
-    parser.add_argument("--direct-limit", type=float, default=1.0, metavar="SECONDS",
-                        help="stop timing the direct engine after a run this long (default 1)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where the PNG goes (default docs/bench-template-size.png)")
+    parser.add_argument(
+        "--direct-limit",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="stop timing the direct engine after a run this long (default 1)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where the PNG goes (default docs/bench-template-size.png)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(HERE))
@@ -245,37 +301,51 @@ def main() -> None:
 
     side = 512 if args.quick else 1024
     listed = tuple(s for s in SIDES if s <= (64 if args.quick else 128))
-    out = args.out or (Path("/tmp/bench-template-size.png") if args.quick
-                       else HERE.parent / "docs" / "bench-template-size.png")
+    out = args.out or (
+        Path("/tmp/bench-template-size.png")
+        if args.quick
+        else HERE.parent / "docs" / "bench-template-size.png"
+    )
     threads = get_threads()
     switches = switch_side(side, threads, listed[-1])
     sides = sorted(set(listed) | {s for t in switches for s in (t - 1, t)})
 
     print(describe(threads))
     print(f"\n### Time against template side ({side}×{side} RGB)\n")
-    print(f"{side}×{side} RGB float32 image, ccoeff_normed, median of {args.repeats} "
-          f"alternating runs after a warm-up, {threads} threads. `auto` changes engine at "
-          f"{', '.join(f'{t}×{t}' for t in switches) or 'no side in this range'} (the cost "
-          "model's prediction); the sides either side of each switch are timed too. "
-          f"The direct engine stops after the first side where a run takes over "
-          f"{args.direct_limit:g} s.\n", flush=True)
+    print(
+        f"{side}×{side} RGB float32 image, ccoeff_normed, median of {args.repeats} "
+        f"alternating runs after a warm-up, {threads} threads. `auto` changes engine at "
+        f"{', '.join(f'{t}×{t}' for t in switches) or 'no side in this range'} (the cost "
+        "model's prediction); the sides either side of each switch are timed too. "
+        f"The direct engine stops after the first side where a run takes over "
+        f"{args.direct_limit:g} s.\n",
+        flush=True,
+    )
     results = measure(photo(side), sides, args.repeats, args.direct_limit)
     wrong = print_table(results, switches)
     print()
     if wrong:
-        print("`auto` chose the engine slower by more than "
-              f"{100 * TIE:.0f}% at " + "; ".join(wrong) + ".")
+        print(
+            "`auto` chose the engine slower by more than "
+            f"{100 * TIE:.0f}% at " + "; ".join(wrong) + "."
+        )
     else:
-        print(f"`auto` chose the faster engine, or one within {100 * TIE:.0f}% of it, at every "
-              "side timed.")
+        print(
+            f"`auto` chose the faster engine, or one within {100 * TIE:.0f}% of it, at every "
+            "side timed."
+        )
     # the default font has no ×
-    title = (f"Time per search against template side: {side}x{side} RGB image, ccoeff_normed, "
-             f"{threads} threads")
+    title = (
+        f"Time per search against template side: {side}x{side} RGB image, ccoeff_normed, "
+        f"{threads} threads"
+    )
     sys.path.insert(0, str(HERE))
     from machine import cpu_model
 
-    caption = (f"median of {args.repeats} runs after a warm-up, in shuffled order; "
-               f"{cpu_model()}, {os.cpu_count()} cores")
+    caption = (
+        f"median of {args.repeats} runs after a warm-up, in shuffled order; "
+        f"{cpu_model()}, {os.cpu_count()} cores"
+    )
     plot(results, switches, out, title, caption)
     shown = out.relative_to(HERE.parent) if out.is_relative_to(HERE.parent) else out
     print(f"\nPicture: `{shown}`")

@@ -39,8 +39,16 @@ def reference_terms(image, template):
     sqdiff = ((win - tpl) ** 2).sum(axis=(2, 3, 4))
     t_sq = float((tpl**2).sum())
     t_energy = float(((tpl - tmean) ** 2).sum())
-    return dict(ccorr=ccorr, ccoeff=ccoeff, sum2=sum2, var=var, sqdiff=sqdiff,
-                t_sq=t_sq, t_energy=t_energy, n=n)
+    return dict(
+        ccorr=ccorr,
+        ccoeff=ccoeff,
+        sum2=sum2,
+        var=var,
+        sqdiff=sqdiff,
+        t_sq=t_sq,
+        t_energy=t_energy,
+        n=n,
+    )
 
 
 def match_template_ref(image, template, method):
@@ -67,8 +75,11 @@ def match_template_ref(image, template, method):
     t = np.where(degenerate, 0.0, np.sqrt(diff2) * tnorm)
     fallback = 1.0 if method == "sqdiff_normed" else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(np.abs(num) < t, num / t,
-                       np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0), fallback))
+        out = np.where(
+            np.abs(num) < t,
+            num / t,
+            np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0), fallback),
+        )
     return out, near
 
 
@@ -133,7 +144,9 @@ def match_template_masked_ref(image, template, mask, method):
         if method == "sqdiff_normed":  # OpenCV's masked sqdiff_normed is not clamped at 1
             out = np.where(t > 0, num / t, fallback)
         else:
-            out = np.where(np.abs(num) < t, num / t,
-                           np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0),
-                                    fallback))
+            out = np.where(
+                np.abs(num) < t,
+                num / t,
+                np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0), fallback),
+            )
     return out, near

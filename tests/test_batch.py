@@ -51,7 +51,7 @@ def batch(tmp_path_factory):
             continue
         y = int(rng.integers(0, height - TEMPLATE_SHAPE[0]))
         x = int(rng.integers(0, width - TEMPLATE_SHAPE[1]))
-        image[y:y + TEMPLATE_SHAPE[0], x:x + TEMPLATE_SHAPE[1]] = template
+        image[y : y + TEMPLATE_SHAPE[0], x : x + TEMPLATE_SHAPE[1]] = template
         Image.fromarray(image).save(path)
         expected.append((str(path), "match", (x, y)))
     kinds = [kind for _, kind, _ in expected]
@@ -101,8 +101,7 @@ def test_jsonl_record_has_the_json_shape(batch):
 
 def test_csv_one_row_per_match(batch):
     root, expected = batch
-    result = run("find", "-t", root / "waldo.png", *[p for p, _, _ in expected], "--csv",
-                 "-k", "1")
+    result = run("find", "-t", root / "waldo.png", *[p for p, _, _ in expected], "--csv", "-k", "1")
     assert result.exit_code == 2
     rows = list(csv.reader(io.StringIO(result.stdout)))
     assert rows[0] == ["image", "rank", "x", "y", "width", "height", "score"]
@@ -117,8 +116,7 @@ def test_csv_one_row_per_match(batch):
 def test_files_from_stdin(batch):
     root, expected = batch
     listing = "\n".join(p for p, _, _ in expected) + "\n"
-    result = run("find", "-t", root / "waldo.png", "--files-from", "-", "--jsonl",
-                 input=listing)
+    result = run("find", "-t", root / "waldo.png", "--files-from", "-", "--jsonl", input=listing)
     _check_records([json.loads(line) for line in result.stdout.splitlines()], expected)
     assert result.exit_code == 2
 
@@ -127,8 +125,9 @@ def test_files_from_a_file_plus_arguments(batch, tmp_path):
     root, expected = batch
     good = [p for p, kind, _ in expected if kind != "error"]
     (tmp_path / "list.txt").write_text("\n".join(good[1:]) + "\n\n")
-    result = run("find", "-t", root / "waldo.png", good[0], "--files-from",
-                 tmp_path / "list.txt", "--jsonl")
+    result = run(
+        "find", "-t", root / "waldo.png", good[0], "--files-from", tmp_path / "list.txt", "--jsonl"
+    )
     assert result.exit_code == 0  # no errors, some matches
     assert [json.loads(line)["image"] for line in result.stdout.splitlines()] == good
 
@@ -267,29 +266,45 @@ def test_batch_usage_errors(args, needle):
 def test_progress_bar_only_on_a_terminal(batch):
     root, expected = batch
     paths = [p for p, kind, _ in expected if kind != "error"][:6]
-    tty = run("find", "-t", root / "waldo.png", *paths, "--jsonl",
-              env={"FORCE_COLOR": "1", "COLUMNS": "100"})
+    tty = run(
+        "find",
+        "-t",
+        root / "waldo.png",
+        *paths,
+        "--jsonl",
+        env={"FORCE_COLOR": "1", "COLUMNS": "100"},
+    )
     assert "searching" in tty.stderr and "6/6" in tty.stderr
     piped = run("find", "-t", root / "waldo.png", *paths, "--jsonl")
     assert "searching" not in piped.stderr
-    quiet = run("find", "-t", root / "waldo.png", *paths, "-q",
-                env={"FORCE_COLOR": "1", "COLUMNS": "100"})
+    quiet = run(
+        "find", "-t", root / "waldo.png", *paths, "-q", env={"FORCE_COLOR": "1", "COLUMNS": "100"}
+    )
     assert quiet.stderr == "" and quiet.stdout == ""
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_shell_completion_scripts(shell):
     exe = Path(sys.executable).with_name("waldo")
-    proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "_WALDO_COMPLETE": f"{shell}_source"})
+    proc = subprocess.run(
+        [str(exe)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "_WALDO_COMPLETE": f"{shell}_source"},
+    )
     assert proc.returncode == 0
     assert "_WALDO_COMPLETE" in proc.stdout and "waldo" in proc.stdout
 
 
 def test_completion_offers_subcommands_and_options():
     exe = Path(sys.executable).with_name("waldo")
-    env = {**os.environ, "_WALDO_COMPLETE": "bash_complete", "COMP_WORDS": "waldo fi",
-           "COMP_CWORD": "1"}
+    env = {
+        **os.environ,
+        "_WALDO_COMPLETE": "bash_complete",
+        "COMP_WORDS": "waldo fi",
+        "COMP_CWORD": "1",
+    }
     proc = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60, env=env)
     assert "find" in proc.stdout
     env.update(COMP_WORDS="waldo find --json", COMP_CWORD="2")
@@ -306,10 +321,22 @@ def test_sigint_keeps_complete_lines(tmp_path, rng):
     Image.fromarray(image).save(tmp_path / "scan.png")
     (tmp_path / "list.txt").write_text(f"{tmp_path / 'scan.png'}\n" * 5000)
     exe = Path(sys.executable).with_name("waldo")
-    proc = subprocess.Popen([str(exe), "find", "-t", str(tmp_path / "t.png"), "--files-from",
-                             str(tmp_path / "list.txt"), "--jsonl", "-k", "40",
-                             "--no-threshold"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "find",
+            "-t",
+            str(tmp_path / "t.png"),
+            "--files-from",
+            str(tmp_path / "list.txt"),
+            "--jsonl",
+            "-k",
+            "40",
+            "--no-threshold",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     # read the raw pipe (not through a buffered reader whose read-ahead
     # communicate() would skip): wait for the first record, then interrupt
     fd = proc.stdout.fileno()

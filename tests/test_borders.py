@@ -27,7 +27,7 @@ NUMPY_MODES = {"zero": "constant", "reflect": "reflect", "edge": "edge"}
 def test_padding_equals_numpy_pad_then_valid(method, mode, template_shape, photo):
     image = photo("coffee")[50:80, 60:100]
     h, w = template_shape
-    template = image[10:10 + h, 12:12 + w].copy()
+    template = image[10 : 10 + h, 12 : 12 + w].copy()
     ours = match_template(image, template, method, pad=mode)
     assert ours.shape == image.shape[:2]  # the image's own shape
     widths = (*pad_widths(template_shape), (0, 0))
@@ -53,14 +53,35 @@ def test_waldo_cut_off_by_the_edge_is_found(photo, tmp_path):
     Image.fromarray(template).save(tmp_path / "t.png")
     Image.fromarray(cut).save(tmp_path / "cut.png")
     run = CliRunner().invoke
-    plain = json.loads(run(cli, ["find", str(tmp_path / "cut.png"), str(tmp_path / "t.png"),
-                                 "--json", "--no-threshold"]).stdout)
+    plain = json.loads(
+        run(
+            cli,
+            [
+                "find",
+                str(tmp_path / "cut.png"),
+                str(tmp_path / "t.png"),
+                "--json",
+                "--no-threshold",
+            ],
+        ).stdout
+    )
     assert (plain["matches"][0]["x"], plain["matches"][0]["y"]) != (-15, -12)
     # zero padding paints the hidden third black, which a photograph's template
     # does not resemble; edge and reflect continue the scene and find it
     for mode in ("edge", "reflect"):
-        doc = json.loads(run(cli, ["find", str(tmp_path / "cut.png"), str(tmp_path / "t.png"),
-                                   "--json", "--pad", mode]).stdout)
+        doc = json.loads(
+            run(
+                cli,
+                [
+                    "find",
+                    str(tmp_path / "cut.png"),
+                    str(tmp_path / "t.png"),
+                    "--json",
+                    "--pad",
+                    mode,
+                ],
+            ).stdout
+        )
         assert doc["pad"] == mode and doc["scores_indexed_by"] == "window centre"
         best = doc["matches"][0]
         assert (best["x"], best["y"]) == (-15, -12), mode
@@ -80,7 +101,8 @@ def test_convolve_flips_the_template(photo):
     for method in METHODS:
         np.testing.assert_array_equal(
             match_template(image, template, method, convolve=True),
-            match_template(image, template[::-1, ::-1].copy(), method))
+            match_template(image, template[::-1, ::-1].copy(), method),
+        )
 
 
 def test_convolve_flips_the_mask_too(rng):
@@ -89,8 +111,11 @@ def test_convolve_flips_the_mask_too(rng):
     mask = (rng.random((5, 4)) > 0.4).astype(np.float32)
     np.testing.assert_allclose(
         match_template(image, template, "ccoeff_normed", mask=mask, convolve=True),
-        match_template(image, template[::-1, ::-1].copy(), "ccoeff_normed",
-                       mask=mask[::-1, ::-1].copy()), atol=1e-6)
+        match_template(
+            image, template[::-1, ::-1].copy(), "ccoeff_normed", mask=mask[::-1, ::-1].copy()
+        ),
+        atol=1e-6,
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -113,9 +138,12 @@ def test_correlation_does_not_commute(rng):
     assert np.abs(fg - gf).max() > 0.1
     # what does hold for correlation: g ⋆ f is f ⋆ g turned by 180° (odd sizes)
     f, g = rng.random((5, 7)), rng.random((5, 7))
-    np.testing.assert_allclose(match_template(f, g, "ccorr", pad="zero"),
-                               match_template(g, f, "ccorr", pad="zero")[::-1, ::-1],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        match_template(f, g, "ccorr", pad="zero"),
+        match_template(g, f, "ccorr", pad="zero")[::-1, ::-1],
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_unknown_padding_is_an_error():
@@ -127,15 +155,28 @@ def test_cli_convolve_and_pad_in_json(photo, tmp_path):
     image = photo("astronaut")[:120, :160]
     Image.fromarray(image).save(tmp_path / "a.png")
     Image.fromarray(image[40:60, 50:75][::-1, ::-1]).save(tmp_path / "flipped.png")
-    result = CliRunner().invoke(cli, ["find", str(tmp_path / "a.png"),
-                                      str(tmp_path / "flipped.png"), "--convolve", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        ["find", str(tmp_path / "a.png"), str(tmp_path / "flipped.png"), "--convolve", "--json"],
+    )
     doc = json.loads(result.stdout)
     assert doc["convolve"] is True and doc["pad"] == "none"
     assert (doc["matches"][0]["x"], doc["matches"][0]["y"]) == (50, 40)
     heat = tmp_path / "h.png"
-    result = CliRunner().invoke(cli, ["find", str(tmp_path / "a.png"),
-                                      str(tmp_path / "flipped.png"), "--convolve", "--pad",
-                                      "edge", "--heatmap", str(heat), "--no-legend"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "find",
+            str(tmp_path / "a.png"),
+            str(tmp_path / "flipped.png"),
+            "--convolve",
+            "--pad",
+            "edge",
+            "--heatmap",
+            str(heat),
+            "--no-legend",
+        ],
+    )
     assert result.exit_code == 0
     picture = np.asarray(Image.open(heat))
     assert picture.shape == (120, 160, 3)  # the image's grid, no grey border

@@ -30,8 +30,12 @@ LAPLACE = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float64)
 
 def gauss_plane(sigma, radius=None):
     radius = math.ceil(3 * sigma) if radius is None else radius
-    plane = np.array([[math.exp(-(a * a + b * b) / (2 * sigma * sigma))
-                       for b in range(-radius, radius + 1)] for a in range(-radius, radius + 1)])
+    plane = np.array(
+        [
+            [math.exp(-(a * a + b * b) / (2 * sigma * sigma)) for b in range(-radius, radius + 1)]
+            for a in range(-radius, radius + 1)
+        ]
+    )
     return plane / plane.sum()
 
 
@@ -56,8 +60,9 @@ def correlate_plane(x, plane, pad="constant"):
 
 def depthwise_reference(image, planes, pad="constant"):
     x = image.astype(np.float64)
-    return np.stack([correlate_plane(x[:, :, c], p, pad) for p in planes
-                     for c in range(x.shape[2])], axis=2)
+    return np.stack(
+        [correlate_plane(x[:, :, c], p, pad) for p in planes for c in range(x.shape[2])], axis=2
+    )
 
 
 def chapter_layer(x, v):
@@ -164,8 +169,7 @@ def test_delta_zero_is_a_per_pixel_linear_map(rng, crop, tmp_path):
     expected = pixels.astype(np.float64) @ v[0, 0]
     assert_close(apply_layer(pixels, v), expected)
     np.save(tmp_path / "v.npy", v)
-    assert_close(run_npy(path, tmp_path, "--kernel", tmp_path / "v.npy", "--delta", "0"),
-                 expected)
+    assert_close(run_npy(path, tmp_path, "--kernel", tmp_path / "v.npy", "--delta", "0"), expected)
 
 
 def test_gauss_size_from_sigma_or_delta():
@@ -195,7 +199,10 @@ def test_png_outputs_follow_the_symmetric_mapping(crop, tmp_path):
     result = run(path, "--kernel", "sobel-x", "--out", tmp_path / "features.png")
     assert result.exit_code == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "features-0.png", "features-1.png", "features-2.png"]
+        "features-0.png",
+        "features-1.png",
+        "features-2.png",
+    ]
     rows = read_table(result.stdout)
     ref = depthwise_reference(pixels, [SOBEL_X])
     for d, row in enumerate(rows):
@@ -255,14 +262,30 @@ def test_npy_output_and_table(crop, tmp_path):
 
 def test_json_describes_the_layer(crop, tmp_path):
     path, _ = crop
-    result = run(path, "--kernel", "gauss:1", "--pad", "none", "--json",
-                 "--out", tmp_path / "g.png")
+    result = run(
+        path, "--kernel", "gauss:1", "--pad", "none", "--json", "--out", tmp_path / "g.png"
+    )
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
     doc = json.loads(result.stdout)
-    assert set(doc) == {"image", "image_size", "channels_in", "grey", "kernel", "kernel_shape",
-                        "depthwise", "delta", "pad", "convolve", "parameters", "output_size",
-                        "channels_out", "outputs", "channels", "seconds"}
+    assert set(doc) == {
+        "image",
+        "image_size",
+        "channels_in",
+        "grey",
+        "kernel",
+        "kernel_shape",
+        "depthwise",
+        "delta",
+        "pad",
+        "convolve",
+        "parameters",
+        "output_size",
+        "channels_out",
+        "outputs",
+        "channels",
+        "seconds",
+    }
     assert doc["image_size"] == [40, 32] and doc["kernel"] == "gauss:1"
     assert doc["kernel_shape"] == [7, 7, 3, 3] and doc["delta"] == 3
     assert doc["parameters"] == 7 * 7 * 3 * 3 and doc["depthwise"] is True
@@ -270,7 +293,8 @@ def test_json_describes_the_layer(crop, tmp_path):
     assert doc["output_size"] == [34, 26] and doc["channels_out"] == 3
     assert doc["outputs"] == [str(tmp_path / f"g-{d}.png") for d in range(3)]
     assert [set(c) for c in doc["channels"]] == [
-        {"channel", "file", "min", "max", "mean", "mapping"}] * 3
+        {"channel", "file", "min", "max", "mean", "mapping"}
+    ] * 3
     assert all(c["mapping"] == "min-max" and c["min"] >= 0 for c in doc["channels"])
 
 
@@ -325,8 +349,10 @@ def _assert_refused(result, folder, *needles):
         (["--kernel", "box:0"], ("box:0", "positive odd integer")),
         (["--kernel", "box:2.5"], ("box:2.5",)),
         (["--kernel", "laplace:3"], ("unknown kernel",)),
-        (["--kernel", "sobel-x", "--delta", "2"],
-         ("--delta 2 means a 5×5 kernel, but sobel-x is 3×3",)),
+        (
+            ["--kernel", "sobel-x", "--delta", "2"],
+            ("--delta 2 means a 5×5 kernel, but sobel-x is 3×3",),
+        ),
         (["--kernel", "box:5", "--delta", "1"], ("--delta 1 means a 3×3 kernel", "box:5")),
         (["--kernel", "sobel-x", "--delta", "-1"], ("--delta",)),
         (["--kernel", "sobel-x", "--pad", "wrap"], ("--pad",)),
@@ -372,16 +398,21 @@ def test_bad_output_paths_are_refused_before_any_work(out, needles, rng, tmp_pat
     before = {p: p.read_bytes() for p in inputs.iterdir()}
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    target = out.replace("{image}", str(inputs / "x.png")).replace("{kernel}",
-                                                                  str(inputs / "v.npy"))
+    target = out.replace("{image}", str(inputs / "x.png")).replace(
+        "{kernel}", str(inputs / "v.npy")
+    )
     result = run(inputs / "x.png", "--kernel", inputs / "v.npy", "--out", out_dir / target)
     _assert_refused(result, out_dir, *needles)
     assert {p: p.read_bytes() for p in inputs.iterdir()} == before
 
 
 def test_a_missing_image_is_one_line(tmp_path):
-    _assert_refused(run(tmp_path / "nope.png", "--kernel", "sobel-x", "--out",
-                        tmp_path / "h.png"), tmp_path, "nope.png", "no such file")
+    _assert_refused(
+        run(tmp_path / "nope.png", "--kernel", "sobel-x", "--out", tmp_path / "h.png"),
+        tmp_path,
+        "nope.png",
+        "no such file",
+    )
 
 
 def test_derived_names_are_checked_too(crop, tmp_path):

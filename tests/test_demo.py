@@ -82,7 +82,7 @@ def test_output_names_the_files_and_the_next_command(tmp_path):
     assert "seed 5" in result.stdout
     # the suggested command works as printed
     [line] = [line for line in result.stdout.splitlines() if "waldo find" in line]
-    command = shlex.split(line[line.index("waldo find"):])
+    command = shlex.split(line[line.index("waldo find") :])
     found = run(*command[1:])
     assert found.exit_code == 0, found.stderr
     answer = json.loads((out / "answer.json").read_text())
@@ -102,7 +102,7 @@ def test_template_is_the_scene_at_the_answer_box(seed, puzzles):
     x, y, w, h = _box(json.loads((puzzles[seed] / "answer.json").read_text()))
     assert scene.shape == (DEFAULT_SIZE[1], DEFAULT_SIZE[0], 3)
     assert template.shape == (h, w, 3)
-    assert np.array_equal(template, scene[y:y + h, x:x + w])
+    assert np.array_equal(template, scene[y : y + h, x : x + w])
     # Waldo is drawn at the scale of everybody else
     assert 16 <= w <= 24 and 36 <= h <= 48
 
@@ -120,8 +120,9 @@ def test_find_locates_waldo(seed, puzzles):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_runner_up_is_clearly_worse(seed, puzzles):
     folder = puzzles[seed]
-    result = run("find", folder / "scene.png", folder / "waldo.png", "--json", "--no-threshold",
-                 "-k", "2")
+    result = run(
+        "find", folder / "scene.png", folder / "waldo.png", "--json", "--no-threshold", "-k", "2"
+    )
     best, second = json.loads(result.stdout)["matches"]
     assert best["score"] >= 0.99
     assert second["score"] <= 0.9
@@ -143,8 +144,7 @@ def test_decoys_share_some_of_waldos_traits():
     assert any(p.striped_shirt and p.hat != "bobble" for p in others)
     assert any(p.bobble_hat for p in others)
     assert any(p.round_glasses and not p.striped_shirt for p in others)
-    assert any(t.red_white and t.kind in ("towel", "umbrella", "windbreak")
-               for t in puzzle.things)
+    assert any(t.red_white and t.kind in ("towel", "umbrella", "windbreak") for t in puzzle.things)
 
 
 @pytest.mark.parametrize(("size", "crowd"), [(DEFAULT_SIZE, DEFAULT_CROWD), ((160, 120), 150)])
@@ -215,19 +215,23 @@ def test_cli_defaults_are_the_api_defaults():
 
 
 def test_demo_help_does_not_import_numba():
-    code = ("import sys\nfrom click.testing import CliRunner\nfrom waldo_cli.cli import cli\n"
-            "r = CliRunner().invoke(cli, ['demo', '--help'])\n"
-            "assert r.exit_code == 0 and 'OUTDIR' in r.output\n"
-            "assert 'numba' not in sys.modules and 'PIL' not in sys.modules\n")
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom waldo_cli.cli import cli\n"
+        "r = CliRunner().invoke(cli, ['demo', '--help'])\n"
+        "assert r.exit_code == 0 and 'OUTDIR' in r.output\n"
+        "assert 'numba' not in sys.modules and 'PIL' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_committed_sample_is_seed_7():
     answer = json.loads((SAMPLE / "answer.json").read_text())
-    assert (answer["seed"], answer["size"], answer["crowd"]) == (7, list(DEFAULT_SIZE),
-                                                                 DEFAULT_CROWD)
+    assert (answer["seed"], answer["size"], answer["crowd"]) == (
+        7,
+        list(DEFAULT_SIZE),
+        DEFAULT_CROWD,
+    )
     puzzle = render_puzzle(7)
     assert puzzle.answer() == answer
     assert np.array_equal(np.asarray(Image.open(SAMPLE / "scene.png")), np.asarray(puzzle.scene))
-    assert np.array_equal(np.asarray(Image.open(SAMPLE / "waldo.png")),
-                          np.asarray(puzzle.template))
+    assert np.array_equal(np.asarray(Image.open(SAMPLE / "waldo.png")), np.asarray(puzzle.template))

@@ -39,7 +39,7 @@ def _cut_template(image, size, rng):
     h, w = size
     y = int(rng.integers(0, image.shape[0] - h + 1))
     x = int(rng.integers(0, image.shape[1] - w + 1))
-    return image[y:y + h, x:x + w].copy()
+    return image[y : y + h, x : x + w].copy()
 
 
 def _source(kind, name, channels, dtype, photo, rng):
@@ -81,8 +81,11 @@ def _check_against_opencv(image, template, method, ours):
     # OpenCV's float32 error grows with sum I^2 / sum (I - mean)^2 of the
     # window (it subtracts two large sums); compare where that ratio is modest.
     terms = reference_terms(image, template)
-    ok = terms["sum2"] <= 1e3 * terms["var"] if method == "ccoeff_normed" else np.ones(
-        ours.shape, bool)
+    ok = (
+        terms["sum2"] <= 1e3 * terms["var"]
+        if method == "ccoeff_normed"
+        else np.ones(ours.shape, bool)
+    )
     err = np.abs(ours.astype(np.float64) - theirs)[ok].max(initial=0.0)
     assert err <= TOL_CV * _scale(method, image, template), (method, err)
 
@@ -93,8 +96,9 @@ def _check_against_opencv(image, template, method, ours):
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("name", list(PHOTOS))
 @pytest.mark.parametrize("method", METHODS)
-def test_photographs_match_reference_and_opencv(method, name, channels, dtype, size, engine,
-                                                photo, rng):
+def test_photographs_match_reference_and_opencv(
+    method, name, channels, dtype, size, engine, photo, rng
+):
     image = _source("photo", name, channels, dtype, photo, rng)
     template = _cut_template(image, size, rng)
     ours = _check_against_reference(image, template, method, engine)
@@ -130,23 +134,31 @@ def test_fft_tiles_cover_large_images(method, photo):
     """Several overlap-save tiles, uneven edges, a template near the tile size."""
     image = photo("coffee")[:300, :450]
     for h, w in [(9, 13), (70, 41)]:
-        template = image[100:100 + h, 200:200 + w]
+        template = image[100 : 100 + h, 200 : 200 + w]
         ours = match_template(image, template, method, engine="fft")
         direct = match_template(image, template, method, engine="direct")
-        scale = 1.0 if method.endswith("_normed") else float(np.sqrt(
-            (template.astype(np.float64) ** 2).sum() * (image.astype(np.float64) ** 2).sum()))
+        scale = (
+            1.0
+            if method.endswith("_normed")
+            else float(
+                np.sqrt(
+                    (template.astype(np.float64) ** 2).sum() * (image.astype(np.float64) ** 2).sum()
+                )
+            )
+        )
         assert np.abs(ours.astype(np.float64) - direct).max() <= 1e-6 * scale
         # the reference on a neighbourhood of the match (it is slow)
-        crop = image[80:100 + h, 185:205 + w]
+        crop = image[80 : 100 + h, 185 : 205 + w]
         ref, near = match_template_ref(crop, template, method)
-        sub = ours[80:80 + ref.shape[0], 185:185 + ref.shape[1]]
+        sub = ours[80 : 80 + ref.shape[0], 185 : 185 + ref.shape[1]]
         assert np.abs(sub - ref)[~near].max() <= TOL_REF * _scale(method, crop, template)
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["plain", "masked"])
 @pytest.mark.parametrize("engine", ["direct", "fft"])
-def test_huge_images_searched_in_bands_give_the_same_scores(engine, masked, photo, monkeypatch,
-                                                            rng):
+def test_huge_images_searched_in_bands_give_the_same_scores(
+    engine, masked, photo, monkeypatch, rng
+):
     """Band by band (what memory forces on huge images) equals all at once."""
     from waldo_cli import plan as plan_module
 
@@ -249,7 +261,7 @@ def test_exact_match_scores_one(photo):
 def test_template_found_under_noise_and_lighting_change(photo, rng):
     image = photo("astronaut")
     y, x, h, w = 200, 230, 40, 36
-    template = image[y:y + h, x:x + w].astype(np.float64)
+    template = image[y : y + h, x : x + w].astype(np.float64)
     # a different exposure and sensor noise: contrast 0.7, brightness +25
     template = np.clip(0.7 * template + 25 + rng.normal(0, 12, template.shape), 0, 255)
     scores = match_template(image, template.astype(np.uint8), "ccoeff_normed")
@@ -269,15 +281,17 @@ def test_grey_and_colour_shapes_accepted(photo):
 def test_any_real_dtype(dtype, rng):
     image = (rng.random((20, 24)) * 200).astype(dtype)
     template = image[3:8, 4:10]
-    ref, near = match_template_ref(image.astype(np.float32), template.astype(np.float32),
-                                   "ccoeff_normed")
+    ref, near = match_template_ref(
+        image.astype(np.float32), template.astype(np.float32), "ccoeff_normed"
+    )
     ours = match_template(image, template)
     assert np.abs(ours - ref)[~near].max() <= TOL_REF
 
 
 @settings(max_examples=40, deadline=None)
 @given(
-    dy=st.integers(0, 6), dx=st.integers(0, 6),
+    dy=st.integers(0, 6),
+    dx=st.integers(0, 6),
     seed=st.integers(0, 2**32 - 1),
     method=st.sampled_from(METHODS),
 )
@@ -287,10 +301,10 @@ def test_shift_moves_scores(dy, dx, seed, method):
     big = local.integers(0, 256, (30, 34, 3)).astype(np.uint8)
     template = local.integers(0, 256, (4, 5, 3)).astype(np.uint8)
     base = match_template(big[6:, 6:], template, method)
-    shifted = match_template(big[6 - dy:30 - dy, 6 - dx:34 - dx], template, method)
+    shifted = match_template(big[6 - dy : 30 - dy, 6 - dx : 34 - dx], template, method)
     # shifted[y + dy, x + dx] scores the same pixels as base[y, x]
     overlap = base[: base.shape[0] - dy, : base.shape[1] - dx]
-    moved = shifted[dy:dy + overlap.shape[0], dx:dx + overlap.shape[1]]
+    moved = shifted[dy : dy + overlap.shape[0], dx : dx + overlap.shape[1]]
     np.testing.assert_allclose(moved, overlap, rtol=1e-6, atol=1e-6 * _scale(method, big, template))
 
 

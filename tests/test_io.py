@@ -17,8 +17,19 @@ def _rgb(rng, h=6, w=9):
 
 @pytest.mark.parametrize(
     ("mode", "channels"),
-    [("1", 1), ("L", 1), ("LA", 1), ("RGB", 3), ("RGBA", 3), ("P", 3), ("CMYK", 3),
-     ("I;16", 1), ("I", 1), ("F", 1), ("YCbCr", 3)],
+    [
+        ("1", 1),
+        ("L", 1),
+        ("LA", 1),
+        ("RGB", 3),
+        ("RGBA", 3),
+        ("P", 3),
+        ("CMYK", 3),
+        ("I;16", 1),
+        ("I", 1),
+        ("F", 1),
+        ("YCbCr", 3),
+    ],
 )
 def test_every_mode_loads_as_float32_hwc(mode, channels, tmp_path, rng):
     source = Image.fromarray(_rgb(rng))

@@ -41,8 +41,10 @@ def _imports(path: Path) -> set[str]:
 
 
 def _allowed(relative: str, package: str) -> bool:
-    return any(relative == rule or (rule.endswith("/") and relative.startswith(rule))
-               for rule in _ALLOWED[package])
+    return any(
+        relative == rule or (rule.endswith("/") and relative.startswith(rule))
+        for rule in _ALLOWED[package]
+    )
 
 
 def test_heavy_packages_are_imported_only_in_their_rooms():
@@ -56,20 +58,33 @@ def test_heavy_packages_are_imported_only_in_their_rooms():
 
 
 def _modules_after(code: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
-                           "print('\\n'.join(sorted(sys.modules)))"],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "80"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
     assert proc.returncode == 0, proc.stderr
     return set(proc.stdout.split())
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["params", "--size", "64"],
-                                  ["params", "--size", "64", "--json"], ["find", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["--version"],
+        ["params", "--size", "64"],
+        ["params", "--size", "64", "--json"],
+        ["find", "--help"],
+    ],
+)
 def test_light_commands_import_neither_numpy_pillow_nor_numba(args):
     """What `waldo ARGS` imports, run as the console script runs it."""
-    code = (f"import sys\nsys.argv = ['waldo', *{args!r}]\nfrom waldo_cli.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n")
+    code = (
+        f"import sys\nsys.argv = ['waldo', *{args!r}]\nfrom waldo_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    )
     modules = _modules_after(code)
     assert not modules & {"numpy", "PIL", "numba"}
 
@@ -104,16 +119,27 @@ def test_masked_search_from_the_command_line_uses_the_masked_cost_model(tmp_path
     keep[7, 7] = True
     mask8 = np.where(keep, 255, 0).astype(np.uint8)
     # the two models, computed here from the same numbers the command reads
-    weights = np.broadcast_to((mask8 / 255.0).astype(np.float32).astype(np.float64),
-                              (3, 15, 15)).copy()
+    weights = np.broadcast_to(
+        (mask8 / 255.0).astype(np.float32).astype(np.float64), (3, 15, 15)
+    ).copy()
     masked = prepare_template(template.astype(np.float32)).masked(weights, True)
     out = (96 - 15 + 1, 96 - 15 + 1)
     plain_choice = choose_engine(out, (15, 15), 3, 1)
     masked_choice = choose_masked_engine(out, masked, "ccoeff_normed", 1)
     assert plain_choice != masked_choice  # else this case tests nothing
-    result = CliRunner().invoke(cli, [
-        "find", str(_save(tmp_path / "i.png", image)), str(_save(tmp_path / "t.png", template)),
-        "--mask", str(_save(tmp_path / "m.png", mask8)), "--threads", "1", "--json"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "find",
+            str(_save(tmp_path / "i.png", image)),
+            str(_save(tmp_path / "t.png", template)),
+            "--mask",
+            str(_save(tmp_path / "m.png", mask8)),
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["engine"] == masked_choice
@@ -124,9 +150,18 @@ def test_masked_search_from_the_command_line_uses_the_masked_cost_model(tmp_path
 def test_variant_search_reports_the_engines_that_ran(engine, expected, tmp_path):
     rng = np.random.default_rng(6)
     image = rng.integers(0, 256, (120, 140, 3), dtype=np.uint8)
-    args = ["find", str(_save(tmp_path / "i.png", image)),
-            str(_save(tmp_path / "t.png", image[40:60, 50:74].copy())),
-            "--scales", "0.8,1", "--rotations", "0,90", "--json", "--engine", engine]
+    args = [
+        "find",
+        str(_save(tmp_path / "i.png", image)),
+        str(_save(tmp_path / "t.png", image[40:60, 50:74].copy())),
+        "--scales",
+        "0.8,1",
+        "--rotations",
+        "0,90",
+        "--json",
+        "--engine",
+        engine,
+    ]
     doc = json.loads(CliRunner().invoke(cli, args).stdout)
     assert doc["engine"] == expected
 
@@ -139,8 +174,16 @@ def test_variant_search_with_auto_reports_what_the_planner_chose(tmp_path):
     rng = np.random.default_rng(7)
     image = rng.integers(0, 256, (300, 300, 3), dtype=np.uint8)
     template = image[100:160, 80:140].copy()
-    args = ["find", str(_save(tmp_path / "i.png", image)), str(_save(tmp_path / "t.png", template)),
-            "--scales", "0.1,1", "--threads", "1", "--json"]
+    args = [
+        "find",
+        str(_save(tmp_path / "i.png", image)),
+        str(_save(tmp_path / "t.png", template)),
+        "--scales",
+        "0.1,1",
+        "--threads",
+        "1",
+        "--json",
+    ]
     doc = json.loads(CliRunner().invoke(cli, args).stdout)
     variants = make_variants(template.astype(np.float32), None, [0.1, 1.0], [0.0], False)
     plans = plan_matches(image.shape, [v.pixels for v in variants], threads=1)
@@ -164,8 +207,11 @@ def test_search_result_is_typed_with_its_geometry_and_plan():
     padded = Searcher(template, SearchOptions(pad="edge")).search(loaded)
     assert padded.scores.indexed_by == CENTRE and padded.scores.values.shape == (60, 70)
     # the same match, in image coordinates, whichever way the map is indexed
-    assert (plain.matches[0].x, plain.matches[0].y) == (padded.matches[0].x,
-                                                        padded.matches[0].y) == (20, 10)
+    assert (
+        (plain.matches[0].x, plain.matches[0].y)
+        == (padded.matches[0].x, padded.matches[0].y)
+        == (20, 10)
+    )
 
 
 # --- no hidden global state -------------------------------------------------
@@ -189,8 +235,9 @@ def test_concurrent_searches_with_different_options_match_searches_alone(photo):
         (SearchOptions(method="sqdiff_normed", engine="direct", threads=3), mask),
         (SearchOptions(method="ccoeff", scales=(0.9, 1.0), threads=2), None),
     ]
-    searchers = [Searcher(LoadedImage(patch, None, "RGB", "p"), options, mask=m)
-                 for options, m in cases]
+    searchers = [
+        Searcher(LoadedImage(patch, None, "RGB", "p"), options, mask=m) for options, m in cases
+    ]
     alone = [s.search(loaded) for s in searchers]
     together: list = [None] * (3 * len(searchers))
     start = threading.Barrier(len(together))
@@ -245,11 +292,10 @@ def test_run_batch_takes_any_executor_and_keeps_input_order(tmp_path):
     sources = []
     for k in range(12):
         image = rng.integers(0, 256, (40 + 10 * (k % 3), 50, 3), dtype=np.uint8)
-        image[k:k + 8, 2 * k:2 * k + 9] = template
+        image[k : k + 8, 2 * k : 2 * k + 9] = template
         sources.append((f"{k}.png", str(_save(tmp_path / f"{k}.png", image))))
     sources.insert(5, ("gone.png", str(tmp_path / "gone.png")))
-    searcher = Searcher(LoadedImage(template.astype(np.float32), None, "RGB", "t"),
-                        SearchOptions())
+    searcher = Searcher(LoadedImage(template.astype(np.float32), None, "RGB", "t"), SearchOptions())
     with ThreadPoolExecutor(3) as executor:
         results = list(run_batch(searcher, sources, 3, executor=executor))
     assert [r.image for r in results] == [name for name, _ in sources]

@@ -85,10 +85,12 @@ def test_no_nan_on_black_flat_and_fully_masked(method, rng):
         ref, near = match_template_masked_ref(image, template, m, method)
         assert np.abs(ours - ref)[~near].max() <= 2e-5 * _scale(method, image, template)
     with np.errstate(all="ignore"):
-        theirs = cv2.matchTemplate(image, template, CV_CODES[method],
-                                   mask=np.zeros((6, 7), np.float32))
-    assert np.isfinite(match_template(image, template, method,
-                                      mask=np.zeros((6, 7), np.float32))).all()
+        theirs = cv2.matchTemplate(
+            image, template, CV_CODES[method], mask=np.zeros((6, 7), np.float32)
+        )
+    assert np.isfinite(
+        match_template(image, template, method, mask=np.zeros((6, 7), np.float32))
+    ).all()
     if method.endswith("normed"):
         assert not np.isfinite(theirs).all() or (theirs == 1).all()  # what we improve on
 
@@ -141,18 +143,19 @@ def test_mid_size_fft_masked_matches_reference_and_direct(method, kind, mid_imag
     scale = 1.0
     if not method.endswith("_normed"):  # naive.raw_scale, without its all-windows copies
         energies = windows((image.astype(np.float64) ** 2).sum(axis=2)[:, :, None], 24, 24)
-        scale = float(np.sqrt((template.astype(np.float64) ** 2).sum()
-                              * energies.sum(axis=(2, 3, 4)).max()))
+        scale = float(
+            np.sqrt((template.astype(np.float64) ** 2).sum() * energies.sum(axis=(2, 3, 4)).max())
+        )
     direct = match_template(image, template, method, engine="direct", mask=mask)
     assert np.abs(fft.astype(np.float64) - direct).max() <= 2e-5 * scale
     h, w = template.shape[:2]
     for y, x in MID_WINDOWS:
-        crop = image[y:y + h + 3, x:x + w + 3]
+        crop = image[y : y + h + 3, x : x + w + 3]
         ref, near = match_template_masked_ref(crop, template, mask, method)
-        ours = fft[y:y + ref.shape[0], x:x + ref.shape[1]]
+        ours = fft[y : y + ref.shape[0], x : x + ref.shape[1]]
         assert np.abs(ours - ref)[~near].max(initial=0) <= 2e-5 * scale, (y, x)
     # OpenCV's degenerate-window rules hold exactly, whatever the FFT's rounding
-    inside_black = fft[:90 - h + 1, :120 - w + 1]
+    inside_black = fft[: 90 - h + 1, : 120 - w + 1]
     if method == "sqdiff_normed":
         assert (inside_black == 1).all()
     elif method.endswith("_normed"):
@@ -205,18 +208,23 @@ def test_prepared_template_keeps_each_mask_apart(rng):
     prepared = prepare_template(image[5:17, 8:22])
     masks = [_mask("binary", (12, 14, 3), rng), _mask("soft", (12, 14, 3), rng)]
     for engine in ("direct", "fft"):
-        fresh = [match_template(image, image[5:17, 8:22], "ccoeff_normed", engine=engine, mask=m)
-                 for m in masks]
+        fresh = [
+            match_template(image, image[5:17, 8:22], "ccoeff_normed", engine=engine, mask=m)
+            for m in masks
+        ]
         for m, expected in [*zip(masks, fresh, strict=True), (masks[0], fresh[0])]:
             again = match_template(image, prepared, "ccoeff_normed", engine=engine, mask=m)
             assert np.array_equal(again, expected)
 
 
-@pytest.mark.parametrize(("mask", "pattern"), [
-    (np.ones((4, 4)), "mask is 4×4"),
-    (np.ones((5, 6, 2)), "1 or 3 channel"),
-    (-np.ones((5, 6)), "negative"),
-])
+@pytest.mark.parametrize(
+    ("mask", "pattern"),
+    [
+        (np.ones((4, 4)), "mask is 4×4"),
+        (np.ones((5, 6, 2)), "1 or 3 channel"),
+        (-np.ones((5, 6)), "negative"),
+    ],
+)
 def test_bad_masks(mask, pattern):
     with pytest.raises(ShapeError, match=pattern):
         match_template(np.zeros((20, 20, 3)), np.ones((5, 6, 3)), mask=mask)
@@ -253,25 +261,34 @@ def test_alpha_channel_is_the_mask(sprite_files):
     assert masked["mask"] == "alpha"
     best = masked["matches"][0]
     assert (best["x"], best["y"]) == (55, 30) and best["score"] == pytest.approx(1.0, abs=1e-5)
-    plain = json.loads(_run("find", root / "scene.png", root / "sprite.png", "--json",
-                            "--no-mask", "--no-threshold").stdout)
+    plain = json.loads(
+        _run(
+            "find", root / "scene.png", root / "sprite.png", "--json", "--no-mask", "--no-threshold"
+        ).stdout
+    )
     assert plain["mask"] is None
     assert plain["matches"][0]["score"] < 0.9  # the corners spoil the unmasked match
 
 
 def test_mask_file(sprite_files):
     root = sprite_files
-    doc = json.loads(_run("find", root / "scene.png", root / "sprite.png", "--json",
-                          "--mask", root / "mask.png").stdout)
+    doc = json.loads(
+        _run(
+            "find", root / "scene.png", root / "sprite.png", "--json", "--mask", root / "mask.png"
+        ).stdout
+    )
     assert doc["mask"] == str(root / "mask.png")
     assert doc["matches"][0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--mask", "missing-mask.png"], "missing-mask.png"),
-    (["--mask", "scene.png"], "the mask is 100×80"),
-    (["--mask", "mask.png", "--no-mask"], "--no-mask"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--mask", "missing-mask.png"], "missing-mask.png"),
+        (["--mask", "scene.png"], "the mask is 100×80"),
+        (["--mask", "mask.png", "--no-mask"], "--no-mask"),
+    ],
+)
 def test_bad_mask_options(args, needle, sprite_files, monkeypatch):
     monkeypatch.chdir(sprite_files)
     result = _run("find", "scene.png", "sprite.png", *args)

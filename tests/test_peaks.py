@@ -14,8 +14,9 @@ from waldo_cli.errors import WaldoError
 def _naive_peaks(scores, lower, k, threshold, distance):
     """Greedy non-maximum suppression over a full stable sort, written plainly."""
     rows, cols = scores.shape
-    order = sorted(range(scores.size),
-                   key=lambda i: (scores.flat[i] if lower else -scores.flat[i], i))
+    order = sorted(
+        range(scores.size), key=lambda i: (scores.flat[i] if lower else -scores.flat[i], i)
+    )
     chosen = []
     for i in order:
         y, x = divmod(i, cols)
@@ -33,7 +34,10 @@ def test_best_first_and_largest_wins():
     scores = np.array([[0.1, 0.9, 0.2], [0.3, 0.4, 0.8]], np.float32)
     matches = find_peaks(scores, "ccoeff_normed", (1, 1), top_k=3, min_distance=1)
     assert [(m.x, m.y, m.score) for m in matches] == [
-        (1, 0, pytest.approx(0.9)), (2, 1, pytest.approx(0.8)), (1, 1, pytest.approx(0.4))]
+        (1, 0, pytest.approx(0.9)),
+        (2, 1, pytest.approx(0.8)),
+        (1, 1, pytest.approx(0.4)),
+    ]
 
 
 def test_sqdiff_best_is_minimum():
@@ -51,10 +55,14 @@ def test_match_carries_template_size():
 
 def test_threshold_filters_both_directions():
     scores = np.array([[0.2, 0.6, 0.95]], np.float32)
-    assert [m.x for m in find_peaks(scores, "ccoeff_normed", (1, 1), top_k=5, threshold=0.5,
-                                    min_distance=1)] == [2, 1]
-    assert [m.x for m in find_peaks(scores, "sqdiff_normed", (1, 1), top_k=5, threshold=0.5,
-                                    min_distance=1)] == [0]
+    assert [
+        m.x
+        for m in find_peaks(scores, "ccoeff_normed", (1, 1), top_k=5, threshold=0.5, min_distance=1)
+    ] == [2, 1]
+    assert [
+        m.x
+        for m in find_peaks(scores, "sqdiff_normed", (1, 1), top_k=5, threshold=0.5, min_distance=1)
+    ] == [0]
     assert find_peaks(scores, "ccoeff_normed", (1, 1), threshold=0.99) == []
 
 
@@ -67,7 +75,7 @@ def test_suppression_gives_distinct_places(photo):
     assert (matches[0].x, matches[0].y) == (60, 50)
     assert len(matches) == 5
     for i, a in enumerate(matches):
-        for b in matches[i + 1:]:
+        for b in matches[i + 1 :]:
             assert max(abs(a.x - b.x), abs(a.y - b.y)) >= 15  # half of 30
 
 
@@ -91,8 +99,7 @@ def test_same_as_plain_greedy_suppression(seed, k, distance, lower, threshold, l
     # few distinct levels, so ties are common
     scores = (local.integers(0, levels, (17, 23)) / levels).astype(np.float32)
     method = "sqdiff_normed" if lower else "ccoeff_normed"
-    ours = find_peaks(scores, method, (4, 4), top_k=k, threshold=threshold,
-                      min_distance=distance)
+    ours = find_peaks(scores, method, (4, 4), top_k=k, threshold=threshold, min_distance=distance)
     expected = _naive_peaks(scores, lower, k, threshold, max(1, distance))
     assert [(m.x, m.y) for m in ours] == expected
 
@@ -123,7 +130,7 @@ def test_subpixel_recovers_fractional_shifts(dy, dx, method, photo):
 
     smooth = ndimage.gaussian_filter(photo("camera").astype(np.float64)[100:260, 150:310], 2.0)
     y0, x0 = 60, 70
-    template = smooth[y0:y0 + 31, x0:x0 + 31]
+    template = smooth[y0 : y0 + 31, x0 : x0 + 31]
     shifted = ndimage.shift(smooth, (dy, dx), order=3, mode="nearest")
     scores = match_template(shifted, template, method)
     [best] = find_peaks(scores, method, template.shape, subpixel=True)

@@ -62,9 +62,14 @@ def sample_scores():
 PUZZLE = ROOT / "sample_images" / "puzzle"
 SOURCES = {
     "photograph": (SAMPLE, SAMPLE_TEMPLATE, TRUE_BOX),
-    "puzzle": (PUZZLE / "scene.png", PUZZLE / "waldo.png",
-               tuple(json.loads((PUZZLE / "answer.json").read_text())[k]
-                     for k in ("x", "y", "width", "height"))),
+    "puzzle": (
+        PUZZLE / "scene.png",
+        PUZZLE / "waldo.png",
+        tuple(
+            json.loads((PUZZLE / "answer.json").read_text())[k]
+            for k in ("x", "y", "width", "height")
+        ),
+    ),
 }
 
 
@@ -84,18 +89,19 @@ def test_heatmap_brightest_pixel_inside_true_box(method, legend, source, tmp_pat
 def test_heatmap_scores_drawn_at_window_centres(sample_scores):
     image, template, scores = sample_scores
     s = scores["ccoeff_normed"]
-    heat = np.asarray(render_heatmap(s, "ccoeff_normed", image.shape[:2], template.shape[:2],
-                                     legend=False))
+    heat = np.asarray(
+        render_heatmap(s, "ccoeff_normed", image.shape[:2], template.shape[:2], legend=False)
+    )
     h, w = template.shape[:2]
     top, left = (h - 1) // 2, (w - 1) // 2
     table = colormap_table("viridis")
     unit, lo, hi = goodness(s, "ccoeff_normed")
     expected = table[np.round(unit * 255).astype(int)]
-    np.testing.assert_array_equal(heat[top:top + s.shape[0], left:left + s.shape[1]], expected)
+    np.testing.assert_array_equal(heat[top : top + s.shape[0], left : left + s.shape[1]], expected)
     # the border no window centre reaches is neutral
     assert (heat[:top] == NEUTRAL).all() and (heat[:, :left] == NEUTRAL).all()
-    assert (heat[top + s.shape[0]:] == NEUTRAL).all()
-    assert (heat[:, left + s.shape[1]:] == NEUTRAL).all()
+    assert (heat[top + s.shape[0] :] == NEUTRAL).all()
+    assert (heat[:, left + s.shape[1] :] == NEUTRAL).all()
     # the peak colour sits at the centre of the true box
     assert tuple(heat[TRUE_BOX[1] + top, TRUE_BOX[0] + left]) == tuple(table[255])
 
@@ -127,8 +133,12 @@ def test_legend_only_touches_a_corner(sample_scores):
 def test_colormap_option(tmp_path):
     a, b = tmp_path / "v.png", tmp_path / "m.png"
     assert run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", a, "--no-legend").exit_code == 0
-    assert run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", b, "--no-legend",
-               "--colormap", "magma").exit_code == 0
+    assert (
+        run(
+            "find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", b, "--no-legend", "--colormap", "magma"
+        ).exit_code
+        == 0
+    )
     centre = np.asarray(Image.open(b))[350 + 33, 134 + 35]
     assert tuple(centre) == tuple(colormap_table("magma")[255])
     assert not np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
@@ -136,8 +146,9 @@ def test_colormap_option(tmp_path):
 
 def test_overlay_differs_only_near_boxes(tmp_path):
     out = tmp_path / "found.png"
-    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "-k", "3", "--threshold", "0.2",
-                 "--overlay", out, "--json")
+    result = run(
+        "find", SAMPLE, SAMPLE_TEMPLATE, "-k", "3", "--threshold", "0.2", "--overlay", out, "--json"
+    )
     matches = json.loads(result.stdout)["matches"]
     assert len(matches) == 3
     before = np.asarray(Image.open(SAMPLE).convert("RGB")).astype(int)
@@ -147,21 +158,24 @@ def test_overlay_differs_only_near_boxes(tmp_path):
     near = np.zeros_like(changed)
     margin = 30  # line width plus the label above the box
     for m in matches:
-        near[max(0, m["y"] - margin):m["y"] + m["height"] + 8,
-             max(0, m["x"] - 8):m["x"] + m["width"] + margin + 40] = True
+        near[
+            max(0, m["y"] - margin) : m["y"] + m["height"] + 8,
+            max(0, m["x"] - 8) : m["x"] + m["width"] + margin + 40,
+        ] = True
     assert changed.any()
     assert not (changed & ~near).any()
     # every box is drawn: pixels on each box's outline changed
     for m in matches:
-        assert changed[m["y"], m["x"]:m["x"] + m["width"]].mean() > 0.9
+        assert changed[m["y"], m["x"] : m["x"] + m["width"]].mean() > 0.9
 
 
 def test_best_match_is_emphasised():
     pixels = np.full((100, 160, 3), 40.0)
     from waldo_cli.peaks import Match
 
-    out = np.asarray(render_overlay(pixels, [Match(10, 40, 30, 30, 0.9),
-                                             Match(100, 40, 30, 30, 0.5)]))
+    out = np.asarray(
+        render_overlay(pixels, [Match(10, 40, 30, 30, 0.9), Match(100, 40, 30, 30, 0.5)])
+    )
     changed = (out != 40).any(axis=2)
     first = changed[30:80, 0:50].sum()
     second = changed[30:80, 90:140].sum()
@@ -175,8 +189,9 @@ def test_overlay_on_grey_image_is_colour(tmp_path):
     assert Image.open(out).mode == "RGB"
 
 
-@pytest.mark.parametrize(("name", "fmt"), [("o.jpg", "JPEG"), ("o.webp", "WEBP"),
-                                           ("o.tif", "TIFF"), ("o.PNG", "PNG")])
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("o.jpg", "JPEG"), ("o.webp", "WEBP"), ("o.tif", "TIFF"), ("o.PNG", "PNG")]
+)
 def test_overlay_format_follows_file_name(name, fmt, tmp_path):
     assert run("find", SAMPLE, SAMPLE_TEMPLATE, "--overlay", tmp_path / name).exit_code == 0
     assert Image.open(tmp_path / name).format == fmt
@@ -191,10 +206,14 @@ def _assert_refused(result, *needles):
 
 
 def test_unknown_extension_is_refused(tmp_path):
-    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--overlay", tmp_path / "o.xyz"),
-                    "o.xyz", "unknown image format")
-    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "heat"),
-                    "unknown image format")
+    _assert_refused(
+        run("find", SAMPLE, SAMPLE_TEMPLATE, "--overlay", tmp_path / "o.xyz"),
+        "o.xyz",
+        "unknown image format",
+    )
+    _assert_refused(
+        run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "heat"), "unknown image format"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -203,23 +222,35 @@ def test_output_onto_an_input_is_refused(tmp_path, monkeypatch):
     image.write_bytes(SAMPLE.read_bytes())
     before = image.read_bytes()
     _assert_refused(run("find", image, SAMPLE_TEMPLATE, "--overlay", image), "input file")
-    _assert_refused(run("find", image, SAMPLE_TEMPLATE, "--heatmap", SAMPLE_TEMPLATE),
-                    "input file")
+    _assert_refused(run("find", image, SAMPLE_TEMPLATE, "--heatmap", SAMPLE_TEMPLATE), "input file")
     # the same file under another name
     monkeypatch.chdir(tmp_path)
-    _assert_refused(run("find", "scene.png", SAMPLE_TEMPLATE, "--overlay", "./scene.png"),
-                    "input file")
+    _assert_refused(
+        run("find", "scene.png", SAMPLE_TEMPLATE, "--overlay", "./scene.png"), "input file"
+    )
     assert image.read_bytes() == before
 
 
 def test_missing_folder_is_refused(tmp_path):
-    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap",
-                        tmp_path / "nope" / "heat.png"), "does not exist")
+    _assert_refused(
+        run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "nope" / "heat.png"),
+        "does not exist",
+    )
 
 
 def test_same_path_twice_is_refused(tmp_path):
-    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "a.png",
-                        "--overlay", tmp_path / "a.png"), "same file")
+    _assert_refused(
+        run(
+            "find",
+            SAMPLE,
+            SAMPLE_TEMPLATE,
+            "--heatmap",
+            tmp_path / "a.png",
+            "--overlay",
+            tmp_path / "a.png",
+        ),
+        "same file",
+    )
 
 
 def test_unwritable_folder_is_refused(tmp_path):
@@ -258,15 +289,31 @@ def test_interrupted_write_leaves_nothing(tmp_path):
 
 
 def test_unknown_colormap_is_refused(tmp_path):
-    _assert_refused(run("find", SAMPLE, SAMPLE_TEMPLATE, "--heatmap", tmp_path / "h.png",
-                        "--colormap", "no-such-map"), "colormap")
+    _assert_refused(
+        run(
+            "find",
+            SAMPLE,
+            SAMPLE_TEMPLATE,
+            "--heatmap",
+            tmp_path / "h.png",
+            "--colormap",
+            "no-such-map",
+        ),
+        "colormap",
+    )
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("what", ["overlay", "heatmap"])
 def test_show_draws_half_blocks_on_a_terminal(what):
-    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "--show", what,
-                 env={"FORCE_COLOR": "1", "COLUMNS": "60", "LINES": "40"})
+    result = run(
+        "find",
+        SAMPLE,
+        SAMPLE_TEMPLATE,
+        "--show",
+        what,
+        env={"FORCE_COLOR": "1", "COLUMNS": "60", "LINES": "40"},
+    )
     assert result.exit_code == 0
     picture, _, table = result.stdout.partition("rank")
     rows = [line for line in picture.splitlines() if "▀" in line]
@@ -282,8 +329,14 @@ def test_show_is_silent_off_a_terminal():
 
 
 def test_show_keeps_json_clean():
-    result = run("find", SAMPLE, SAMPLE_TEMPLATE, "--show", "--json",
-                 env={"FORCE_COLOR": "1", "COLUMNS": "60"})
+    result = run(
+        "find",
+        SAMPLE,
+        SAMPLE_TEMPLATE,
+        "--show",
+        "--json",
+        env={"FORCE_COLOR": "1", "COLUMNS": "60"},
+    )
     assert json.loads(result.stdout)["matches"][0]["x"] == 134
 
 
@@ -305,8 +358,12 @@ def _block_best_reference(scores, shape, best):
     out = np.empty(shape)
     for i in range(rows):
         for j in range(cols):
-            out[i, j] = best(scores[i * scores.shape[0] // rows:(i + 1) * scores.shape[0] // rows,
-                                    j * scores.shape[1] // cols:(j + 1) * scores.shape[1] // cols])
+            out[i, j] = best(
+                scores[
+                    i * scores.shape[0] // rows : (i + 1) * scores.shape[0] // rows,
+                    j * scores.shape[1] // cols : (j + 1) * scores.shape[1] // cols,
+                ]
+            )
     return out
 
 
@@ -319,8 +376,9 @@ def test_shrink_scores_is_block_best(method, rng):
     np.testing.assert_array_equal(shrink_scores(scores, method, (6, 9)), expected)
     # uneven blocks
     odd = rng.random((25, 37))
-    np.testing.assert_array_equal(shrink_scores(odd, method, (6, 9)),
-                                  _block_best_reference(odd, (6, 9), best))
+    np.testing.assert_array_equal(
+        shrink_scores(odd, method, (6, 9)), _block_best_reference(odd, (6, 9), best)
+    )
     np.testing.assert_array_equal(shrink_scores(odd, method, odd.shape), odd)
 
 
@@ -337,9 +395,14 @@ def test_one_pixel_peak_survives_shrinking_to_300_px():
     # resampling averages the peak away: what the README and --show used to show
     averaged = np.asarray(heat.resize((300, 200), Image.Resampling.LANCZOS))
     assert not (averaged == table[255]).all(axis=2).any()
-    for small in (np.asarray(render_heatmap(scores, "ccorr_normed", scores.shape, (1, 1),
-                                            legend=False, max_size=(300, 300))),
-                  thumbnail(heat, 300, 300)):
+    for small in (
+        np.asarray(
+            render_heatmap(
+                scores, "ccorr_normed", scores.shape, (1, 1), legend=False, max_size=(300, 300)
+            )
+        ),
+        thumbnail(heat, 300, 300),
+    ):
         assert small.shape == (200, 300, 3)
         bright = np.argwhere((small == table[255]).all(axis=2))
         # block 94 of rows (301 * 200 // 640) and 136 of columns (437 * 300 // 960)
@@ -376,15 +439,17 @@ def test_mark_follows_the_peak_when_shrunk(rng):
     marked = render_heatmap(*args, legend=False, mark=True, max_size=(90, 90))
     bare = render_heatmap(*args, legend=False, max_size=(90, 90))
     assert marked.size == (90, 60)
-    np.testing.assert_allclose(_changed(marked, bare).mean(axis=0), (200 // 5, 60 // 5),
-                               atol=1.0)
+    np.testing.assert_allclose(_changed(marked, bare).mean(axis=0), (200 // 5, 60 // 5), atol=1.0)
 
 
 def test_flat_map_has_no_mark():
     flat = np.zeros((20, 30))
-    assert not len(_changed(render_heatmap(flat, "ccorr", (20, 30), (1, 1), legend=False,
-                                           mark=True),
-                            render_heatmap(flat, "ccorr", (20, 30), (1, 1), legend=False)))
+    assert not len(
+        _changed(
+            render_heatmap(flat, "ccorr", (20, 30), (1, 1), legend=False, mark=True),
+            render_heatmap(flat, "ccorr", (20, 30), (1, 1), legend=False),
+        )
+    )
 
 
 def _legend_text_rows(width, height):
@@ -392,8 +457,7 @@ def _legend_text_rows(width, height):
     args = (np.zeros((height, width)), "ccorr_normed", (height, width), (1, 1))
     picture = np.asarray(render_heatmap(*args, mark=False)).astype(int)
     bare = np.asarray(render_heatmap(*args, legend=False)).astype(int)
-    grey = ((picture != bare).any(axis=2) & (np.ptp(picture, axis=2) < 8)
-            & (picture[:, :, 0] > 120))
+    grey = (picture != bare).any(axis=2) & (np.ptp(picture, axis=2) < 8) & (picture[:, :, 0] > 120)
     rows = np.flatnonzero(grey.any(axis=1))
     assert len(rows), "no legend text"
     return rows.max() - rows.min() + 1
@@ -402,8 +466,9 @@ def _legend_text_rows(width, height):
 @pytest.mark.parametrize("font", ["truetype", "bitmap"])
 def test_legend_text_grows_with_the_picture(font, monkeypatch):
     if font == "bitmap":  # Pillow without FreeType: its one bitmap font, enlarged
-        monkeypatch.setattr(render.ImageFont, "load_default",
-                            lambda size=None: ImageFont.load_default_imagefont())
+        monkeypatch.setattr(
+            render.ImageFont, "load_default", lambda size=None: ImageFont.load_default_imagefont()
+        )
     render._font.cache_clear()
     try:
         heights = [_legend_text_rows(w, w // 2) for w in (400, 800, 1600)]
@@ -426,7 +491,7 @@ def test_overlay_label_is_legible_at_the_pictures_size():
     pixels = np.zeros((640, 960, 3))
     box = Match(400, 300, 21, 47, 0.835)
     out = np.asarray(render_overlay(pixels, [box]))
-    label_rows = np.flatnonzero((out[:300 - 6] != 0).any(axis=(1, 2)))
+    label_rows = np.flatnonzero((out[: 300 - 6] != 0).any(axis=(1, 2)))
     # shown 300 px wide (as in the README) the label is still about 10 px high
     assert len(label_rows) * 300 / 960 >= 9
 
@@ -475,8 +540,14 @@ def _run_in_pty(args, rows, cols):
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
     env.update(TERM="xterm-256color", COLORTERM="truecolor")
-    child = subprocess.Popen([sys.executable, "-m", "waldo_cli", *args], stdin=slave,
-                             stdout=slave, stderr=slave, cwd=ROOT, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "waldo_cli", *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=ROOT,
+        env=env,
+    )
     os.close(slave)
     chunks = []
     while True:
@@ -493,11 +564,19 @@ def _run_in_pty(args, rows, cols):
 
 
 def test_show_heatmap_fits_an_80x24_terminal_and_shows_the_peak():
-    out = _run_in_pty(["find", "sample_images/puzzle/scene.png",
-                       "sample_images/puzzle/waldo.png", "--show=heatmap"], 24, 80)
+    out = _run_in_pty(
+        [
+            "find",
+            "sample_images/puzzle/scene.png",
+            "sample_images/puzzle/waldo.png",
+            "--show=heatmap",
+        ],
+        24,
+        80,
+    )
     # a first run may print a one-line compiling notice before the picture
     lines = out.replace("\r\n", "\n").rstrip("\n").split("\n")
-    lines = lines[next(i for i, line in enumerate(lines) if "▀" in line):]
+    lines = lines[next(i for i, line in enumerate(lines) if "▀" in line) :]
     picture = [line for line in lines if "▀" in line]
     assert len(picture) >= 10
     assert len(lines) + 1 <= 24  # and the shell's next prompt

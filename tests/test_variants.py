@@ -39,7 +39,8 @@ def variants_dir(tmp_path_factory):
     Image.fromarray(np.fliplr(pixels)).save(root / "mirrored.png")
     # turned with transparent corners, as a user would save a turned sprite
     patch.convert("RGBA").rotate(20, Image.Resampling.BICUBIC, expand=True).save(
-        root / "turned-20.png")
+        root / "turned-20.png"
+    )
     return root
 
 
@@ -80,14 +81,22 @@ def test_arbitrary_angle_with_masked_corners(variants_dir):
 
 
 def test_one_waldo_gives_one_match_across_variants():
-    doc = find(SAMPLE, PATCH, "--scales", "0.8:1.25:0.05", "--rotations", "-10:10:5", "-k", "4",
-               "--no-threshold")
+    doc = find(
+        SAMPLE,
+        PATCH,
+        "--scales",
+        "0.8:1.25:0.05",
+        "--rotations",
+        "-10:10:5",
+        "-k",
+        "4",
+        "--no-threshold",
+    )
     matches = doc["matches"]
     assert (matches[0]["x"], matches[0]["y"]) == WHERE and matches[0]["scale"] == 1.0
-    centres = [(m["x"] + (m["width"] - 1) // 2, m["y"] + (m["height"] - 1) // 2)
-               for m in matches]
+    centres = [(m["x"] + (m["width"] - 1) // 2, m["y"] + (m["height"] - 1) // 2) for m in matches]
     for i, a in enumerate(centres):
-        for b in centres[i + 1:]:
+        for b in centres[i + 1 :]:
             assert max(abs(a[0] - b[0]), abs(a[1] - b[1])) >= 34  # half the patch's side
 
 
@@ -113,9 +122,19 @@ def test_variants_of_a_huge_image_are_searched_in_groups(monkeypatch):
 
 def test_heatmap_is_best_over_variants(tmp_path, variants_dir):
     heat = tmp_path / "heat.png"
-    result = CliRunner().invoke(cli, ["find", str(SAMPLE), str(variants_dir / "turned-90.png"),
-                                      "--rotations", "0,90,180,270", "--heatmap", str(heat),
-                                      "--no-legend"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "find",
+            str(SAMPLE),
+            str(variants_dir / "turned-90.png"),
+            "--rotations",
+            "0,90,180,270",
+            "--heatmap",
+            str(heat),
+            "--no-legend",
+        ],
+    )
     assert result.exit_code == 0
     picture = np.asarray(Image.open(heat).convert("L"))
     assert picture.shape == (512, 512)
@@ -143,12 +162,15 @@ def test_make_variants_sizes_and_masks():
     assert half.shape == (5, 10)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("0.5:2:0.5", [0.5, 1.0, 1.5, 2.0]),
-    ("1", [1.0]),
-    ("-30:30:30", [-30.0, 0.0, 30.0]),
-    ("0.8, 1, 1.25", [0.8, 1.0, 1.25]),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.5:2:0.5", [0.5, 1.0, 1.5, 2.0]),
+        ("1", [1.0]),
+        ("-30:30:30", [-30.0, 0.0, 30.0]),
+        ("0.8, 1, 1.25", [0.8, 1.0, 1.25]),
+    ],
+)
 def test_parse_range(text, expected):
     assert parse_range(text, "--scales") == expected
 
@@ -159,11 +181,14 @@ def test_parse_range_rejects(text):
         parse_range(text, "--scales")
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["--scales", "abc"], "--scales"),
-    (["--scales", "0,1"], "positive"),
-    (["--rotations", "5:1:1"], "--rotations"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--scales", "abc"], "--scales"),
+        (["--scales", "0,1"], "positive"),
+        (["--rotations", "5:1:1"], "--rotations"),
+    ],
+)
 def test_bad_variant_options(args, needle):
     result = CliRunner().invoke(cli, ["find", str(SAMPLE), str(PATCH), *args])
     assert result.exit_code == 2
@@ -178,8 +203,10 @@ def shared_case():
 
     rng = np.random.default_rng(7)
     image = skimage.data.astronaut()[:260, :330].astype(np.float32)
-    templates = [image[40:40 + h, 50:50 + w] + rng.normal(0, 3, (h, w, 3)).astype(np.float32)
-                 for h, w in ((61, 47), (40, 52), (33, 33), (20, 26), (6, 5))]
+    templates = [
+        image[40 : 40 + h, 50 : 50 + w] + rng.normal(0, 3, (h, w, 3)).astype(np.float32)
+        for h, w in ((61, 47), (40, 52), (33, 33), (20, 26), (6, 5))
+    ]
     return image, templates
 
 
@@ -229,13 +256,20 @@ def test_shared_search_handles_masks_misfits_and_convolution(shared_case, rng):
     image, templates = shared_case
     mask = (rng.random(templates[2].shape[:2]) > 0.3).astype(np.float32)
     too_big = np.zeros((300, 10, 3), np.float32)
-    maps = match_templates(image, [templates[0], templates[2], too_big], "ccoeff_normed",
-                           masks=[None, mask, None], convolve=True)
+    maps = match_templates(
+        image,
+        [templates[0], templates[2], too_big],
+        "ccoeff_normed",
+        masks=[None, mask, None],
+        convolve=True,
+    )
     assert maps[2] is None
-    np.testing.assert_allclose(maps[0], match_template(image, templates[0], convolve=True),
-                               atol=1e-6)
-    np.testing.assert_allclose(maps[1], match_template(image, templates[2], mask=mask,
-                                                       convolve=True), atol=1e-6)
+    np.testing.assert_allclose(
+        maps[0], match_template(image, templates[0], convolve=True), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        maps[1], match_template(image, templates[2], mask=mask, convolve=True), atol=1e-6
+    )
     with pytest.raises(WaldoError, match="2 masks for 3 templates"):
         match_templates(image, [templates[0]] * 3, masks=[None, None])
 
@@ -260,8 +294,7 @@ def test_cut_off_waldo_found_at_another_scale_with_padding(tmp_path):
     # the photograph shrunk by 0.8, cut so that a quarter of the patch hangs
     # off its left edge: found with the patch at scale 0.8
     cut = photo.crop((x + 18, 0, photo.width, photo.height))
-    cut = cut.resize((round(cut.width * 0.8), round(cut.height * 0.8)),
-                     Image.Resampling.LANCZOS)
+    cut = cut.resize((round(cut.width * 0.8), round(cut.height * 0.8)), Image.Resampling.LANCZOS)
     cut.save(tmp_path / "cut.png")
     report = find(tmp_path / "cut.png", PATCH, "--pad", "edge", "--scales", "0.7:1:0.1")
     assert report["pad"] == "edge" and report["scores_indexed_by"] == "window centre"

@@ -34,8 +34,13 @@ def search_source(searcher: Searcher, index: int, source: Source) -> ImageResult
     return ImageResult(index, name, report=result.report)
 
 
-def run_batch(searcher: Searcher, sources: Iterable[Source], jobs: int = 1, *,
-              executor: Executor | None = None) -> Iterator[ImageResult]:
+def run_batch(
+    searcher: Searcher,
+    sources: Iterable[Source],
+    jobs: int = 1,
+    *,
+    executor: Executor | None = None,
+) -> Iterator[ImageResult]:
     """Search every image and yield one result per image, in input order.
 
     Parameters
@@ -75,8 +80,9 @@ def run_batch(searcher: Searcher, sources: Iterable[Source], jobs: int = 1, *,
             yield search_source(searcher, index, source)
         return
     own = executor is None
-    pool: Executor = executor or ThreadPoolExecutor(max_workers=jobs,
-                                                    thread_name_prefix="waldo-job")
+    pool: Executor = executor or ThreadPoolExecutor(
+        max_workers=jobs, thread_name_prefix="waldo-job"
+    )
     pending: deque[Future[ImageResult]] = deque()
 
     def submit_next() -> None:

@@ -90,8 +90,10 @@ def _gauss(spec: str, sigma_text: str, delta: int | None) -> np.ndarray:
     if 2 * radius + 1 > MAX_SIDE:
         given = f" with --delta {delta}" if delta is not None else ""
         side = 2 * radius + 1
-        raise WaldoError(f"kernel {spec!r}{given}: {side}×{side} is too large; the largest "
-                         f"named kernel is {MAX_SIDE}×{MAX_SIDE} (Δ ≤ {MAX_SIDE // 2})")
+        raise WaldoError(
+            f"kernel {spec!r}{given}: {side}×{side} is too large; the largest "
+            f"named kernel is {MAX_SIDE}×{MAX_SIDE} (Δ ≤ {MAX_SIDE // 2})"
+        )
     offsets = np.arange(-radius, radius + 1, dtype=np.float64)
     with np.errstate(over="ignore"):  # a tiny σ: the off-centre weights underflow to 0
         line = np.exp(-0.5 * (offsets / sigma) ** 2)
@@ -102,11 +104,14 @@ def _gauss(spec: str, sigma_text: str, delta: int | None) -> np.ndarray:
 def _box(spec: str, size_text: str) -> np.ndarray:
     size = int(_parse_number(spec, size_text, int))
     if size % 2 == 0:
-        raise WaldoError(f"kernel {spec!r}: k must be odd (a k×k box needs a centre pixel), "
-                         f"as in box:{size + 1}")
+        raise WaldoError(
+            f"kernel {spec!r}: k must be odd (a k×k box needs a centre pixel), as in box:{size + 1}"
+        )
     if size > MAX_SIDE:
-        raise WaldoError(f"kernel {spec!r}: {size}×{size} is too large; the largest named "
-                         f"kernel is {MAX_SIDE}×{MAX_SIDE}")
+        raise WaldoError(
+            f"kernel {spec!r}: {size}×{size} is too large; the largest named "
+            f"kernel is {MAX_SIDE}×{MAX_SIDE}"
+        )
     return np.full((size, size), 1.0 / (size * size))
 
 
@@ -134,17 +139,22 @@ def _load_npy(path: str, channels: int) -> np.ndarray:
         raise WaldoError(f"{path}: a damaged .npy file ({reason})") from None
     shape = tuple(int(n) for n in loaded.shape)
     if loaded.dtype.kind not in "biuf":
-        raise WaldoError(f"{path}: the kernel has dtype {loaded.dtype}; a real (bool, integer "
-                         "or float) array is needed")
+        raise WaldoError(
+            f"{path}: the kernel has dtype {loaded.dtype}; a real (bool, integer "
+            "or float) array is needed"
+        )
     if loaded.ndim not in (2, 3, 4):
-        raise WaldoError(f"{path}: the kernel has shape {shape}; expected (h, w), (h, w, C) "
-                         "or (h, w, C, D)")
+        raise WaldoError(
+            f"{path}: the kernel has shape {shape}; expected (h, w), (h, w, C) or (h, w, C, D)"
+        )
     if 0 in shape:
         raise WaldoError(f"{path}: the kernel has shape {shape}, which holds no weights")
     h, w = shape[:2]
     if h % 2 == 0 or w % 2 == 0:
-        raise WaldoError(f"{path}: the kernel has shape {shape}; its height and width must be "
-                         "odd, so that it has a centre pixel")
+        raise WaldoError(
+            f"{path}: the kernel has shape {shape}; its height and width must be "
+            "odd, so that it has a centre pixel"
+        )
     kernel = loaded.astype(np.float64)
     # the engine computes in float32: a weight beyond its range would become inf there
     if not np.isfinite(kernel).all() or np.abs(kernel).max() > np.finfo(np.float32).max:
@@ -152,8 +162,10 @@ def _load_npy(path: str, channels: int) -> np.ndarray:
     if kernel.ndim == 2:
         return depthwise(kernel, channels)
     if kernel.shape[2] != channels:
-        raise WaldoError(f"{path}: the kernel has shape {shape}, so it takes {shape[2]} input "
-                         f"channel(s), but the image has {channels}")
+        raise WaldoError(
+            f"{path}: the kernel has shape {shape}, so it takes {shape[2]} input "
+            f"channel(s), but the image has {channels}"
+        )
     return kernel if kernel.ndim == 4 else kernel[:, :, :, None]
 
 
@@ -205,8 +217,12 @@ def make_kernel(spec: str, channels: int, *, delta: int | None = None) -> np.nda
     if spec.lower().endswith(".npy"):
         kernel, label = _load_npy(spec, channels), spec
     elif key in ("sobel-x", "sobel-y", "sobel", "laplace") and not argument:
-        planes = {"sobel-x": _SOBEL_X, "sobel-y": _SOBEL_X.T, "laplace": _LAPLACE,
-                  "sobel": np.stack([_SOBEL_X, _SOBEL_X.T], axis=2)}[key]
+        planes = {
+            "sobel-x": _SOBEL_X,
+            "sobel-y": _SOBEL_X.T,
+            "laplace": _LAPLACE,
+            "sobel": np.stack([_SOBEL_X, _SOBEL_X.T], axis=2),
+        }[key]
         kernel, label = depthwise(planes, channels), key
     elif key == "gauss" and argument:
         kernel, label = depthwise(_gauss(spec, argument, delta), channels), spec
@@ -216,13 +232,11 @@ def make_kernel(spec: str, channels: int, *, delta: int | None = None) -> np.nda
         example = "gauss:1.5" if key == "gauss" else "box:5"
         raise WaldoError(f"kernel {spec!r} needs its parameter, as in {example}")
     else:
-        raise WaldoError(f"unknown kernel {spec!r}: choose {', '.join(KERNEL_NAMES)} or a "
-                         "FILE.npy")
+        raise WaldoError(f"unknown kernel {spec!r}: choose {', '.join(KERNEL_NAMES)} or a FILE.npy")
     h, w = kernel.shape[:2]
     if delta is not None and (h, w) != (2 * delta + 1, 2 * delta + 1):
         side = 2 * delta + 1
-        raise WaldoError(f"--delta {delta} means a {side}×{side} kernel, but {label} is "
-                         f"{h}×{w}")
+        raise WaldoError(f"--delta {delta} means a {side}×{side} kernel, but {label} is {h}×{w}")
     return kernel
 
 
@@ -250,8 +264,9 @@ def is_depthwise(kernel: np.ndarray) -> bool:
     return not bool(np.any(reads & ~own))
 
 
-def apply_layer(image: object, kernel: np.ndarray, *, pad: str = "zero",
-                convolve: bool = False) -> np.ndarray:
+def apply_layer(
+    image: object, kernel: np.ndarray, *, pad: str = "zero", convolve: bool = False
+) -> np.ndarray:
     """Compute the hidden representation H of one convolutional layer.
 
     H[i, j, d] = Σ_a Σ_b Σ_c V[a, b, c, d] X[i+a, j+b, c]: for each output
@@ -302,13 +317,17 @@ def apply_layer(image: object, kernel: np.ndarray, *, pad: str = "zero",
     if 0 in v.shape or h % 2 == 0 or w % 2 == 0:
         raise ShapeError(f"kernel has shape {v.shape}; h and w must be odd and nothing empty")
     if x.ndim != 3 or x.shape[2] != channels:
-        raise ShapeError(f"kernel has shape {v.shape} ({channels} input channel(s)) but the "
-                         f"image has shape {x.shape}")
+        raise ShapeError(
+            f"kernel has shape {v.shape} ({channels} input channel(s)) but the "
+            f"image has shape {x.shape}"
+        )
     height, width = x.shape[:2]
     if pad == "none":
         if h > height or w > width:
-            raise ShapeError(f"kernel {w}×{h} is larger than image {width}×{height}; with "
-                             "pad 'none' it must fit inside the image")
+            raise ShapeError(
+                f"kernel {w}×{h} is larger than image {width}×{height}; with "
+                "pad 'none' it must fit inside the image"
+            )
         out_shape = (height - h + 1, width - w + 1)
     else:
         out_shape = (height, width)
@@ -319,8 +338,9 @@ def apply_layer(image: object, kernel: np.ndarray, *, pad: str = "zero",
         if used.size == 0:
             continue  # an all-zero filter: H[:, :, d] stays 0
         # input channels with no weights add nothing: leave them out of the sum
-        features[:, :, d] = match_template(x[:, :, used], v[:, :, used, d], "ccorr", pad=pad,
-                                           convolve=convolve)
+        features[:, :, d] = match_template(
+            x[:, :, used], v[:, :, used, d], "ccorr", pad=pad, convolve=convolve
+        )
     return features
 
 
@@ -350,8 +370,14 @@ class ChannelSummary:
 
     def to_dict(self) -> dict[str, object]:
         """The JSON form: channel, file, min, max, mean, mapping."""
-        return {"channel": self.channel, "file": self.file, "min": self.minimum,
-                "max": self.maximum, "mean": self.mean, "mapping": self.mapping}
+        return {
+            "channel": self.channel,
+            "file": self.file,
+            "min": self.minimum,
+            "max": self.maximum,
+            "mean": self.mean,
+            "mapping": self.mapping,
+        }
 
 
 def to_grey8(values: np.ndarray, mapping: str) -> np.ndarray:
@@ -407,8 +433,9 @@ def output_paths(out: str | os.PathLike[str], outputs: int) -> list[Path]:
     return [target.with_name(f"{target.stem}-{d}{target.suffix}") for d in range(outputs)]
 
 
-def check_outputs(out: str | os.PathLike[str], outputs: int,
-                  protect: tuple[str | os.PathLike[str], ...] = ()) -> list[Path]:
+def check_outputs(
+    out: str | os.PathLike[str], outputs: int, protect: tuple[str | os.PathLike[str], ...] = ()
+) -> list[Path]:
     """Refuse the output files before any work, as ``check_output_path`` does for each.
 
     >>> import tempfile
@@ -429,8 +456,13 @@ def check_outputs(out: str | os.PathLike[str], outputs: int,
     return paths
 
 
-def write_features(features: np.ndarray, out: str | os.PathLike[str], mappings: list[str], *,
-                   protect: tuple[str | os.PathLike[str], ...] = ()) -> list[ChannelSummary]:
+def write_features(
+    features: np.ndarray,
+    out: str | os.PathLike[str],
+    mappings: list[str],
+    *,
+    protect: tuple[str | os.PathLike[str], ...] = (),
+) -> list[ChannelSummary]:
     """Write H: one float32 .npy stack, or one 8-bit grey picture per channel.
 
     Parameters
@@ -463,8 +495,10 @@ def write_features(features: np.ndarray, out: str | os.PathLike[str], mappings: 
 
     stack = np.asarray(features, dtype=np.float32)
     if stack.ndim != 3 or len(mappings) != stack.shape[2]:
-        raise ShapeError(f"features have shape {stack.shape}; expected (H, W, D) with one "
-                         f"mapping per channel ({len(mappings)} given)")
+        raise ShapeError(
+            f"features have shape {stack.shape}; expected (H, W, D) with one "
+            f"mapping per channel ({len(mappings)} given)"
+        )
     paths = check_outputs(out, stack.shape[2], protect)
     npy = Path(out).suffix.lower() == ".npy"
     if npy:
@@ -474,8 +508,14 @@ def write_features(features: np.ndarray, out: str | os.PathLike[str], mappings: 
         plane = stack[:, :, d]
         if not npy:
             save_image(to_grey8(plane, mappings[d]), paths[d], protect)
-        summaries.append(ChannelSummary(
-            channel=d, file=str(paths[0] if npy else paths[d]),
-            minimum=float(plane.min()), maximum=float(plane.max()),
-            mean=float(plane.mean(dtype=np.float64)), mapping=None if npy else mappings[d]))
+        summaries.append(
+            ChannelSummary(
+                channel=d,
+                file=str(paths[0] if npy else paths[d]),
+                minimum=float(plane.min()),
+                maximum=float(plane.max()),
+                mean=float(plane.mean(dtype=np.float64)),
+                mapping=None if npy else mappings[d],
+            )
+        )
     return summaries

@@ -105,8 +105,9 @@ def _prepared(template: object, convolve: bool) -> PreparedTemplate:
     return prepare_template(tpl[::-1, ::-1] if convolve else tpl)
 
 
-def _padded_shape(shape: tuple[int, ...], template_shape: tuple[int, ...],
-                  pad: str) -> tuple[int, int, int]:
+def _padded_shape(
+    shape: tuple[int, ...], template_shape: tuple[int, ...], pad: str
+) -> tuple[int, int, int]:
     height, width, channels = (int(v) for v in shape)
     if pad == "none":
         return height, width, channels
@@ -117,14 +118,22 @@ def _padded_shape(shape: tuple[int, ...], template_shape: tuple[int, ...],
 def _check_fits(image_shape: tuple[int, ...], template_shape: tuple[int, ...]) -> None:
     (height, width, channels), (h, w, t_channels) = image_shape, template_shape
     if channels != t_channels:
-        raise ShapeError(f"template has {t_channels} channel(s) but image has {channels}; "
-                         "give both the same number of channels")
+        raise ShapeError(
+            f"template has {t_channels} channel(s) but image has {channels}; "
+            "give both the same number of channels"
+        )
     if h > height or w > width:
         raise TemplateTooLargeError((h, w), (height, width))
 
 
-def _plan(image_shape: tuple[int, int, int], prepared: PreparedTemplate,
-          weights: np.ndarray | None, method: str, engine: str, threads: int | None) -> Plan:
+def _plan(
+    image_shape: tuple[int, int, int],
+    prepared: PreparedTemplate,
+    weights: np.ndarray | None,
+    method: str,
+    engine: str,
+    threads: int | None,
+) -> Plan:
     """The plan of one search; its masked template comes from the template's cache."""
     h, w, _ = prepared.shape
     masked = None
@@ -132,14 +141,28 @@ def _plan(image_shape: tuple[int, int, int], prepared: PreparedTemplate,
     if weights is not None:
         masked = prepared.masked(weights, method in ("ccoeff", "ccoeff_normed"))
         flat = masked.flat
-    return plan_search(image_shape, (h, w), method, engine=engine,
-                       threads=SHARED.threads if threads is None else threads, masked=masked,
-                       constant=method == "ccoeff_normed" and flat)
+    return plan_search(
+        image_shape,
+        (h, w),
+        method,
+        engine=engine,
+        threads=SHARED.threads if threads is None else threads,
+        masked=masked,
+        constant=method == "ccoeff_normed" and flat,
+    )
 
 
-def plan_match(image_shape: tuple[int, ...], template: object,
-               method: str = DEFAULT_METHOD, *, engine: str = "auto", mask: object = None,
-               pad: str = "none", convolve: bool = False, threads: int | None = None) -> Plan:
+def plan_match(
+    image_shape: tuple[int, ...],
+    template: object,
+    method: str = DEFAULT_METHOD,
+    *,
+    engine: str = "auto",
+    mask: object = None,
+    pad: str = "none",
+    convolve: bool = False,
+    threads: int | None = None,
+) -> Plan:
     """What ``match_template`` would run for an image of this shape, decided now.
 
     Parameters are those of ``match_template``, with the image's shape
@@ -168,10 +191,18 @@ def _weights(mask: object, prepared: PreparedTemplate, convolve: bool) -> np.nda
     return as_mask(m[::-1, ::-1] if convolve else m, prepared.shape)
 
 
-def match_template(image: object, template: object, method: str = DEFAULT_METHOD, *,
-                   engine: str = "auto", mask: object = None, pad: str = "none",
-                   convolve: bool = False, threads: int | None = None,
-                   plan: Plan | None = None) -> np.ndarray:
+def match_template(
+    image: object,
+    template: object,
+    method: str = DEFAULT_METHOD,
+    *,
+    engine: str = "auto",
+    mask: object = None,
+    pad: str = "none",
+    convolve: bool = False,
+    threads: int | None = None,
+    plan: Plan | None = None,
+) -> np.ndarray:
     r"""Score every placement of ``template`` inside ``image``.
 
     Parameters
@@ -315,8 +346,9 @@ def match_template(image: object, template: object, method: str = DEFAULT_METHOD
     return _run(img, prepared, weights, method, plan)
 
 
-def _run(img: np.ndarray, prepared: PreparedTemplate, weights: np.ndarray | None, method: str,
-         plan: Plan) -> np.ndarray:
+def _run(
+    img: np.ndarray, prepared: PreparedTemplate, weights: np.ndarray | None, method: str, plan: Plan
+) -> np.ndarray:
     """One search as planned: image (H, W, C) already padded, template already turned."""
     (height, width, _), (h, w, _) = img.shape, prepared.shape
     out_h, out_w = height - h + 1, width - w + 1
@@ -331,8 +363,9 @@ def _run(img: np.ndarray, prepared: PreparedTemplate, weights: np.ndarray | None
         scores = np.empty((out_h, out_w), np.float32)
         for top in range(0, out_h, band):
             rows = min(band, out_h - top)
-            scores[top:top + rows] = _match_masked(img[top:top + rows + h - 1], masked,
-                                                   method, plan)
+            scores[top : top + rows] = _match_masked(
+                img[top : top + rows + h - 1], masked, method, plan
+            )
         return scores
     code = METHOD_CODES[method]
     # float32 is enough to hold the correlation: it is at most the norm it is
@@ -341,16 +374,17 @@ def _run(img: np.ndarray, prepared: PreparedTemplate, weights: np.ndarray | None
     for top in range(0, out_h, band):
         rows = min(band, out_h - top)
         # a band of the image as planes: the whole image when it is not huge
-        planar = as_planar(img[top:top + rows + h - 1])
+        planar = as_planar(img[top : top + rows + h - 1])
         offsets = channel_offsets(planar)
-        corr = scores[top:top + rows]  # whole rows: C-contiguous
+        corr = scores[top : top + rows]  # whole rows: C-contiguous
         _correlate(planar, prepared, offsets, corr, plan)
         _finish(planar, offsets, prepared, code, corr, plan.threads)
     return scores
 
 
-def _correlate(planar: np.ndarray, template: PreparedTemplate, offsets: np.ndarray,
-               out: np.ndarray, plan: Plan) -> None:
+def _correlate(
+    planar: np.ndarray, template: PreparedTemplate, offsets: np.ndarray, out: np.ndarray, plan: Plan
+) -> None:
     """The correlation of one template by the plan's engine, into ``out``.
 
     image (C, H, W) float32, template prepared (its kernel is centred, so it
@@ -359,31 +393,50 @@ def _correlate(planar: np.ndarray, template: PreparedTemplate, offsets: np.ndarr
     from waldo_cli import kernels
 
     if plan.engine == "direct":
-        SHARED.run_bands(kernels._correlate_direct, (planar, template.kernel, out), out.shape[0],
-                         threads=plan.threads)
+        SHARED.run_bands(
+            kernels._correlate_direct,
+            (planar, template.kernel, out),
+            out.shape[0],
+            threads=plan.threads,
+        )
     else:
         # out is C-contiguous (whole rows), so this flat view is out itself
-        _correlate_shared(planar, offsets, [template], plan.tile or 0, plan.threads,
-                          out.reshape(-1))
+        _correlate_shared(
+            planar, offsets, [template], plan.tile or 0, plan.threads, out.reshape(-1)
+        )
 
 
-def _finish(planar: np.ndarray, offsets: np.ndarray, prepared: PreparedTemplate, code: int,
-            corr: np.ndarray, threads: int) -> np.ndarray:
+def _finish(
+    planar: np.ndarray,
+    offsets: np.ndarray,
+    prepared: PreparedTemplate,
+    code: int,
+    corr: np.ndarray,
+    threads: int,
+) -> np.ndarray:
     """Turn a correlation map into the method's scores, in place, and return it."""
     from waldo_cli import kernels
 
     h, w, _ = prepared.shape
     # the scores overwrite the correlation row by row: one map fewer to
     # allocate (and fault in) per search
-    SHARED.run_bands(kernels._finish_scores, (code, planar, h, w, offsets, corr, prepared.mean,
-                                              prepared.energy, prepared.sq, corr),
-                     corr.shape[0], threads=threads)
+    SHARED.run_bands(
+        kernels._finish_scores,
+        (code, planar, h, w, offsets, corr, prepared.mean, prepared.energy, prepared.sq, corr),
+        corr.shape[0],
+        threads=threads,
+    )
     return corr
 
 
-def _correlate_shared(planar: np.ndarray, offsets: np.ndarray, preps: list[PreparedTemplate],
-                      side: int, threads: int,
-                      flat: np.ndarray | None = None) -> list[np.ndarray]:
+def _correlate_shared(
+    planar: np.ndarray,
+    offsets: np.ndarray,
+    preps: list[PreparedTemplate],
+    side: int,
+    threads: int,
+    flat: np.ndarray | None = None,
+) -> list[np.ndarray]:
     """The correlation maps of several templates by FFT tiles of ``side`` shared among them.
 
     ``flat``: where the maps go, one after another (a map's own buffer, as a
@@ -404,10 +457,13 @@ def _correlate_shared(planar: np.ndarray, offsets: np.ndarray, preps: list[Prepa
     heights = np.array([p.shape[0] for p in preps], np.int64)
     widths = np.array([p.shape[1] for p in preps], np.int64)
     tiles = -(-out_shape[0] // (side - h_max + 1)) * -(-out_shape[1] // (side - w_max + 1))
-    SHARED.run_bands(kernels._correlate_fft,
-                     (planar, offsets, spectra, heights, widths, flat,
-                      starts[:-1].astype(np.int64)), tiles, threads=threads)
-    return [flat[starts[k]:starts[k + 1]].reshape(shape) for k, shape in enumerate(shapes)]
+    SHARED.run_bands(
+        kernels._correlate_fft,
+        (planar, offsets, spectra, heights, widths, flat, starts[:-1].astype(np.int64)),
+        tiles,
+        threads=threads,
+    )
+    return [flat[starts[k] : starts[k + 1]].reshape(shape) for k, shape in enumerate(shapes)]
 
 
 def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Plan) -> np.ndarray:
@@ -433,24 +489,41 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
     # FFT's rounding measured at most 5 ε ΣW max J²; the floor is 64 ε ΣW
     # max J², 1.4e-14 of the most a window can hold, for both engines so
     # that they agree.
-    reach = max(float((planar.max(axis=(1, 2)) - offsets).max()),
-                float((offsets - planar.min(axis=(1, 2))).max()))
+    reach = max(
+        float((planar.max(axis=(1, 2)) - offsets).max()),
+        float((offsets - planar.min(axis=(1, 2))).max()),
+    )
     floor = 64.0 * DBL_EPSILON * float(masked.w_sum.sum()) * reach * reach
     code = METHOD_CODES[method]
     scores = np.empty(out_shape, np.float32)
     common = (masked.w_sum, masked.m_sum, masked.t_sq, masked.tnorm, floor, masked.soft)
     if plan.engine == "direct":
-        SHARED.run_bands(kernels._masked_direct,
-                         (code, planar, offsets, masked.kern, masked.weights, masked.mask,
-                          *common, scores), out_shape[0], threads=plan.threads)
+        SHARED.run_bands(
+            kernels._masked_direct,
+            (code, planar, offsets, masked.kern, masked.weights, masked.mask, *common, scores),
+            out_shape[0],
+            threads=plan.threads,
+        )
     else:
         load_fft()
         side = plan.tile or 0
         tiles = -(-out_shape[0] // (side - h + 1)) * -(-out_shape[1] // (side - w + 1))
-        SHARED.run_bands(kernels._masked_fft,
-                         (code, planar, offsets, masked.kern, masked.weights, masked.mask,
-                          *masked.spectra(side), *common, scores), tiles,
-                         threads=plan.threads)
+        SHARED.run_bands(
+            kernels._masked_fft,
+            (
+                code,
+                planar,
+                offsets,
+                masked.kern,
+                masked.weights,
+                masked.mask,
+                *masked.spectra(side),
+                *common,
+                scores,
+            ),
+            tiles,
+            threads=plan.threads,
+        )
     return scores
 
 
@@ -458,8 +531,9 @@ def _map_bytes(image_shape: tuple[int, ...], prepared: PreparedTemplate) -> int:
     return 4 * (image_shape[0] - prepared.shape[0] + 1) * (image_shape[1] - prepared.shape[1] + 1)
 
 
-def _pad_once(img: np.ndarray, preps: list[PreparedTemplate],
-              pad: str) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def _pad_once(
+    img: np.ndarray, preps: list[PreparedTemplate], pad: str
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """The image padded as far as the largest template needs, and each template's crop origin.
 
     A template that needs less padding sees, in the wider margin, the same
@@ -473,8 +547,9 @@ def _pad_once(img: np.ndarray, preps: list[PreparedTemplate],
     return padded, [(top - t, left - lft) for (t, _), (lft, _) in widths]
 
 
-def _padded_once_shape(shape: tuple[int, ...], preps: list[PreparedTemplate],
-                       pad: str) -> tuple[int, int, int]:
+def _padded_once_shape(
+    shape: tuple[int, ...], preps: list[PreparedTemplate], pad: str
+) -> tuple[int, int, int]:
     height, width, channels = (int(v) for v in shape)
     if pad == "none":
         return height, width, channels
@@ -491,10 +566,17 @@ def _template_masks(templates: list[object], masks: list[object] | None) -> list
     return masks
 
 
-def plan_matches(image_shape: tuple[int, ...], templates: list[object],
-                 method: str = DEFAULT_METHOD, *, engine: str = "auto",
-                 masks: list[object] | None = None, pad: str = "none", convolve: bool = False,
-                 threads: int | None = None) -> list[Plan | None]:
+def plan_matches(
+    image_shape: tuple[int, ...],
+    templates: list[object],
+    method: str = DEFAULT_METHOD,
+    *,
+    engine: str = "auto",
+    masks: list[object] | None = None,
+    pad: str = "none",
+    convolve: bool = False,
+    threads: int | None = None,
+) -> list[Plan | None]:
     """What ``match_templates`` would run for each template: a Plan, or None where it misfits.
 
     A template misfits when it is larger than the image, or its channels
@@ -514,8 +596,15 @@ def plan_matches(image_shape: tuple[int, ...], templates: list[object],
     return _plans(padded, preps, masks, method, engine, threads, convolve)
 
 
-def _plans(image_shape: tuple[int, int, int], preps: list[PreparedTemplate], masks: list[object],
-           method: str, engine: str, threads: int | None, convolve: bool) -> list[Plan | None]:
+def _plans(
+    image_shape: tuple[int, int, int],
+    preps: list[PreparedTemplate],
+    masks: list[object],
+    method: str,
+    engine: str,
+    threads: int | None,
+    convolve: bool,
+) -> list[Plan | None]:
     """The plan of each prepared (already turned) template on an image of this (padded) shape."""
     plans: list[Plan | None] = []
     for prepared, mask in zip(preps, masks, strict=True):
@@ -528,10 +617,18 @@ def _plans(image_shape: tuple[int, int, int], preps: list[PreparedTemplate], mas
     return plans
 
 
-def match_templates(image: object, templates: list[object], method: str = DEFAULT_METHOD, *,
-                    engine: str = "auto", masks: list[object] | None = None,
-                    pad: str = "none", convolve: bool = False, threads: int | None = None,
-                    plans: list[Plan | None] | None = None) -> list[np.ndarray | None]:
+def match_templates(
+    image: object,
+    templates: list[object],
+    method: str = DEFAULT_METHOD,
+    *,
+    engine: str = "auto",
+    masks: list[object] | None = None,
+    pad: str = "none",
+    convolve: bool = False,
+    threads: int | None = None,
+    plans: list[Plan | None] | None = None,
+) -> list[np.ndarray | None]:
     """``match_template`` for several templates (scales, turns) on one image, sharing the work.
 
     The image is converted once, and the templates the FFT path serves share
@@ -581,14 +678,22 @@ def match_templates(image: object, templates: list[object], method: str = DEFAUL
     maps = _match_planned(img, preps, masks, method, plans, convolve)
     if origins is None:
         return maps
-    return [None if scores is None else np.ascontiguousarray(
-        scores[top:top + height, left:left + width])
-        for scores, (top, left) in zip(maps, origins, strict=True)]
+    return [
+        None
+        if scores is None
+        else np.ascontiguousarray(scores[top : top + height, left : left + width])
+        for scores, (top, left) in zip(maps, origins, strict=True)
+    ]
 
 
-def _match_planned(img: np.ndarray, preps: list[PreparedTemplate], masks: list[object],
-                   method: str, plans: list[Plan | None],
-                   convolve: bool) -> list[np.ndarray | None]:
+def _match_planned(
+    img: np.ndarray,
+    preps: list[PreparedTemplate],
+    masks: list[object],
+    method: str,
+    plans: list[Plan | None],
+    convolve: bool,
+) -> list[np.ndarray | None]:
     """Run every template's plan on one (padded) image; FFT plans share the image's tiles."""
     (height, width, channels), code = img.shape, METHOD_CODES[method]
     maps: list[np.ndarray | None] = [None] * len(preps)
@@ -603,8 +708,13 @@ def _match_planned(img: np.ndarray, preps: list[PreparedTemplate], masks: list[o
             # masked, flat and mismatched templates: the single search (or its error)
             _check_fits(img.shape, prepared.shape)
             weights = _weights(mask, prepared, convolve)
-            maps[i] = _run(img, prepared, weights, method, plan or _plan(
-                img.shape, prepared, weights, method, "auto", None))
+            maps[i] = _run(
+                img,
+                prepared,
+                weights,
+                method,
+                plan or _plan(img.shape, prepared, weights, method, "auto", None),
+            )
             continue
         if planar is None:
             planar = as_planar(img)
@@ -620,18 +730,23 @@ def _match_planned(img: np.ndarray, preps: list[PreparedTemplate], masks: list[o
     while shared:
         group: list[int] = []
         size = 0
-        while shared and (not group or size + _map_bytes(img.shape, preps[shared[0]])
-                          <= _SHARED_BYTES):
+        while shared and (
+            not group or size + _map_bytes(img.shape, preps[shared[0]]) <= _SHARED_BYTES
+        ):
             size += _map_bytes(img.shape, preps[shared[0]])
             group.append(shared.pop(0))
         threads = max(plans[i].threads for i in group)  # type: ignore[union-attr]
         h_max = max(preps[i].shape[0] for i in group)
         w_max = max(preps[i].shape[1] for i in group)
         # the group's tile suits its largest member (the cost model, as in plan.py)
-        _, side = fft_plan((height - h_max + 1, width - w_max + 1), (h_max, w_max), channels,
-                           threads)
+        _, side = fft_plan(
+            (height - h_max + 1, width - w_max + 1), (h_max, w_max), channels, threads
+        )
         assert planar is not None
-        for i, corr in zip(group, _correlate_shared(planar, offsets, [preps[i] for i in group],
-                                                    side, threads), strict=True):
+        for i, corr in zip(
+            group,
+            _correlate_shared(planar, offsets, [preps[i] for i in group], side, threads),
+            strict=True,
+        ):
             maps[i] = _finish(planar, offsets, preps[i], code, corr, threads)
     return maps

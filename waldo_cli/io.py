@@ -24,8 +24,13 @@ from waldo_cli.errors import ImageReadError, WaldoError
 # Modes whose pixels are one intensity; everything else becomes RGB.
 _GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F", "P;L"}
 # Integer modes wider than 8 bits, and the factor that maps them onto 0..255.
-_WIDE_MODES = {"I": 255.0 / 65535.0, "I;16": 255.0 / 65535.0, "I;16L": 255.0 / 65535.0,
-               "I;16B": 255.0 / 65535.0, "I;16N": 255.0 / 65535.0}
+_WIDE_MODES = {
+    "I": 255.0 / 65535.0,
+    "I;16": 255.0 / 65535.0,
+    "I;16L": 255.0 / 65535.0,
+    "I;16B": 255.0 / 65535.0,
+    "I;16N": 255.0 / 65535.0,
+}
 # ITU-R 601-2 luma, the weights Pillow's convert("L") uses.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
@@ -215,8 +220,11 @@ def read_image(
             raise ImageReadError(label, "no image data (empty input)")
         stream: str | os.PathLike[str] | BinaryIO = _io.BytesIO(source)
     else:
-        label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike))
-                         else getattr(source, "name", "<stream>"))
+        label = name or (
+            os.fspath(source)
+            if isinstance(source, (str, os.PathLike))
+            else getattr(source, "name", "<stream>")
+        )
         stream = source
     image = _open(stream, label)
     mode = image.mode
@@ -294,16 +302,26 @@ def _output_format(path: Path) -> str:
     Image.init()
     fmt = Image.EXTENSION.get(path.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
-        known = sorted({ext for ext, f in Image.EXTENSION.items() if f in Image.SAVE
-                        and f in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")})
-        raise OutputError(f"{path}: unknown image format {path.suffix or '(no extension)'!r}; "
-                          f"use one of {', '.join(known)}")
+        known = sorted(
+            {
+                ext
+                for ext, f in Image.EXTENSION.items()
+                if f in Image.SAVE and f in ("PNG", "JPEG", "WEBP", "TIFF", "BMP", "GIF")
+            }
+        )
+        raise OutputError(
+            f"{path}: unknown image format {path.suffix or '(no extension)'!r}; "
+            f"use one of {', '.join(known)}"
+        )
     return fmt
 
 
-def check_output_path(path: str | os.PathLike[str],
-                      protect: tuple[str | os.PathLike[str], ...] = (), *,
-                      image: bool = True) -> Path:
+def check_output_path(
+    path: str | os.PathLike[str],
+    protect: tuple[str | os.PathLike[str], ...] = (),
+    *,
+    image: bool = True,
+) -> Path:
     """Refuse an output path before any work is done, with a one-line reason.
 
     Parameters
@@ -344,7 +362,8 @@ def check_output_path(path: str | os.PathLike[str],
         if other is None or str(other) == "-":
             continue
         same = os.path.abspath(target) == os.path.abspath(other) or (
-            target.exists() and Path(other).exists() and os.path.samefile(target, other))
+            target.exists() and Path(other).exists() and os.path.samefile(target, other)
+        )
         if same:
             raise OutputError(f"{target}: refusing to overwrite an input file")
     if not os.access(folder, os.W_OK):
@@ -397,8 +416,11 @@ def _umask() -> int:
     return mask
 
 
-def save_image(picture: Image.Image | np.ndarray, path: str | os.PathLike[str],
-               protect: tuple[str | os.PathLike[str], ...] = ()) -> Path:
+def save_image(
+    picture: Image.Image | np.ndarray,
+    path: str | os.PathLike[str],
+    protect: tuple[str | os.PathLike[str], ...] = (),
+) -> Path:
     """Save a picture atomically, in the format its file name asks for.
 
     Parameters
@@ -425,8 +447,9 @@ def save_image(picture: Image.Image | np.ndarray, path: str | os.PathLike[str],
     target = check_output_path(path, protect)
     fmt = _output_format(target)
     if isinstance(picture, np.ndarray):
-        picture = Image.fromarray(np.squeeze(picture) if picture.ndim == 3
-                                  and picture.shape[2] == 1 else picture)
+        picture = Image.fromarray(
+            np.squeeze(picture) if picture.ndim == 3 and picture.shape[2] == 1 else picture
+        )
     if fmt == "JPEG" and picture.mode not in ("RGB", "L", "CMYK"):
         picture = picture.convert("RGB")
     write_atomically(target, lambda fh: picture.save(fh, format=fmt))

@@ -63,7 +63,7 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
                         p00, p01, p02, p03 = t0[j], t0[j + 1], t0[j + 2], t0[j + 3]
                         p10, p11, p12, p13 = t1[j], t1[j + 1], t1[j + 2], t1[j + 3]
                         p20, p21, p22, p23 = t2[j], t2[j + 1], t2[j + 2], t2[j + 3]
-                        src = row[j:j + out_w + 3]
+                        src = row[j : j + out_w + 3]
                         for x in range(out_w):
                             v0 = np.float64(src[x])
                             v1 = np.float64(src[x + 1])
@@ -74,7 +74,7 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
                             acc2[x] += p20 * v0 + p21 * v1 + p22 * v2 + p23 * v3
                     for j in range(w4, w):
                         q0, q1, q2 = t0[j], t1[j], t2[j]
-                        src = row[j:j + out_w]
+                        src = row[j : j + out_w]
                         for x in range(out_w):
                             v0 = np.float64(src[x])
                             acc0[x] += q0 * v0
@@ -86,13 +86,17 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
                         a = acc0 if k == 0 else acc1 if k == 1 else acc2
                         for j in range(0, w4, 4):
                             s0, s1, s2, s3 = taps[j], taps[j + 1], taps[j + 2], taps[j + 3]
-                            src = row[j:j + out_w + 3]
+                            src = row[j : j + out_w + 3]
                             for x in range(out_w):
-                                a[x] += (s0 * src[x] + s1 * src[x + 1] + s2 * src[x + 2]
-                                         + s3 * src[x + 3])
+                                a[x] += (
+                                    s0 * src[x]
+                                    + s1 * src[x + 1]
+                                    + s2 * src[x + 2]
+                                    + s3 * src[x + 3]
+                                )
                         for j in range(w4, w):
                             s0 = taps[j]
-                            src = row[j:j + out_w]
+                            src = row[j : j + out_w]
                             for x in range(out_w):
                                 a[x] += s0 * src[x]
         for k in range(rows):
@@ -103,8 +107,9 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
 
 
 @njit(cache=True, nogil=True)
-def _correlate_fft(image, offsets, spectra, heights, widths, flat_out, starts,
-                   first, last):  # pragma: no cover - compiled
+def _correlate_fft(
+    image, offsets, spectra, heights, widths, flat_out, starts, first, last
+):  # pragma: no cover - compiled
     """The correlation of _correlate_direct, by overlap-save FFT tiles, for V templates.
 
     image (C, H, W) float32; offsets (C,) float64 subtracted from each channel
@@ -143,7 +148,7 @@ def _correlate_fft(image, offsets, spectra, heights, widths, flat_out, starts,
                 buf[:] = 0.0  # the zero padding past the image's edge
             off = offsets[c]
             for y in range(rows):
-                src = image[c, y0 + y, x0:x0 + cols]
+                src = image[c, y0 + y, x0 : x0 + cols]
                 dst = buf[y]
                 for x in range(cols):
                     dst[x] = src[x] - off
@@ -159,7 +164,7 @@ def _correlate_fft(image, offsets, spectra, heights, widths, flat_out, starts,
             corr = np.fft.irfft2(acc, s=(tile_h, tile_w))
             out_h = height - heights[v] + 1
             out_w = width - widths[v] + 1
-            out = flat_out[starts[v]:starts[v] + out_h * out_w].reshape((out_h, out_w))
+            out = flat_out[starts[v] : starts[v] + out_h * out_w].reshape((out_h, out_w))
             # the last tile of a row or column also fills the windows only a
             # smaller template has (its outputs run further)
             ny = step_y if ty < tiles_y - 1 else tile_h - heights[v] + 1
@@ -184,8 +189,9 @@ def _multiply_add(acc, freq, spectrum):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True)
-def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_energy,
-                   template_sq, out, y0, y1):  # pragma: no cover - compiled
+def _finish_scores(
+    method, image, h, w, offsets, corr, template_mean, template_energy, template_sq, out, y0, y1
+):  # pragma: no cover - compiled
     """Window statistics and OpenCV's formulas, fused: corr and image in, scores out.
 
     image (C, H, W) float32; offsets, template_mean (C,) float64; corr
@@ -282,20 +288,20 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
             if method == CCOEFF or method == CCOEFF_NORMED:
                 for x in range(out_w):
                     s_off = ws[x]
-                    sum2[x] += (2.0 * o * s_off + n * o * o)
+                    sum2[x] += 2.0 * o * s_off + n * o * o
                     var[x] -= s_off * s_off * inv_n
             elif method == SQDIFF or method == SQDIFF_NORMED:
                 for x in range(out_w):
                     s_off = ws[x]
                     total = s_off + n * o
-                    sum2[x] += (2.0 * o * s_off + n * o * o)
+                    sum2[x] += 2.0 * o * s_off + n * o * o
                     var[x] -= s_off * s_off * inv_n
                     d = total - n * tm
                     extra[x] += d * d * inv_n
             else:
                 for x in range(out_w):
                     s_off = ws[x]
-                    sum2[x] += (2.0 * o * s_off + n * o * o)
+                    sum2[x] += 2.0 * o * s_off + n * o * o
                     extra[x] += tm * (s_off + n * o)
         row = corr[y]
         dst = out[y]
@@ -343,9 +349,11 @@ def _finish_scores(method, image, h, w, offsets, corr, template_mean, template_e
 #             has M = W, so S = A)
 # where M is the mask, W = M**2 and * is the window sum of the product.
 
+
 @njit(nogil=True)
-def _masked_window(method, image, offsets, kern, weights, mask, m_sum, t_sq, top,
-                   left):  # pragma: no cover - compiled
+def _masked_window(
+    method, image, offsets, kern, weights, mask, m_sum, t_sq, top, left
+):  # pragma: no cover - compiled
     """(numerator, energy, sum W I**2) of the window at (top, left), summed directly.
 
     The energy is summed as sum W (J - mean_M J)**2 (ccoeff_normed) or
@@ -384,8 +392,26 @@ def _masked_window(method, image, offsets, kern, weights, mask, m_sum, t_sq, top
 
 
 @njit(nogil=True)
-def _masked_scores(method, maps, y, image, kern, weights, mask, top, left, offsets, w_sum, m_sum,
-                   t_sq, tnorm, floor, soft, work, dst):  # pragma: no cover - compiled
+def _masked_scores(
+    method,
+    maps,
+    y,
+    image,
+    kern,
+    weights,
+    mask,
+    top,
+    left,
+    offsets,
+    w_sum,
+    m_sum,
+    t_sq,
+    tnorm,
+    floor,
+    soft,
+    work,
+    dst,
+):  # pragma: no cover - compiled
     """OpenCV's masked formulas and waldo's degenerate rules, from row y of the maps.
 
     maps (2+2C, rows, cols) float64 as above; image, kern, weights, mask as
@@ -441,8 +467,9 @@ def _masked_scores(method, maps, y, image, kern, weights, mask, top, left, offse
     for x in range(n):
         e = energy[x]
         if floor < e < recheck and e >= 0.5 * min(0.5, limit_scale * sum2[x]):
-            num[x], energy[x], sum2[x] = _masked_window(method, image, offsets, kern, weights,
-                                                        mask, m_sum, t_sq, top, left + x)
+            num[x], energy[x], sum2[x] = _masked_window(
+                method, image, offsets, kern, weights, mask, m_sum, t_sq, top, left + x
+            )
     # OpenCV's degenerate-window rule, and the floor: energies within the
     # rounding of their sums are 0 (a black window's energy from differenced
     # or transformed sums is a rounding residue, not 0). Written with
@@ -488,10 +515,10 @@ def _accumulate(acc, row, taps, index, count):  # pragma: no cover - compiled
         c1 = taps[j1]
         c2 = taps[j2]
         c3 = taps[j3]
-        r0 = row[j0:j0 + n]
-        r1 = row[j1:j1 + n]
-        r2 = row[j2:j2 + n]
-        r3 = row[j3:j3 + n]
+        r0 = row[j0 : j0 + n]
+        r1 = row[j1 : j1 + n]
+        r2 = row[j2 : j2 + n]
+        r3 = row[j3 : j3 + n]
         for x in range(n):
             acc[x] += c0 * r0[x] + c1 * r1[x] + c2 * r2[x] + c3 * r3[x]
         t += 4
@@ -500,15 +527,15 @@ def _accumulate(acc, row, taps, index, count):  # pragma: no cover - compiled
         j1 = index[t + 1]
         c0 = taps[j0]
         c1 = taps[j1]
-        r0 = row[j0:j0 + n]
-        r1 = row[j1:j1 + n]
+        r0 = row[j0 : j0 + n]
+        r1 = row[j1 : j1 + n]
         for x in range(n):
             acc[x] += c0 * r0[x] + c1 * r1[x]
         t += 2
     if t < count:
         j0 = index[t]
         c0 = taps[j0]
-        r0 = row[j0:j0 + n]
+        r0 = row[j0 : j0 + n]
         for x in range(n):
             acc[x] += c0 * r0[x]
 
@@ -531,10 +558,10 @@ def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover
         d1 = taps2[j1]
         d2 = taps2[j2]
         d3 = taps2[j3]
-        r0 = row[j0:j0 + n]
-        r1 = row[j1:j1 + n]
-        r2 = row[j2:j2 + n]
-        r3 = row[j3:j3 + n]
+        r0 = row[j0 : j0 + n]
+        r1 = row[j1 : j1 + n]
+        r2 = row[j2 : j2 + n]
+        r3 = row[j3 : j3 + n]
         for x in range(n):
             v0 = np.float64(r0[x])
             v1 = np.float64(r1[x])
@@ -547,7 +574,7 @@ def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover
         j0 = index[t]
         c0 = taps[j0]
         d0 = taps2[j0]
-        r0 = row[j0:j0 + n]
+        r0 = row[j0 : j0 + n]
         for x in range(n):
             v0 = np.float64(r0[x])
             acc[x] += c0 * v0
@@ -556,8 +583,9 @@ def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def _masked_direct(method, image, offsets, kern, weights, mask, w_sum, m_sum, t_sq, tnorm,
-                   floor, soft, out, y0, y1):  # pragma: no cover - compiled
+def _masked_direct(
+    method, image, offsets, kern, weights, mask, w_sum, m_sum, t_sq, tnorm, floor, soft, out, y0, y1
+):  # pragma: no cover - compiled
     """Masked scores by sliding windows: the maps of a row of windows, then its scores.
 
     image (C, H, W) float32; offsets (C,) float64 (0 for ccorr and sqdiff);
@@ -609,19 +637,28 @@ def _masked_direct(method, image, offsets, kern, weights, mask, w_sum, m_sum, t_
         for i in range(h):
             if need_b:
                 for p in range(planes):
-                    _accumulate(maps[1, 0], ring[p, (y + i) % h], weights[p, i], index[p, i],
-                                count[p, i])
+                    _accumulate(
+                        maps[1, 0], ring[p, (y + i) % h], weights[p, i], index[p, i], count[p, i]
+                    )
             for c in range(n_channels):
                 p = 0 if planes == 1 else c
                 src = image[c, y + i]
                 if need_a:
-                    _accumulate2(maps[0, 0], maps[2 + c, 0], src, kern[c, i], weights[p, i],
-                                 index[p, i], count[p, i])
+                    _accumulate2(
+                        maps[0, 0],
+                        maps[2 + c, 0],
+                        src,
+                        kern[c, i],
+                        weights[p, i],
+                        index[p, i],
+                        count[p, i],
+                    )
                 else:
                     _accumulate(maps[0, 0], src, kern[c, i], index[p, i], count[p, i])
                 if need_s:
-                    _accumulate(maps[2 + n_channels + c, 0], src, mask[p, i], index[p, i],
-                                count[p, i])
+                    _accumulate(
+                        maps[2 + n_channels + c, 0], src, mask[p, i], index[p, i], count[p, i]
+                    )
         for c in range(n_channels):
             o = offsets[c]
             if o != 0.0:
@@ -639,13 +676,49 @@ def _masked_direct(method, image, offsets, kern, weights, mask, w_sum, m_sum, t_
                     a = maps[2 + n_channels + c, 0]
                     for x in range(out_w):
                         a[x] -= shift
-        _masked_scores(method, maps, 0, image, kern, weights, mask, y, 0, offsets, w_sum, m_sum,
-                       t_sq, tnorm, floor, soft, work, out[y])
+        _masked_scores(
+            method,
+            maps,
+            0,
+            image,
+            kern,
+            weights,
+            mask,
+            y,
+            0,
+            offsets,
+            w_sum,
+            m_sum,
+            t_sq,
+            tnorm,
+            floor,
+            soft,
+            work,
+            out[y],
+        )
 
 
 @njit(cache=True, nogil=True)
-def _masked_fft(method, image, offsets, kern, weights, mask, kern_spec, w_spec, m_spec, w_sum,
-                m_sum, t_sq, tnorm, floor, soft, out, first, last):  # pragma: no cover - compiled
+def _masked_fft(
+    method,
+    image,
+    offsets,
+    kern,
+    weights,
+    mask,
+    kern_spec,
+    w_spec,
+    m_spec,
+    w_sum,
+    m_sum,
+    t_sq,
+    tnorm,
+    floor,
+    soft,
+    out,
+    first,
+    last,
+):  # pragma: no cover - compiled
     """The scores of _masked_direct, by overlap-save FFT tiles.
 
     kern_spec (C, T, T//2+1) complex128, w_spec and m_spec (C or 1, T,
@@ -690,7 +763,7 @@ def _masked_fft(method, image, offsets, kern, weights, mask, kern_spec, w_spec, 
             if need_b and not shared:
                 squares[:] = 0.0
             for y in range(rows):
-                src = image[c, y0 + y, x0:x0 + cols]
+                src = image[c, y0 + y, x0 : x0 + cols]
                 dst = buf[y]
                 for x in range(cols):
                     dst[x] = src[x] - off
@@ -736,5 +809,23 @@ def _masked_fft(method, image, offsets, kern, weights, mask, kern_spec, w_spec, 
             maps[1] = np.fft.irfft2(acc_b, s=shape)
         n = min(step_x, out_w - x0)
         for y in range(min(step_y, out_h - y0)):
-            _masked_scores(method, maps, y, image, kern, weights, mask, y0 + y, x0, offsets,
-                           w_sum, m_sum, t_sq, tnorm, floor, soft, work, out[y0 + y, x0:x0 + n])
+            _masked_scores(
+                method,
+                maps,
+                y,
+                image,
+                kern,
+                weights,
+                mask,
+                y0 + y,
+                x0,
+                offsets,
+                w_sum,
+                m_sum,
+                t_sq,
+                tnorm,
+                floor,
+                soft,
+                work,
+                out[y0 + y, x0 : x0 + n],
+            )

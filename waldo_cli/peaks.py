@@ -13,8 +13,9 @@ from waldo_cli.results import Match
 __all__ = ["Match", "best_over_variants", "find_peaks", "refine_peak"]
 
 
-def _ranked_candidates(scores: np.ndarray, lower: bool, threshold: float | None,
-                       count: int) -> np.ndarray:
+def _ranked_candidates(
+    scores: np.ndarray, lower: bool, threshold: float | None, count: int
+) -> np.ndarray:
     """Flat indices of (at least) the ``count`` best scores that pass, best first.
 
     Ties are ranked by position (row-major), so results never depend on the
@@ -73,10 +74,19 @@ def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tupl
         return 0.0 if curve >= 0 else float(np.clip(0.5 * (left - right) / curve, -0.5, 0.5))
 
     if inner_x and inner_y:
-        patch = s[y - 1:y + 2, x - 1:x + 2]
+        patch = s[y - 1 : y + 2, x - 1 : x + 2]
         dy, dx = np.mgrid[-1:2, -1:2]
-        design = np.stack([np.ones(9), dx.ravel(), dy.ravel(), dx.ravel() ** 2,
-                           (dx * dy).ravel(), dy.ravel() ** 2], axis=1)
+        design = np.stack(
+            [
+                np.ones(9),
+                dx.ravel(),
+                dy.ravel(),
+                dx.ravel() ** 2,
+                (dx * dy).ravel(),
+                dy.ravel() ** 2,
+            ],
+            axis=1,
+        )
         _, b, c, d, e, g = np.linalg.lstsq(design, patch.ravel(), rcond=None)[0]
         hessian = np.array([[2 * d, e], [e, 2 * g]])
         if np.linalg.det(hessian) > 0 and hessian[0, 0] < 0:  # a true maximum
@@ -88,9 +98,16 @@ def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tupl
     return float(x + ox), float(y + oy)
 
 
-def find_peaks(scores: np.ndarray, method: str, template_shape: tuple[int, int], *,
-               top_k: int = 1, threshold: float | None = None,
-               min_distance: int | None = None, subpixel: bool = False) -> list[Match]:
+def find_peaks(
+    scores: np.ndarray,
+    method: str,
+    template_shape: tuple[int, int],
+    *,
+    top_k: int = 1,
+    threshold: float | None = None,
+    min_distance: int | None = None,
+    subpixel: bool = False,
+) -> list[Match]:
     """Pick the best, well-separated matches from a score map.
 
     Parameters
@@ -156,15 +173,18 @@ def find_peaks(scores: np.ndarray, method: str, template_shape: tuple[int, int],
             matches.append(Match(x=px, y=py, width=w, height=h, score=float(scores[y, x])))
             if len(matches) == top_k:
                 return matches
-            taken[max(0, y - reach + 1):y + reach, max(0, x - reach + 1):x + reach] = True
+            taken[max(0, y - reach + 1) : y + reach, max(0, x - reach + 1) : x + reach] = True
         if budget >= scores.size or candidates.size < budget:
             return matches
         budget *= 4
 
 
-def best_over_variants(image_shape: tuple[int, int], maps: Iterable[np.ndarray | None],
-                       shapes: Sequence[tuple[int, int]], method: str
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def best_over_variants(
+    image_shape: tuple[int, int],
+    maps: Iterable[np.ndarray | None],
+    shapes: Sequence[tuple[int, int]],
+    method: str,
+) -> tuple[np.ndarray, np.ndarray]:
     """Merge score maps of different template sizes on the image's grid, by window centre.
 
     Parameters
@@ -200,8 +220,8 @@ def best_over_variants(image_shape: tuple[int, int], maps: Iterable[np.ndarray |
         if scores is None:
             continue
         top, left = (h - 1) // 2, (w - 1) // 2
-        region = best[top:top + scores.shape[0], left:left + scores.shape[1]]
-        chosen = which[top:top + scores.shape[0], left:left + scores.shape[1]]
+        region = best[top : top + scores.shape[0], left : left + scores.shape[1]]
+        chosen = which[top : top + scores.shape[0], left : left + scores.shape[1]]
         better = scores < region if lower else scores > region
         region[better] = scores[better]
         chosen[better] = index

@@ -124,8 +124,9 @@ def _tile_seconds(side: int, channels: int) -> float:
     return _FFT_OVERHEAD * seconds * (channels + 1) / 4.0  # C forward transforms, 1 inverse
 
 
-def fft_plan(out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int,
-             threads: int) -> tuple[float, int]:
+def fft_plan(
+    out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int, threads: int
+) -> tuple[float, int]:
     """Predicted seconds and tile side of the FFT path, at its best tile size.
 
     Tiles are square and at least twice the template's larger side; a tile
@@ -144,8 +145,9 @@ def fft_plan(out_shape: tuple[int, int], template_shape: tuple[int, int], channe
     return best
 
 
-def direct_seconds(out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int,
-                   threads: int) -> float:
+def direct_seconds(
+    out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int, threads: int
+) -> float:
     """Predicted seconds of the direct kernel.
 
     >>> round(direct_seconds((1018, 1018), (7, 7), 3, 2) * 1e3, 1)
@@ -155,8 +157,9 @@ def direct_seconds(out_shape: tuple[int, int], template_shape: tuple[int, int], 
     return macs / (_DIRECT_MACS_PER_SECOND * max(1, threads))
 
 
-def choose_engine(out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int,
-                  threads: int) -> str:
+def choose_engine(
+    out_shape: tuple[int, int], template_shape: tuple[int, int], channels: int, threads: int
+) -> str:
     """``direct`` or ``fft`` for an unmasked search, whichever is predicted to be faster.
 
     >>> choose_engine((1022, 1022), (3, 3), 3, 2), choose_engine((961, 961), (64, 64), 3, 2)
@@ -167,8 +170,9 @@ def choose_engine(out_shape: tuple[int, int], template_shape: tuple[int, int], c
     return "direct" if direct <= fft else "fft"
 
 
-def choose_masked_engine(out_shape: tuple[int, int], masked: MaskedTemplate, method: str,
-                         threads: int) -> str:
+def choose_masked_engine(
+    out_shape: tuple[int, int], masked: MaskedTemplate, method: str, threads: int
+) -> str:
     """``direct`` or ``fft`` for a masked search, whichever is predicted to be faster."""
     channels, h, w = masked.kern.shape
     planes = len(masked.mask)
@@ -188,8 +192,12 @@ def choose_masked_engine(out_shape: tuple[int, int], masked: MaskedTemplate, met
     return "direct" if direct <= fft else "fft"
 
 
-def band_rows(image_shape: tuple[int, int, int], template_shape: tuple[int, int],
-              engine: str, tile: int | None) -> int:
+def band_rows(
+    image_shape: tuple[int, int, int],
+    template_shape: tuple[int, int],
+    engine: str,
+    tile: int | None,
+) -> int:
     """Output rows per band: all of them unless the image is huge.
 
     >>> band_rows((1024, 1024, 3), (32, 32), "fft", 256)
@@ -210,9 +218,16 @@ def band_rows(image_shape: tuple[int, int, int], template_shape: tuple[int, int]
     return min(rows, out_h)
 
 
-def plan_search(image_shape: tuple[int, int, int], template_shape: tuple[int, int],
-                method: str, *, engine: str = "auto", threads: int = 1,
-                masked: MaskedTemplate | None = None, constant: bool = False) -> Plan:
+def plan_search(
+    image_shape: tuple[int, int, int],
+    template_shape: tuple[int, int],
+    method: str,
+    *,
+    engine: str = "auto",
+    threads: int = 1,
+    masked: MaskedTemplate | None = None,
+    constant: bool = False,
+) -> Plan:
     """Plan one search of an (H, W, C) image (already padded) with an (h, w) template.
 
     ``masked``: the masked template when the search has a mask (the masked

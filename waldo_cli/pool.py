@@ -63,8 +63,9 @@ class ThreadPool:
         self._threads = default_threads() if threads is None else max(1, int(threads))
         return self._threads
 
-    def _submit(self, threads: int, calls: list[tuple[Any, ...]],
-                kernel: Callable[..., Any]) -> list[Future[Any]]:
+    def _submit(
+        self, threads: int, calls: list[tuple[Any, ...]], kernel: Callable[..., Any]
+    ) -> list[Future[Any]]:
         # under the lock: a search that grows the executor cannot shut down
         # the one another search is submitting to
         with self._lock:
@@ -72,15 +73,15 @@ class ThreadPool:
                 # a larger executor replaces the smaller one; the old one
                 # finishes the bands it was given (shutdown does not cancel)
                 old = self._executor
-                self._executor = ThreadPoolExecutor(max_workers=threads,
-                                                    thread_name_prefix="waldo")
+                self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="waldo")
                 self._size = threads
                 if old is not None:
                     old.shutdown(wait=False)
             return [self._executor.submit(kernel, *call) for call in calls]
 
-    def run_bands(self, kernel: Callable[..., Any], args: tuple[Any, ...], count: int, *,
-                  threads: int) -> None:
+    def run_bands(
+        self, kernel: Callable[..., Any], args: tuple[Any, ...], count: int, *, threads: int
+    ) -> None:
         """Call ``kernel(*args, start, stop)`` over [0, count) in bands, on ``threads`` threads."""
         threads = min(threads, count)
         if threads <= 1:
@@ -89,8 +90,11 @@ class ThreadPool:
         # a few bands per thread even out bands that cost more than others
         bands = min(count, 4 * threads)
         edges = [count * i // bands for i in range(bands + 1)]
-        futures = self._submit(threads, [(*args, a, b) for a, b in
-                                         zip(edges, edges[1:], strict=False) if a < b], kernel)
+        futures = self._submit(
+            threads,
+            [(*args, a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b],
+            kernel,
+        )
         for future in futures:
             future.result()
 

@@ -26,8 +26,15 @@ DEFAULT_COLORMAP = "viridis"
 NEUTRAL = (96, 96, 96)
 # Box colours to choose from, loud ones first; the one farthest from the
 # image's own colours around the matches is used.
-BOX_COLOURS = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (0, 255, 0), (255, 64, 0),
-               (255, 255, 255), (0, 0, 0))
+BOX_COLOURS = (
+    (255, 0, 255),
+    (0, 255, 255),
+    (255, 255, 0),
+    (0, 255, 0),
+    (255, 64, 0),
+    (255, 255, 255),
+    (0, 0, 0),
+)
 
 
 @cache
@@ -54,8 +61,9 @@ def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:
     try:
         lut = Colormap(name).lut(256)
     except (ValueError, KeyError, TypeError):
-        raise WaldoError(f"unknown colormap {name!r} (try viridis, magma, inferno, plasma, "
-                         "cividis, turbo)") from None
+        raise WaldoError(
+            f"unknown colormap {name!r} (try viridis, magma, inferno, plasma, cividis, turbo)"
+        ) from None
     return np.clip(np.round(np.asarray(lut)[:, :3] * 255), 0, 255).astype(np.uint8)
 
 
@@ -95,8 +103,15 @@ def goodness(scores: np.ndarray, method: str) -> tuple[np.ndarray, float, float]
 
 # Marks for the best score, loud ones first; the one farthest from every
 # colour of the colormap (and darker than its bright end) is used.
-MARK_COLOURS = ((255, 0, 255), (255, 0, 0), (0, 255, 0), (255, 128, 0), (0, 128, 255),
-                (255, 255, 255), (0, 0, 0))
+MARK_COLOURS = (
+    (255, 0, 255),
+    (255, 0, 0),
+    (0, 255, 0),
+    (255, 128, 0),
+    (0, 128, 255),
+    (255, 255, 255),
+    (0, 0, 0),
+)
 # Pillow's bitmap font, the fallback without FreeType, is about this many pixels high.
 BITMAP_FONT_PX = 11
 # Text smaller than this is not read, whatever the picture's size.
@@ -113,8 +128,9 @@ def _block_starts(length: int, blocks: int) -> np.ndarray:
 def _shrink(values: np.ndarray, shape: tuple[int, int], reduce: np.ufunc) -> np.ndarray:
     rows, cols = shape
     if rows > values.shape[0] or cols > values.shape[1] or rows < 1 or cols < 1:
-        raise WaldoError(f"cannot shrink a {values.shape[1]}×{values.shape[0]} map to "
-                         f"{cols}×{rows}")
+        raise WaldoError(
+            f"cannot shrink a {values.shape[1]}×{values.shape[0]} map to {cols}×{rows}"
+        )
     out = reduce.reduceat(values, _block_starts(values.shape[0], rows), axis=0)
     return reduce.reduceat(out, _block_starts(values.shape[1], cols), axis=1)
 
@@ -205,7 +221,8 @@ def _text_box(text: str, size: int) -> tuple[int, int, int, int]:
     font = _font(size)
     zoom = _bitmap_zoom(font, size)
     left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (0, 0), text, font=font)
+        (0, 0), text, font=font
+    )
     return left * zoom, top * zoom, right * zoom, bottom * zoom
 
 
@@ -214,8 +231,9 @@ def _text_size(text: str, size: int) -> tuple[int, int]:
     return right - left, bottom - top
 
 
-def _draw_text(canvas: Image.Image, xy: tuple[int, int], text: str, size: int,
-               fill: tuple[int, ...]) -> None:
+def _draw_text(
+    canvas: Image.Image, xy: tuple[int, int], text: str, size: int, fill: tuple[int, ...]
+) -> None:
     """Draw one line of text: its ink starts at x; y is the top of the line.
 
     The top of the line is where the ink of "Ag" starts, so that lines of
@@ -228,20 +246,31 @@ def _draw_text(canvas: Image.Image, xy: tuple[int, int], text: str, size: int,
         ImageDraw.Draw(canvas).text(origin, text, font=font, fill=fill)
         return
     left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (0, 0), text, font=font)
+        (0, 0), text, font=font
+    )
     small = Image.new("L", (right - left, bottom - top))
     ImageDraw.Draw(small).text((-left, -top), text, font=font, fill=255)
     mask = small.resize((small.width * zoom, small.height * zoom), Image.Resampling.NEAREST)
-    canvas.paste(Image.new("RGB", mask.size, fill[:3]),
-                 (origin[0] + left * zoom, origin[1] + top * zoom), mask)
+    canvas.paste(
+        Image.new("RGB", mask.size, fill[:3]),
+        (origin[0] + left * zoom, origin[1] + top * zoom),
+        mask,
+    )
 
 
 def _intersects(a: tuple[int, int, int, int], b: tuple[int, int, int, int] | None) -> bool:
     return b is not None and a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def _draw_legend(canvas: Image.Image, table: np.ndarray, method: str, lo: float, hi: float,
-                 has_border: bool, avoid: tuple[int, int, int, int] | None = None) -> None:
+def _draw_legend(
+    canvas: Image.Image,
+    table: np.ndarray,
+    method: str,
+    lo: float,
+    hi: float,
+    has_border: bool,
+    avoid: tuple[int, int, int, int] | None = None,
+) -> None:
     """A translucent legend in a corner: the method, the colour ramp, the grey border.
 
     Text is sized to the picture (``legible_text_px``) and the legend goes in
@@ -261,14 +290,14 @@ def _draw_legend(canvas: Image.Image, table: np.ndarray, method: str, lo: float,
         pad, gap = max(3, size // 3), max(2, size // 5)
         line_h = _text_size("Ag", size)[1]
         bar_w = 3 * size
-        rows = [_text_size(method, size)[0],
-                _text_size(worst_label, size)[0] + bar_w + _text_size(best_label, size)[0]
-                + 2 * gap]
+        rows = [
+            _text_size(method, size)[0],
+            _text_size(worst_label, size)[0] + bar_w + _text_size(best_label, size)[0] + 2 * gap,
+        ]
         if note:
             rows.append(line_h + gap + _text_size(note, size)[0])
         lines = len(rows)
-        return (max(rows) + 2 * pad, lines * line_h + (lines - 1) * gap + 2 * pad, pad, gap,
-                line_h)
+        return (max(rows) + 2 * pad, lines * line_h + (lines - 1) * gap + 2 * pad, pad, gap, line_h)
 
     box_w, box_h, pad, gap, line_h = layout(size)
     while (box_w > 0.6 * width or box_h > 0.45 * height) and size > MIN_TEXT_PX:
@@ -276,10 +305,15 @@ def _draw_legend(canvas: Image.Image, table: np.ndarray, method: str, lo: float,
         box_w, box_h, pad, gap, line_h = layout(size)
     if box_w + 2 * pad > width or box_h + 2 * pad > height:
         return  # too small a picture to hold a legend legibly without hiding it
-    corners = [(width - box_w - pad, height - box_h - pad), (pad, height - box_h - pad),
-               (width - box_w - pad, pad), (pad, pad)]
-    x0, y0 = next((c for c in corners if not _intersects((*c, c[0] + box_w, c[1] + box_h),
-                                                          avoid)), corners[0])
+    corners = [
+        (width - box_w - pad, height - box_h - pad),
+        (pad, height - box_h - pad),
+        (width - box_w - pad, pad),
+        (pad, pad),
+    ]
+    x0, y0 = next(
+        (c for c in corners if not _intersects((*c, c[0] + box_w, c[1] + box_h), avoid)), corners[0]
+    )
     draw = ImageDraw.Draw(canvas, "RGBA")
     draw.rectangle((x0, y0, x0 + box_w - 1, y0 + box_h - 1), fill=(0, 0, 0, 170))
     grey = int(np.clip(_luma(table[255]) - 25, 150, 220))
@@ -292,13 +326,14 @@ def _draw_legend(canvas: Image.Image, table: np.ndarray, method: str, lo: float,
     bar_w, bar_h = 3 * size, max(4, line_h // 2)
     ramp = table[np.linspace(0, 255, bar_w).astype(int)]
     dim = (ramp.astype(np.float64) * 0.8).astype(np.uint8)  # below the real bright end
-    canvas.paste(Image.fromarray(np.repeat(dim[None, :, :], bar_h, axis=0), "RGB"),
-                 (bar_x, y + (line_h - bar_h) // 2))
+    canvas.paste(
+        Image.fromarray(np.repeat(dim[None, :, :], bar_h, axis=0), "RGB"),
+        (bar_x, y + (line_h - bar_h) // 2),
+    )
     _draw_text(canvas, (bar_x + bar_w + gap, y), best_label, size, text_colour)
     if note:
         y += line_h + gap
-        draw.rectangle((x, y, x + line_h - 1, y + line_h - 1), fill=NEUTRAL,
-                       outline=text_colour)
+        draw.rectangle((x, y, x + line_h - 1, y + line_h - 1), fill=NEUTRAL, outline=text_colour)
         _draw_text(canvas, (x + line_h + gap, y), note, size, text_colour)
 
 
@@ -314,8 +349,7 @@ def mark_colour(table: np.ndarray) -> tuple[int, int, int]:
     bright = _luma(table[255])
     candidates = [c for c in MARK_COLOURS if _luma(c) < bright - 20] or list(MARK_COLOURS)
     colours = table.astype(np.float64)
-    return max(candidates,
-               key=lambda c: float(np.min(np.linalg.norm(colours - c, axis=1))))
+    return max(candidates, key=lambda c: float(np.min(np.linalg.norm(colours - c, axis=1))))
 
 
 def _mark_geometry(width: int, height: int) -> tuple[int, int]:
@@ -325,26 +359,38 @@ def _mark_geometry(width: int, height: int) -> tuple[int, int]:
     return line, max(3 + line, round(side / 36))
 
 
-def _draw_mark(canvas: Image.Image, centre: tuple[int, int],
-               colour: tuple[int, int, int]) -> tuple[int, int, int, int]:
+def _draw_mark(
+    canvas: Image.Image, centre: tuple[int, int], colour: tuple[int, int, int]
+) -> tuple[int, int, int, int]:
     """Ring the pixel ``centre`` (x, y), leaving it and its neighbours visible; its box."""
     line, radius = _mark_geometry(*canvas.size)
     x, y = centre
     outer = radius + line // 2
     draw = ImageDraw.Draw(canvas)
     if line > 1:  # a dark rim on both sides keeps the ring visible on any colour
-        draw.ellipse((x - outer - 1, y - outer - 1, x + outer + 1, y + outer + 1),
-                     outline=(0, 0, 0), width=line + 2)
+        draw.ellipse(
+            (x - outer - 1, y - outer - 1, x + outer + 1, y + outer + 1),
+            outline=(0, 0, 0),
+            width=line + 2,
+        )
     draw.ellipse((x - outer, y - outer, x + outer, y + outer), outline=colour, width=line)
     reach = outer + 1
     return x - reach, y - reach, x + reach + 1, y + reach + 1
 
 
-def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int],
-                   template_shape: tuple[int, int], *, colormap: str = DEFAULT_COLORMAP,
-                   legend: bool = True, mark: bool | None = None,
-                   max_size: tuple[int, int] | None = None, over: np.ndarray | None = None,
-                   alpha: float = 0.6) -> Image.Image:
+def render_heatmap(
+    scores: np.ndarray,
+    method: str,
+    image_shape: tuple[int, int],
+    template_shape: tuple[int, int],
+    *,
+    colormap: str = DEFAULT_COLORMAP,
+    legend: bool = True,
+    mark: bool | None = None,
+    max_size: tuple[int, int] | None = None,
+    over: np.ndarray | None = None,
+    alpha: float = 0.6,
+) -> Image.Image:
     """Draw a score map on the image's own pixel grid.
 
     Parameters
@@ -410,8 +456,10 @@ def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int]
     h, w = (int(v) for v in template_shape)
     unit, lo, hi = goodness(np.asarray(scores), method)
     if unit.shape != (height - h + 1, width - w + 1):
-        raise WaldoError(f"scores of shape {unit.shape} do not belong to a {w}×{h} template "
-                         f"on a {width}×{height} image")
+        raise WaldoError(
+            f"scores of shape {unit.shape} do not belong to a {w}×{h} template "
+            f"on a {width}×{height} image"
+        )
     if not 0.0 <= alpha <= 1.0:
         raise WaldoError(f"heatmap opacity {alpha:g} is outside 0 … 1")
     photo = None
@@ -419,26 +467,34 @@ def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int]
         photo = np.asarray(over, dtype=np.float64)
         photo = to_rgb8(photo[:, :, None] if photo.ndim == 2 else photo)
         if photo.shape[:2] != (height, width):
-            raise WaldoError(f"the image to blend under the heatmap is {photo.shape[1]}×"
-                             f"{photo.shape[0]}, the heatmap {width}×{height}")
+            raise WaldoError(
+                f"the image to blend under the heatmap is {photo.shape[1]}×"
+                f"{photo.shape[0]}, the heatmap {width}×{height}"
+            )
     # goodness on the image's grid, NaN where no window is centred
     grid = np.full((height, width), np.nan)
     top, left = (h - 1) // 2, (w - 1) // 2
-    grid[top:top + unit.shape[0], left:left + unit.shape[1]] = unit
+    grid[top : top + unit.shape[0], left : left + unit.shape[1]] = unit
     best = None
     if (legend if mark is None else mark) and np.nanmax(unit, initial=-1.0) > np.nanmin(
-            unit, initial=2.0):
+        unit, initial=2.0
+    ):
         row, col = np.unravel_index(np.nanargmax(unit), unit.shape)
         best = int(row) + top, int(col) + left
     size = (width, height) if max_size is None else _fit_size((width, height), *max_size)
     if size != (width, height):
         grid = _shrink(grid, (size[1], size[0]), np.fmax)
         if best is not None:
-            best = (int(np.searchsorted(_block_starts(height, size[1]), best[0], "right")) - 1,
-                    int(np.searchsorted(_block_starts(width, size[0]), best[1], "right")) - 1)
+            best = (
+                int(np.searchsorted(_block_starts(height, size[1]), best[0], "right")) - 1,
+                int(np.searchsorted(_block_starts(width, size[0]), best[1], "right")) - 1,
+            )
         if photo is not None:
-            photo = np.asarray(Image.fromarray(photo, "RGB").resize(
-                size, Image.Resampling.LANCZOS, reducing_gap=3.0))
+            photo = np.asarray(
+                Image.fromarray(photo, "RGB").resize(
+                    size, Image.Resampling.LANCZOS, reducing_gap=3.0
+                )
+            )
     canvas = np.empty((*grid.shape, 3), np.uint8)
     canvas[:] = NEUTRAL
     known = np.isfinite(grid)
@@ -451,9 +507,18 @@ def render_heatmap(scores: np.ndarray, method: str, image_shape: tuple[int, int]
         mark_box = _draw_mark(picture, (best[1], best[0]), mark_colour(table))
     if legend:
         _draw_legend(picture, table, method, lo, hi, has_border=h > 1 or w > 1, avoid=mark_box)
-    picture.info[REDRAW_KEY] = partial(render_heatmap, scores, method, image_shape,
-                                       template_shape, colormap=colormap, legend=legend,
-                                       mark=mark, over=over, alpha=alpha)
+    picture.info[REDRAW_KEY] = partial(
+        render_heatmap,
+        scores,
+        method,
+        image_shape,
+        template_shape,
+        colormap=colormap,
+        legend=legend,
+        mark=mark,
+        over=over,
+        alpha=alpha,
+    )
     return picture
 
 
@@ -477,7 +542,7 @@ def pick_box_colour(rgb: np.ndarray, matches: Sequence[Match]) -> tuple[int, int
     """
     if matches:
         boxes = [(max(0, round(m.y)), max(0, round(m.x)), m.height, m.width) for m in matches]
-        samples = np.concatenate([rgb[y:y + h, x:x + w].reshape(-1, 3) for y, x, h, w in boxes])
+        samples = np.concatenate([rgb[y : y + h, x : x + w].reshape(-1, 3) for y, x, h, w in boxes])
         if samples.size == 0:
             samples = rgb.reshape(-1, 3)
     else:
@@ -552,8 +617,11 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
         x0, y0 = round(m.x), round(m.y)
         x1, y1 = x0 + m.width - 1, y0 + m.height - 1
         draw.rectangle((x0 - thick, y0 - thick, x1 + thick, y1 + thick), outline=rim, width=1)
-        draw.rectangle((x0 - thick + 1, y0 - thick + 1, x1 + thick - 1, y1 + thick - 1),
-                       outline=colour, width=thick)
+        draw.rectangle(
+            (x0 - thick + 1, y0 - thick + 1, x1 + thick - 1, y1 + thick - 1),
+            outline=colour,
+            width=thick,
+        )
         label = match_label(rank, m.score)
         left, top, right, bottom = _text_box(label, size)
         tw, th = right - left, bottom - top
@@ -562,15 +630,22 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
         ly = y0 - thick - th - 2 * pad
         if ly < 0:  # no room above: put the label under the box
             ly = min(y1 + thick + 1, max(0, height - th - 2 * pad))
-        draw.rectangle((lx, ly, lx + tw + 2 * pad, ly + th + 2 * pad),
-                       fill=colour if rank == 1 else rim)
-        _draw_text(picture, (lx + pad, ly + pad - (top - line_top)), label, size,
-                   rim if rank == 1 else colour)
+        draw.rectangle(
+            (lx, ly, lx + tw + 2 * pad, ly + th + 2 * pad), fill=colour if rank == 1 else rim
+        )
+        _draw_text(
+            picture,
+            (lx + pad, ly + pad - (top - line_top)),
+            label,
+            size,
+            rim if rank == 1 else colour,
+        )
     return picture
 
 
-def render_preview(pixels: np.ndarray, matches: Sequence[Match], max_width: int,
-                   max_height: int) -> Image.Image:
+def render_preview(
+    pixels: np.ndarray, matches: Sequence[Match], max_width: int, max_height: int
+) -> Image.Image:
     """A small overlay for a terminal: the image shrunk first, then the boxes drawn on it.
 
     Boxes drawn at full size would blur away when shrunk; labels would not
@@ -590,8 +665,12 @@ def render_preview(pixels: np.ndarray, matches: Sequence[Match], max_width: int,
     draw = ImageDraw.Draw(small)
     for rank in range(len(matches), 0, -1):
         m = matches[rank - 1]
-        box = (int(m.x * sx) - 1, int(m.y * sy) - 1, int((m.x + m.width) * sx),
-               int((m.y + m.height) * sy))
+        box = (
+            int(m.x * sx) - 1,
+            int(m.y * sy) - 1,
+            int((m.x + m.width) * sx),
+            int((m.y + m.height) * sy),
+        )
         draw.rectangle(box, outline=colour, width=2 if rank == 1 else 1)
     return small
 

@@ -124,15 +124,22 @@ class SearchResult:
         return engines_used(list(self.plans))
 
 
-def _variant_match(peak: Match, shape: tuple[int, int], centred: bool, variant: Any = None
-                   ) -> Match:
+def _variant_match(
+    peak: Match, shape: tuple[int, int], centred: bool, variant: Any = None
+) -> Match:
     """A peak of a map turned into a match in image coordinates: the one translation."""
     h, w = shape
     dy, dx = ((h - 1) // 2, (w - 1) // 2) if centred else (0, 0)
-    return Match(x=peak.x - dx, y=peak.y - dy, width=w, height=h, score=peak.score,
-                 scale=None if variant is None else variant.scale,
-                 angle=None if variant is None else variant.angle,
-                 flip=None if variant is None else variant.flip)
+    return Match(
+        x=peak.x - dx,
+        y=peak.y - dy,
+        width=w,
+        height=h,
+        score=peak.score,
+        scale=None if variant is None else variant.scale,
+        angle=None if variant is None else variant.angle,
+        flip=None if variant is None else variant.flip,
+    )
 
 
 @dataclass
@@ -173,8 +180,9 @@ class Searcher:
                 self._cache[key] = make()
             return self._cache[key]  # type: ignore[no-any-return]
 
-    def _prepared_for(self, channels: int
-                      ) -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
+    def _prepared_for(
+        self, channels: int
+    ) -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
         def make() -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
             probe = np.zeros((1, 1, channels), np.float32)
             _, pixels = reconcile_channels(probe, self.template.pixels)
@@ -190,8 +198,9 @@ class Searcher:
             from waldo_cli.variants import make_variants
 
             pixels, _, mask = self._prepared_for(channels)
-            variants = make_variants(pixels, mask, self.options.scales, self.options.angles,
-                                     self.options.flip)
+            variants = make_variants(
+                pixels, mask, self.options.scales, self.options.angles, self.options.flip
+            )
             return [(v, prepare_template(v.pixels), v.mask) for v in variants]
 
         return self._cached(("variants", channels), make)
@@ -218,10 +227,16 @@ class Searcher:
     def _plan_group(self, image_shape: tuple[int, ...], group: list[int]) -> list[Plan | None]:
         variants = self._variants_for(self._channels(image_shape))
         o = self.options
-        return plan_matches(image_shape[:2] + (self._channels(image_shape),),
-                            [variants[i][1] for i in group], o.method, engine=o.engine,
-                            masks=[variants[i][2] for i in group], pad=o.pad,
-                            convolve=o.convolve, threads=self.threads)
+        return plan_matches(
+            image_shape[:2] + (self._channels(image_shape),),
+            [variants[i][1] for i in group],
+            o.method,
+            engine=o.engine,
+            masks=[variants[i][2] for i in group],
+            pad=o.pad,
+            convolve=o.convolve,
+            threads=self.threads,
+        )
 
     def plans_for(self, image_shape: tuple[int, ...]) -> list[Plan]:
         """What a search of an (H, W, C) image would run, without running it.
@@ -233,11 +248,25 @@ class Searcher:
         channels = self._channels(image_shape)
         shape = (int(image_shape[0]), int(image_shape[1]), channels)
         if o.variants:
-            return [plan for group in self._groups(shape)
-                    for plan in self._plan_group(shape, group) if plan is not None]
+            return [
+                plan
+                for group in self._groups(shape)
+                for plan in self._plan_group(shape, group)
+                if plan is not None
+            ]
         _, prepared, mask = self._prepared_for(channels)
-        return [plan_match(shape, prepared, o.method, engine=o.engine, mask=mask, pad=o.pad,
-                           convolve=o.convolve, threads=self.threads)]
+        return [
+            plan_match(
+                shape,
+                prepared,
+                o.method,
+                engine=o.engine,
+                mask=mask,
+                pad=o.pad,
+                convolve=o.convolve,
+                threads=self.threads,
+            )
+        ]
 
     def kernels_for(self, image_shape: tuple[int, ...]) -> set[str]:
         """The compiled kernels a search of an (H, W, C) image would call."""
@@ -261,41 +290,73 @@ class Searcher:
         seconds = time.perf_counter() - started
         o = self.options
         report = FindReport(
-            image=loaded.path, template=self.template.path, method=o.method,
+            image=loaded.path,
+            template=self.template.path,
+            method=o.method,
             image_size=(loaded.width, loaded.height),
             template_size=(self.template.width, self.template.height),
-            matches=matches, seconds=seconds, threshold=o.threshold,
-            extra={"engine": engines_used(plans), "threads": self.threads,
-                   "mask": self.mask_source, "pad": o.pad, "convolve": o.convolve,
-                   "scores_indexed_by": scores.indexed_by, **extra},
+            matches=matches,
+            seconds=seconds,
+            threshold=o.threshold,
+            extra={
+                "engine": engines_used(plans),
+                "threads": self.threads,
+                "mask": self.mask_source,
+                "pad": o.pad,
+                "convolve": o.convolve,
+                "scores_indexed_by": scores.indexed_by,
+                **extra,
+            },
         )
         return SearchResult(report=report, pixels=pixels, scores=scores, plans=tuple(plans))
 
     def _peaks(self, values: np.ndarray) -> list[Match]:
         o = self.options
         th, tw = self.template.pixels.shape[:2]
-        return find_peaks(values, o.method, (th, tw), top_k=o.top_k, threshold=o.threshold,
-                          min_distance=o.min_distance, subpixel=o.subpixel)
+        return find_peaks(
+            values,
+            o.method,
+            (th, tw),
+            top_k=o.top_k,
+            threshold=o.threshold,
+            min_distance=o.min_distance,
+            subpixel=o.subpixel,
+        )
 
-    def _search_one(self, pixels: np.ndarray
-                    ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
+    def _search_one(
+        self, pixels: np.ndarray
+    ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
         from waldo_cli.params import template_param_counts
 
         o = self.options
         _, prepared, mask = self._prepared_for(pixels.shape[2])
         (height, width, channels), (h, w, _) = pixels.shape, prepared.shape
-        plan = plan_match(pixels.shape, prepared, o.method, engine=o.engine, mask=mask,
-                          pad=o.pad, convolve=o.convolve, threads=self.threads)
-        values = match_template(pixels, prepared, o.method, mask=mask, pad=o.pad,
-                                convolve=o.convolve, plan=plan)
+        plan = plan_match(
+            pixels.shape,
+            prepared,
+            o.method,
+            engine=o.engine,
+            mask=mask,
+            pad=o.pad,
+            convolve=o.convolve,
+            threads=self.threads,
+        )
+        values = match_template(
+            pixels, prepared, o.method, mask=mask, pad=o.pad, convolve=o.convolve, plan=plan
+        )
         centred = o.pad != "none"
         scores = ScoreMap(values, CENTRE if centred else TOP_LEFT, (h, w))
         matches = [_variant_match(peak, (h, w), centred) for peak in self._peaks(values)]
-        return matches, scores, [plan], {
-            "parameters": template_param_counts(height, width, h, w, channels)}
+        return (
+            matches,
+            scores,
+            [plan],
+            {"parameters": template_param_counts(height, width, h, w, channels)},
+        )
 
-    def _search_variants(self, pixels: np.ndarray
-                         ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
+    def _search_variants(
+        self, pixels: np.ndarray
+    ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
         """Every variant on one image; matches suppressed across all of them."""
         o = self.options
         height, width, channels = pixels.shape
@@ -310,9 +371,14 @@ class Searcher:
                 group_plans = self._plan_group(pixels.shape, group)
                 plans.extend(p for p in group_plans if p is not None)
                 yield from match_templates(
-                    pixels, [variants[i][1] for i in group], o.method,
-                    masks=[variants[i][2] for i in group], pad=o.pad, convolve=o.convolve,
-                    plans=group_plans)
+                    pixels,
+                    [variants[i][1] for i in group],
+                    o.method,
+                    masks=[variants[i][2] for i in group],
+                    pad=o.pad,
+                    convolve=o.convolve,
+                    plans=group_plans,
+                )
 
         # padded maps are already on the image's grid, indexed by window centre
         shapes = [(1, 1) if padded else v.shape for v, _, _ in variants]
@@ -322,6 +388,5 @@ class Searcher:
             variant = variants[which[round(peak.y), round(peak.x)]][0]
             matches.append(_variant_match(peak, variant.shape, True, variant))
         th, tw = self.template.pixels.shape[:2]
-        extra = {"variants": {"scales": list(o.scales), "angles": list(o.angles),
-                              "flip": o.flip}}
+        extra = {"variants": {"scales": list(o.scales), "angles": list(o.angles), "flip": o.flip}}
         return matches, ScoreMap(best, CENTRE, (th, tw)), plans, extra

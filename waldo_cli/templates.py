@@ -78,8 +78,9 @@ class MaskedTemplate:
             return found
 
 
-def _make_masked(template: np.ndarray, kernel_shape: tuple[int, int, int], mask: np.ndarray,
-                 centred: bool) -> MaskedTemplate:
+def _make_masked(
+    template: np.ndarray, kernel_shape: tuple[int, int, int], mask: np.ndarray, centred: bool
+) -> MaskedTemplate:
     """The masked kernels of T (C, h, w) for the ccoeff methods (centred) or the others."""
     _, h, w = kernel_shape
     weights = mask * mask
@@ -151,8 +152,13 @@ class PreparedTemplate:
 
     def flipped(self) -> PreparedTemplate:
         """The same template turned by 180° (for convolution)."""
-        return replace(self, kernel=np.ascontiguousarray(self.kernel[:, ::-1, ::-1]),
-                       _spectra={}, _masked={}, _lock=threading.Lock())
+        return replace(
+            self,
+            kernel=np.ascontiguousarray(self.kernel[:, ::-1, ::-1]),
+            _spectra={},
+            _masked={},
+            _lock=threading.Lock(),
+        )
 
     def spectrum(self, side: int) -> np.ndarray:
         """Conjugate spectra of the kernel planes zero-padded to side×side, cached."""

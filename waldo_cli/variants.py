@@ -60,8 +60,9 @@ def parse_range(text: str, what: str) -> list[float]:
         else:
             values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise WaldoError(f"{what} {text!r}: give start:stop:step or a comma list of "
-                         "numbers") from None
+        raise WaldoError(
+            f"{what} {text!r}: give start:stop:step or a comma list of numbers"
+        ) from None
     if not values:
         raise WaldoError(f"{what} {text!r}: no values")
     if len(values) > _MAX_VARIANTS:
@@ -70,12 +71,12 @@ def parse_range(text: str, what: str) -> list[float]:
 
 
 def _resample(plane: np.ndarray, op: Callable[[Image.Image], Image.Image]) -> np.ndarray:
-    return np.asarray(op(Image.fromarray(np.ascontiguousarray(plane, np.float32), "F")),
-                      np.float32)
+    return np.asarray(op(Image.fromarray(np.ascontiguousarray(plane, np.float32), "F")), np.float32)
 
 
-def _transform(pixels: np.ndarray, mask: np.ndarray | None, scale: float, angle: float,
-               flip: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _transform(
+    pixels: np.ndarray, mask: np.ndarray | None, scale: float, angle: float, flip: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
     h, w, channels = pixels.shape
     if mask is not None and mask.ndim == 2:
         mask = mask[:, :, None]
@@ -87,8 +88,9 @@ def _transform(pixels: np.ndarray, mask: np.ndarray | None, scale: float, angle:
 
         pixels = np.dstack([_resample(pixels[:, :, c], resize) for c in range(channels)])
         if mask is not None:
-            mask = np.dstack([np.clip(_resample(mask[:, :, c], resize), 0, None)
-                              for c in range(mask.shape[2])])
+            mask = np.dstack(
+                [np.clip(_resample(mask[:, :, c], resize), 0, None) for c in range(mask.shape[2])]
+            )
     turns = angle / 90.0
     if abs(turns - round(turns)) < 1e-9:
         k = int(round(turns)) % 4
@@ -103,10 +105,21 @@ def _transform(pixels: np.ndarray, mask: np.ndarray | None, scale: float, angle:
 
         pixels = np.dstack([_resample(pixels[:, :, c], turn) for c in range(channels)])
         # the mask turns bilinearly: weights stay in [0, 1], corners become 0
-        mask = np.dstack([np.clip(np.asarray(
-            Image.fromarray(np.ascontiguousarray(mask[:, :, c], np.float32), "F").rotate(
-                angle, Image.Resampling.BILINEAR, expand=True), np.float32), 0, 1)
-            for c in range(mask.shape[2])])
+        mask = np.dstack(
+            [
+                np.clip(
+                    np.asarray(
+                        Image.fromarray(
+                            np.ascontiguousarray(mask[:, :, c], np.float32), "F"
+                        ).rotate(angle, Image.Resampling.BILINEAR, expand=True),
+                        np.float32,
+                    ),
+                    0,
+                    1,
+                )
+                for c in range(mask.shape[2])
+            ]
+        )
     if flip:
         pixels = pixels[:, ::-1]
         mask = None if mask is None else mask[:, ::-1]
@@ -115,8 +128,13 @@ def _transform(pixels: np.ndarray, mask: np.ndarray | None, scale: float, angle:
     return pixels, mask
 
 
-def make_variants(pixels: np.ndarray, mask: np.ndarray | None, scales: Sequence[float],
-                  angles: Sequence[float], flip: bool) -> list[Variant]:
+def make_variants(
+    pixels: np.ndarray,
+    mask: np.ndarray | None,
+    scales: Sequence[float],
+    angles: Sequence[float],
+    flip: bool,
+) -> list[Variant]:
     """Every combination of scale, angle and (with ``flip``) mirroring, made once.
 
     Parameters
@@ -150,8 +168,9 @@ def make_variants(pixels: np.ndarray, mask: np.ndarray | None, scales: Sequence[
     variants = []
     for scale in scales:
         for angle in angles:
-            for mirrored in ((False, True) if flip else (False,)):
-                p, m = _transform(np.asarray(pixels, np.float32), mask, float(scale),
-                                  float(angle), mirrored)
+            for mirrored in (False, True) if flip else (False,):
+                p, m = _transform(
+                    np.asarray(pixels, np.float32), mask, float(scale), float(angle), mirrored
+                )
                 variants.append(Variant(float(scale), float(angle), mirrored, p, m))
     return variants
