@@ -11,6 +11,8 @@ searches with different options may run at once in one process.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 
 from waldo_cli.arrays import as_hwc, as_mask, as_planar, channel_offsets
@@ -52,7 +54,11 @@ __all__ = [
 ]
 
 PADDINGS = ("none", "zero", "reflect", "edge")
-_NUMPY_PAD = {"zero": "constant", "reflect": "reflect", "edge": "edge"}
+_NUMPY_PAD: dict[str, Literal["constant", "reflect", "edge"]] = {
+    "zero": "constant",
+    "reflect": "reflect",
+    "edge": "edge",
+}
 # at most this many bytes of correlation maps in flight in one shared pass
 _SHARED_BYTES = 256 << 20
 

@@ -220,7 +220,7 @@ def read_image(
             raise ImageReadError(label, "no image data (empty input)")
         stream: str | os.PathLike[str] | BinaryIO = _io.BytesIO(source)
     else:
-        label = name or (
+        label = name or str(
             os.fspath(source)
             if isinstance(source, (str, os.PathLike))
             else getattr(source, "name", "<stream>")

@@ -179,7 +179,7 @@ def _fit_size(size: tuple[int, int], max_width: int, max_height: int) -> tuple[i
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _luma(colour) -> float:
+def _luma(colour: Sequence[float]) -> float:
     # ITU-R 601-2, what Pillow's convert("L") uses
     r, g, b = (float(v) for v in colour[:3])
     return r * 0.299 + g * 0.587 + b * 0.114
@@ -208,7 +208,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _bitmap_zoom(font, size: int) -> int:
+def _bitmap_zoom(font: ImageFont.ImageFont | ImageFont.FreeTypeFont, size: int) -> int:
     # bitmap glyphs are enlarged (nearest neighbour) rather than left tiny,
     # by a whole factor that keeps them within the size asked for
     if isinstance(font, ImageFont.FreeTypeFont):
@@ -220,8 +220,8 @@ def _text_box(text: str, size: int) -> tuple[int, int, int, int]:
     """The ink's (left, top, right, bottom) for ``text`` drawn at the origin."""
     font = _font(size)
     zoom = _bitmap_zoom(font, size)
-    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (0, 0), text, font=font
+    left, top, right, bottom = (
+        round(v) for v in ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
     )
     return left * zoom, top * zoom, right * zoom, bottom * zoom
 
@@ -245,8 +245,8 @@ def _draw_text(
     if zoom == 1:
         ImageDraw.Draw(canvas).text(origin, text, font=font, fill=fill)
         return
-    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (0, 0), text, font=font
+    left, top, right, bottom = (
+        round(v) for v in ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
     )
     small = Image.new("L", (right - left, bottom - top))
     ImageDraw.Draw(small).text((-left, -top), text, font=font, fill=255)

@@ -178,7 +178,7 @@ class Searcher:
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = make()
-            return self._cache[key]  # type: ignore[no-any-return]
+            return self._cache[key]
 
     def _prepared_for(
         self, channels: int

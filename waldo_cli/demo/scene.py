@@ -194,6 +194,7 @@ def render_puzzle(
             around=around,
             force=True,
         )
+        assert spot is not None  # force always finds a place
         standing.append(_Placed(sprite, spot, person=look))
 
     # Ties in depth go to the earlier one, so Waldo (first) is drawn first among equals.
@@ -280,8 +281,11 @@ def _spot(
         else:
             x = int(rng.integers(margin, width - w - margin + 1))
             y = int(rng.integers(margin, height - h - margin + 1))
-        in_front = guard is not None and y + h >= guard[1] + guard[3] - 1
-        if in_front and _overlaps((x, y, w, h), guard):
+        if (
+            guard is not None
+            and y + h >= guard[1] + guard[3] - 1
+            and _overlaps((x, y, w, h), guard)
+        ):
             continue
         if fallback is None:
             fallback = (x, y)

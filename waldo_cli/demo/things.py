@@ -271,6 +271,7 @@ def _blanket(rng: np.random.Generator, k: int) -> tuple[tuple[str, ...], Image.I
     )
     image, _, w, h = _canvas(float(rng.uniform(40, 56)), float(rng.uniform(26, 36)))
     check = 4 * _SS
+    h, w = int(h), int(w)
     yy, xx = np.mgrid[0:h, 0:w]
     a, b = (yy // check) % 2 == 0, (xx // check) % 2 == 0
     full, white = np.array(_c(colour), np.float32), np.array(_c("white"), np.float32)
