@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +24,9 @@ from waldo_cli.cli.terminal import (
     stdout_console,
 )
 from waldo_cli.methods import DEFAULT_METHOD, METHODS
+
+if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
+    from rich.console import Console
 
 
 @click.command("find")
@@ -198,37 +204,7 @@ from waldo_cli.methods import DEFAULT_METHOD, METHODS
     metavar="N",
     help="Threads for the search. Default: all cores (NUMBA_NUM_THREADS caps it).",
 )
-def find_command(
-    paths: tuple[str, ...],
-    template_path: str | None,
-    files_from: str | None,
-    method: str,
-    mask_path: str | None,
-    no_mask: bool,
-    top_k: int,
-    threshold: float | None,
-    no_threshold: bool,
-    min_distance: int | None,
-    pad: str,
-    convolve: bool,
-    scales: str | None,
-    rotations: str | None,
-    flip: bool,
-    subpixel: bool,
-    as_json: bool,
-    as_jsonl: bool,
-    as_csv: bool,
-    quiet: bool,
-    fail_fast: bool,
-    jobs: int | None,
-    heatmap_path: str | None,
-    overlay_path: str | None,
-    colormap: str,
-    no_legend: bool,
-    show: str | None,
-    engine: str,
-    threads: int | None,
-) -> int:
+def find_command(**kwargs: Any) -> int:
     """Find a template inside images and report the best matches.
 
     \b
@@ -253,98 +229,112 @@ def find_command(
     any image had a match, otherwise 1. With -q a match gives 0 even if
     another image failed. Ctrl-C stops with 130; finished results are kept.
     """  # noqa: D301 - the backspace tells Click to keep those three lines as they are
-    from waldo_cli.methods import default_threshold
+    args = FindArgs(**kwargs)
+    _check_usage(args)
+    images, template = _inputs(args)
+    scales, angles = _variants(args)
+    _check_pictures(args, images, template)
+    searcher = _load_searcher(args, template, scales, angles)
+    if args.single and not (args.as_jsonl or args.as_csv):
+        return _find_one(args, searcher, images[0], template)
+    return _find_many(args, searcher, images)
 
+
+@dataclass(frozen=True)
+class FindArgs:
+    """The parameters of ``waldo find`` as Click parsed them, one field each, same names."""
+
+    paths: tuple[str, ...]
+    template_path: str | None
+    files_from: str | None
+    method: str
+    mask_path: str | None
+    no_mask: bool
+    top_k: int
+    threshold: float | None
+    no_threshold: bool
+    min_distance: int | None
+    pad: str
+    convolve: bool
+    scales: str | None
+    rotations: str | None
+    flip: bool
+    subpixel: bool
+    as_json: bool
+    as_jsonl: bool
+    as_csv: bool
+    quiet: bool
+    fail_fast: bool
+    jobs: int | None
+    heatmap_path: str | None
+    overlay_path: str | None
+    colormap: str
+    no_legend: bool
+    show: str | None
+    engine: str
+    threads: int | None
+
+    @property
+    def single(self) -> bool:
+        """``waldo find IMAGE TEMPLATE``: no -t, so the last argument is the template."""
+        return self.template_path is None
+
+    @property
+    def limit(self) -> float | None:
+        """The threshold scores must pass: --threshold, else the method's default, or none."""
+        from waldo_cli.methods import default_threshold
+
+        if self.no_threshold:
+            return None
+        return self.threshold if self.threshold is not None else default_threshold(self.method)
+
+
+def _check_usage(args: FindArgs) -> None:
+    """Refuse options that contradict each other."""
     formats = [
-        name for name, on in (("--json", as_json), ("--jsonl", as_jsonl), ("--csv", as_csv)) if on
+        name
+        for name, on in (
+            ("--json", args.as_json),
+            ("--jsonl", args.as_jsonl),
+            ("--csv", args.as_csv),
+        )
+        if on
     ]
     if len(formats) > 1:
         raise click.UsageError(f"choose one output format, not {' and '.join(formats)}")
-    if no_threshold and threshold is not None:
+    if args.no_threshold and args.threshold is not None:
         raise click.UsageError("give --threshold or --no-threshold, not both")
-    if no_mask and mask_path is not None:
+    if args.no_mask and args.mask_path is not None:
         raise click.UsageError("give --mask or --no-mask, not both")
-    single = template_path is None
-    if single:
-        if files_from is not None:
+
+
+def _inputs(args: FindArgs) -> tuple[list[str], str]:
+    """The images to search and the template, from the arguments and --files-from."""
+    if args.single:
+        if args.files_from is not None:
             raise click.UsageError("--files-from needs the template as -t/--template")
-        if len(paths) != 2:
+        if len(args.paths) != 2:
             raise click.UsageError(
                 "give IMAGE and TEMPLATE, or -t TEMPLATE and any number of images"
             )
-        images, template_path = [paths[0]], paths[1]
+        images, template = [args.paths[0]], args.paths[1]
     else:
-        images = list(paths)
-        if files_from is not None:
-            images += _read_file_list(files_from)
+        images, template = list(args.paths), args.template_path
+        if args.files_from is not None:
+            images += _read_file_list(args.files_from)
         if not images:
             raise click.UsageError(
                 "no images to search: give them as arguments or with --files-from"
             )
     stdin_users = (
-        images.count("-") + (template_path == "-") + (files_from == "-") + (mask_path == "-")
+        images.count("-") + (template == "-") + (args.files_from == "-") + (args.mask_path == "-")
     )
     if stdin_users > 1:
         raise click.UsageError("standard input ('-') can be read only once")
-    pictures = heatmap_path is not None or overlay_path is not None or show is not None
+    pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
     if pictures and len(images) != 1:
         raise click.UsageError("--heatmap, --overlay and --show need exactly one image")
-
-    limit = (
-        None
-        if no_threshold
-        else (threshold if threshold is not None else default_threshold(method))
-    )
-    from waldo_cli.batch import SearchOptions
-    from waldo_cli.errors import WaldoError
-    from waldo_cli.variants import parse_range
-
-    try:
-        scale_values = tuple(parse_range(scales, "--scales")) if scales else (1.0,)
-        angle_values = tuple(parse_range(rotations, "--rotations")) if rotations else (0.0,)
-    except WaldoError as exc:
-        raise click.UsageError(str(exc)) from None
-    if any(value <= 0 for value in scale_values):
-        raise click.UsageError(f"--scales {scales!r}: every scale must be positive")
-    options = SearchOptions(
-        method=method,
-        top_k=top_k,
-        threshold=limit,
-        min_distance=min_distance,
-        engine=engine,
-        subpixel=subpixel,
-        pad=pad,
-        convolve=convolve,
-        scales=scale_values,
-        angles=angle_values,
-        flip=flip,
-    )
-    searcher = _load_searcher(
-        template_path,
-        options,
-        threads,
-        heatmap_path,
-        overlay_path,
-        colormap,
-        show,
-        images,
-        mask_path,
-        no_mask,
-    )
-    if single and not (as_jsonl or as_csv):
-        return _find_one(
-            searcher,
-            images[0],
-            template_path,
-            as_json,
-            quiet,
-            heatmap_path,
-            overlay_path,
-            colormap,
-            not no_legend,
-            show,
-        )
-    return _find_many(searcher, images, as_json, as_jsonl, as_csv, quiet, fail_fast, jobs, single)
+    return images, template
 
 
 def _read_file_list(files_from: str) -> list[str]:
@@ -362,207 +352,172 @@ def _read_file_list(files_from: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def _load_searcher(
-    template_path: str,
-    options: Any,
-    threads: int | None,
-    heatmap_path: str | None,
-    overlay_path: str | None,
-    colormap: str,
-    show: str | None,
-    images: list[str],
-    mask_path: str | None = None,
-    no_mask: bool = False,
-) -> Any:
-    """Check the outputs, set the engine up, load the template (and its mask) once."""
-    from waldo_cli import kernels
-    from waldo_cli.batch import Searcher
-    from waldo_cli.engine import set_threads
+def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The scales and the angles (degrees) to search the template at."""
     from waldo_cli.errors import WaldoError
-    from waldo_cli.io import read_image
+    from waldo_cli.variants import parse_range
 
     try:
-        _check_outputs((heatmap_path, overlay_path), (*images, template_path))
-        if heatmap_path is not None or show == "heatmap":
+        scales = tuple(parse_range(args.scales, "--scales")) if args.scales else (1.0,)
+        angles = tuple(parse_range(args.rotations, "--rotations")) if args.rotations else (0.0,)
+    except WaldoError as exc:
+        raise click.UsageError(str(exc)) from None
+    if any(value <= 0 for value in scales):
+        raise click.UsageError(f"--scales {args.scales!r}: every scale must be positive")
+    return scales, angles
+
+
+def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
+    """Refuse bad picture paths and colormaps before any work is done."""
+    from waldo_cli.errors import OutputError, WaldoError
+    from waldo_cli.io import check_output_path
+
+    given = [p for p in (args.heatmap_path, args.overlay_path) if p is not None]
+    try:
+        for path in given:
+            check_output_path(path, (*images, template))
+        if len({os.path.abspath(p) for p in given}) < len(given):
+            raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
+        if args.heatmap_path is not None or args.show == "heatmap":
             from waldo_cli.render import colormap_table
 
-            colormap_table(colormap)
-        kernels.skip_extension_scan()
-        set_threads(threads)
-        name, data = image_source(template_path)
-        template = read_image(data, name=name)
-        mask, source = None, None
-        if mask_path is not None:
-            mask_name, mask_data = image_source(mask_path)
-            mask = read_image(mask_data, name=mask_name).pixels / 255.0
-            source = mask_path
-            if mask.shape[:2] != template.pixels.shape[:2]:
-                from waldo_cli.errors import ShapeError
-
-                raise ShapeError(
-                    f"{mask_path}: the mask is {mask.shape[1]}×{mask.shape[0]}, "
-                    f"the template {template.width}×{template.height}"
-                )
-        elif template.alpha is not None and not no_mask:
-            mask, source = template.alpha, "alpha"
-        return Searcher(template, options, mask=mask, mask_source=source)
+            colormap_table(args.colormap)
     except WaldoError as exc:
         raise WaldoUsageError(str(exc)) from None
 
 
-def _find_one(
-    searcher: Any,
-    image: str,
-    template: str,
-    as_json: bool,
-    quiet: bool,
-    heatmap_path: str | None,
-    overlay_path: str | None,
-    colormap: str,
-    legend: bool,
-    show: str | None,
-) -> int:
+def _load_searcher(
+    args: FindArgs, template: str, scales: tuple[float, ...], angles: tuple[float, ...]
+) -> Any:
+    """Set the engine up and load the template (and its mask) once, ready to search.
+
+    One of the three functions that call the search library (with ``_search``
+    and ``_search_all``).
+    """
+    from waldo_cli import kernels
+    from waldo_cli.batch import Searcher, SearchOptions
+    from waldo_cli.engine import set_threads
+    from waldo_cli.errors import WaldoError
+
+    options = SearchOptions(
+        method=args.method,
+        top_k=args.top_k,
+        threshold=args.limit,
+        min_distance=args.min_distance,
+        engine=args.engine,
+        subpixel=args.subpixel,
+        pad=args.pad,
+        convolve=args.convolve,
+        scales=scales,
+        angles=angles,
+        flip=args.flip,
+    )
+    try:
+        kernels.skip_extension_scan()
+        set_threads(args.threads)
+        loaded, mask, source = _read_template(args, template)
+        return Searcher(loaded, options, mask=mask, mask_source=source)
+    except WaldoError as exc:
+        raise WaldoUsageError(str(exc)) from None
+
+
+def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]:
+    """The template, its mask (--mask, else its alpha unless --no-mask) and where that came from.
+
+    Raises
+    ------
+    WaldoError
+        The template or the mask cannot be read, or they differ in size.
+    """
+    from waldo_cli.errors import ShapeError
+    from waldo_cli.io import read_image
+
+    name, data = image_source(template)
+    loaded = read_image(data, name=name)
+    if args.mask_path is not None:
+        mask_name, mask_data = image_source(args.mask_path)
+        mask = read_image(mask_data, name=mask_name).pixels / 255.0
+        if mask.shape[:2] != loaded.pixels.shape[:2]:
+            raise ShapeError(
+                f"{args.mask_path}: the mask is {mask.shape[1]}×{mask.shape[0]}, "
+                f"the template {loaded.width}×{loaded.height}"
+            )
+        return loaded, mask, args.mask_path
+    if loaded.alpha is not None and not args.no_mask:
+        return loaded, loaded.alpha, "alpha"
+    return loaded, None, None
+
+
+def _search(searcher: Any, loaded: Any, quiet: bool) -> tuple[Any, Any, Any]:
+    """Search one loaded image: (report, pixels searched, score map).
+
+    Says so on stderr if the search waits for the compiler (not with -q).
+    """
+    with compile_notice(searcher.engine_for(loaded.pixels.shape), quiet):
+        return searcher.search(loaded)
+
+
+def _search_all(searcher: Any, images: list[str], jobs: int | None) -> Iterator[Any]:
+    """Search every image, JOBS at a time; one result per image, in input order."""
+    from waldo_cli.batch import run_batch
+    from waldo_cli.engine import default_threads
+
+    sources = (image_source(path) for path in images)
+    return run_batch(searcher, sources, jobs or default_threads())
+
+
+def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
     """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import read_image
-    from waldo_cli.report import plain_table, print_table, summary_line, write_json
 
     # rich only for what a terminal may get (its import is felt in shell loops)
-    out = None if as_json or quiet else stdout_console()
+    out = None if args.as_json or args.quiet else stdout_console()
     try:
         name, data = image_source(image)
-        loaded = read_image(data, name=name)
-        with compile_notice(searcher.engine_for(loaded.pixels.shape), quiet):
-            report, pixels, scores = searcher.search(loaded)
+        report, pixels, scores = _search(searcher, read_image(data, name=name), args.quiet)
         # the terminal preview only where it cannot mix with data or silence
-        preview = show if out is not None and out.is_terminal else None
-        if heatmap_path is not None or overlay_path is not None or preview is not None:
-            _write_pictures(
-                report,
-                pixels,
-                scores,
-                heatmap_path,
-                overlay_path,
-                colormap,
-                legend,
-                preview,
-                out,
-                (image, template),
-            )
+        preview = args.show if out is not None and out.is_terminal else None
+        if args.heatmap_path is not None or args.overlay_path is not None or preview is not None:
+            _write_pictures(args, report, pixels, scores, preview, out, (image, template))
     except WaldoError as exc:
-        if quiet:
+        if args.quiet:
             return EXIT_ERROR
         raise WaldoUsageError(str(exc)) from None
-    if quiet:
-        return EXIT_MATCH if report.matches else EXIT_NO_MATCH
-    if as_json or out is None:
+    if not args.quiet:
+        _print_report(report, out)
+    return EXIT_MATCH if report.matches else EXIT_NO_MATCH
+
+
+def _print_report(report: Any, out: Console | None) -> None:
+    """JSON without a console (--json), a table on a terminal, else TSV and a summary line."""
+    from waldo_cli.report import plain_table, print_table, summary_line, write_json
+
+    if out is None:
         write_json(sys.stdout, report)
     elif out.is_terminal:
         print_table(out, report)
     else:
         click.echo(plain_table(report))
         click.echo(summary_line(report), err=True)
-    return EXIT_MATCH if report.matches else EXIT_NO_MATCH
-
-
-def _find_many(
-    searcher: Any,
-    images: list[str],
-    as_json: bool,
-    as_jsonl: bool,
-    as_csv: bool,
-    quiet: bool,
-    fail_fast: bool,
-    jobs: int | None,
-    single: bool,
-) -> int:
-    """Batch mode: stream one record per image, in input order."""
-    import json
-
-    from waldo_cli.batch import run_batch
-    from waldo_cli.engine import default_threads
-    from waldo_cli.report import batch_header, batch_summary, csv_lines, jsonl_line, tsv_lines
-
-    started = time.perf_counter()
-    err = stderr_console()
-    progress = progress_bar(err) if len(images) > 1 and err.is_terminal and not quiet else None
-    sources = (image_source(path) for path in images)
-    done = matched = failed = 0
-    collected: list[Any] = []
-    status = None
-    with Output() as out, progress if progress is not None else contextlib.nullcontext():
-        task = progress.add_task("find", total=len(images), rate="–") if progress else None
-        if not quiet:
-            if as_csv:
-                out.write(batch_header(",") + "\n")
-            elif not (as_json or as_jsonl):
-                out.write(batch_header() + "\n")
-        for result in run_batch(searcher, sources, jobs or default_threads()):
-            done += 1
-            matched += result.matched
-            failed += result.error is not None
-            if progress is not None:
-                rate = done / max(time.perf_counter() - started, 1e-9)
-                progress.update(task, advance=1, rate=f"{rate:.1f}")
-            if quiet:
-                if result.matched:
-                    status = EXIT_MATCH
-                    break
-            elif result.error is not None and not as_jsonl:
-                if as_json:
-                    collected.append(result.to_dict())
-                click.echo(f"waldo: error: {result.error}", err=True)
-            elif as_jsonl:
-                out.write(jsonl_line(result))
-            elif as_json:
-                collected.append(result.to_dict())
-            elif as_csv:
-                out.write(csv_lines(result))
-            else:
-                out.write(tsv_lines(result))
-            if fail_fast and result.error is not None:
-                break
-        if as_json and not quiet:
-            out.write(json.dumps(collected[0] if single else collected) + "\n")
-    if status is not None:
-        return status
-    if not quiet and not single:
-        click.echo(batch_summary(done, matched, failed, time.perf_counter() - started), err=True)
-    if failed:
-        return EXIT_ERROR
-    return EXIT_MATCH if matched else EXIT_NO_MATCH
-
-
-def _check_outputs(paths: tuple[str | None, ...], inputs: tuple[str, ...]) -> None:
-    """Refuse bad output paths before any work is done."""
-    from waldo_cli.errors import OutputError
-    from waldo_cli.io import check_output_path
-
-    given = [p for p in paths if p is not None]
-    for path in given:
-        check_output_path(path, inputs)
-    if len({os.path.abspath(p) for p in given}) < len(given):
-        raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
 
 
 def _write_pictures(
+    args: FindArgs,
     report: Any,
     pixels: Any,
     scores: Any,
-    heatmap_path: str | None,
-    overlay_path: str | None,
-    colormap: str,
-    legend: bool,
     show: str | None,
-    console: Any,
+    console: Console | None,
     inputs: tuple[str, ...],
 ) -> None:
+    """Write --heatmap and --overlay, and draw the --show preview on the console."""
     from waldo_cli.io import save_image
     from waldo_cli.render import render_heatmap, render_overlay, render_preview
     from waldo_cli.report import preview_size, print_preview
 
     pictures = {}
-    if heatmap_path is not None or show == "heatmap":
+    if args.heatmap_path is not None or show == "heatmap":
         # a padded or merged map already has the image's shape, indexed by window centre
         window = (
             (1, 1)
@@ -570,15 +525,88 @@ def _write_pictures(
             else (report.template_size[1], report.template_size[0])
         )
         pictures["heatmap"] = render_heatmap(
-            scores, report.method, pixels.shape[:2], window, colormap=colormap, legend=legend
+            scores,
+            report.method,
+            pixels.shape[:2],
+            window,
+            colormap=args.colormap,
+            legend=not args.no_legend,
         )
-    if overlay_path is not None:
+    if args.overlay_path is not None:
         pictures["overlay"] = render_overlay(pixels, report.matches)
     if show == "overlay":
         pictures["preview"] = render_preview(pixels, report.matches, *preview_size(console))
-    if heatmap_path is not None:
-        save_image(pictures["heatmap"], heatmap_path, inputs)
-    if overlay_path is not None:
-        save_image(pictures["overlay"], overlay_path, inputs)
+    if args.heatmap_path is not None:
+        save_image(pictures["heatmap"], args.heatmap_path, inputs)
+    if args.overlay_path is not None:
+        save_image(pictures["overlay"], args.overlay_path, inputs)
     if show is not None:
         print_preview(console, pictures["preview" if show == "overlay" else "heatmap"])
+
+
+def _find_many(args: FindArgs, searcher: Any, images: list[str]) -> int:
+    """Batch mode: stream one record per image, in input order."""
+    from waldo_cli.report import batch_header, batch_summary
+
+    started = time.perf_counter()
+    err = stderr_console()
+    show_progress = len(images) > 1 and err.is_terminal and not args.quiet
+    progress = progress_bar(err) if show_progress else None
+    done = matched = failed = 0
+    collected: list[dict[str, Any]] = []
+    status = None
+    with Output() as out, progress if progress is not None else contextlib.nullcontext():
+        task = progress.add_task("find", total=len(images), rate="–") if progress else None
+        if not args.quiet:
+            if args.as_csv:
+                out.write(batch_header(",") + "\n")
+            elif not (args.as_json or args.as_jsonl):
+                out.write(batch_header() + "\n")
+        for result in _search_all(searcher, images, args.jobs):
+            done += 1
+            matched += result.matched
+            failed += result.error is not None
+            if progress is not None:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, advance=1, rate=f"{rate:.1f}")
+            if args.quiet:
+                if result.matched:
+                    status = EXIT_MATCH
+                    break
+            else:
+                _write_record(args, out, result, collected)
+            if args.fail_fast and result.error is not None:
+                break
+        if args.as_json and not args.quiet:
+            out.write(json.dumps(collected[0] if args.single else collected) + "\n")
+    if status is not None:
+        return status
+    if not args.quiet and not args.single:
+        click.echo(batch_summary(done, matched, failed, time.perf_counter() - started), err=True)
+    if failed:
+        return EXIT_ERROR
+    return EXIT_MATCH if matched else EXIT_NO_MATCH
+
+
+def _write_record(
+    args: FindArgs, out: Output, result: Any, collected: list[dict[str, Any]]
+) -> None:
+    """One image's result in the chosen format; --json collects them for one document at the end.
+
+    An image that could not be searched gets a line on stderr, and a record
+    only in JSON Lines and JSON.
+    """
+    from waldo_cli.report import csv_lines, jsonl_line, tsv_lines
+
+    if result.error is not None and not args.as_jsonl:
+        if args.as_json:
+            collected.append(result.to_dict())
+        click.echo(f"waldo: error: {result.error}", err=True)
+    elif args.as_jsonl:
+        out.write(jsonl_line(result))
+    elif args.as_json:
+        collected.append(result.to_dict())
+    elif args.as_csv:
+        out.write(csv_lines(result))
+    else:
+        out.write(tsv_lines(result))
