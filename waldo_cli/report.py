@@ -327,3 +327,80 @@ def print_param_report(console: Console, counts: Any, explain: bool = False) -> 
             console.print(Text(f"   {assumption}"))
         console.print()
         console.print(Text(MULTIPLY_ADDS_RULE, style="dim"))
+
+
+# ---------------------------------------------------------------------------
+# waldo conv: the layer applied and the channels written (a waldo_cli.conv.LayerReport)
+
+
+def conv_json(layer: Any) -> str:
+    """The ``waldo conv --json`` document, on one line, without its newline.
+
+    >>> from waldo_cli.conv import ChannelSummary, LayerReport
+    >>> h = [ChannelSummary(0, "h.npy", -2.0, 2.0, 0.0, None)]
+    >>> layer = LayerReport("x.png", (4, 3), False, "laplace", (3, 3, 1, 1), True, 1, "zero",
+    ...                     False, (4, 3), h, 0.0123456789)
+    >>> doc = json.loads(conv_json(layer))
+    >>> doc["parameters"], doc["outputs"], doc["seconds"]
+    (9, ['h.npy'], 0.012346)
+    """
+    (h, w, channels, outputs) = layer.kernel_shape
+    return json.dumps(
+        {
+            "image": layer.image,
+            "image_size": list(layer.image_size),
+            "channels_in": channels,
+            "grey": layer.grey,
+            "kernel": layer.kernel,
+            "kernel_shape": [h, w, channels, outputs],
+            "depthwise": layer.depthwise,
+            "delta": layer.delta,
+            "pad": layer.pad,
+            "convolve": layer.convolve,
+            "parameters": layer.parameters,
+            "output_size": list(layer.output_size),
+            "channels_out": outputs,
+            "outputs": list(dict.fromkeys(s.file for s in layer.channels)),
+            "channels": [s.to_dict() for s in layer.channels],
+            "seconds": round(layer.seconds, 6),
+        }
+    )
+
+
+def conv_tsv_lines(layer: Any) -> str:
+    """A header and one tab-separated line per output channel, each ending in a newline.
+
+    The values are H's, so that a picture's grey levels can be mapped back.
+
+    >>> from waldo_cli.conv import ChannelSummary, LayerReport
+    >>> h = [ChannelSummary(0, "h.png", -2.0, 2.0, 0.0, "symmetric")]
+    >>> layer = LayerReport("x.png", (4, 3), False, "laplace", (3, 3, 1, 1), True, 1, "zero",
+    ...                     False, (4, 3), h, 0.0)
+    >>> print(conv_tsv_lines(layer), end="")
+    channel	file	min	max	mean	mapping
+    0	h.png	-2	2	0	symmetric
+    """
+    lines = ["channel\tfile\tmin\tmax\tmean\tmapping\n"]
+    for s in layer.channels:
+        lines.append(
+            f"{s.channel}\t{s.file}\t{s.minimum:.6g}\t{s.maximum:.6g}\t{s.mean:.6g}\t"
+            f"{s.mapping or 'none'}\n"
+        )
+    return "".join(lines)
+
+
+def conv_summary_line(layer: Any) -> str:
+    """One line for stderr: the sizes in and out, the kernel, the padding and the time.
+
+    >>> from waldo_cli.conv import LayerReport
+    >>> print(conv_summary_line(LayerReport("x.png", (4, 3), False, "sobel", (3, 3, 1, 2), True,
+    ...                                     1, "zero", False, (4, 3), [], 0.25)))
+    waldo conv: 4×3×1 → 4×3×2 with sobel (V 3×3×1×2, 18 weights), pad zero, in 0.250 s
+    """
+    (width, height), (out_width, out_height) = layer.image_size, layer.output_size
+    h, w, channels, outputs = layer.kernel_shape
+    return (
+        f"waldo conv: {width}×{height}×{channels} → {out_width}×{out_height}×{outputs} with "
+        f"{layer.kernel} (V {h}×{w}×{channels}×{outputs}, {layer.parameters} weights), "
+        f"pad {layer.pad}, in {layer.seconds:.3f} s"
+    )

@@ -88,11 +88,11 @@ def conv_command(
     so the values can be recovered; a .npy keeps them exactly. Outputs are
     checked before any work and written atomically. IMAGE '-' reads stdin.
     """  # noqa: D301 - the backspace tells Click to keep the formula line as it is
-    import json
     import time
 
     from waldo_cli import kernels
     from waldo_cli.conv import (
+        LayerReport,
         apply_layer,
         channel_mappings,
         check_outputs,
@@ -103,6 +103,7 @@ def conv_command(
     )
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import read_image, to_grey
+    from waldo_cli.report import conv_json, conv_summary_line, conv_tsv_lines
 
     protect = (image_path, *((kernel_spec,) if kernel_spec.lower().endswith(".npy") else ()))
     try:
@@ -121,41 +122,22 @@ def conv_command(
     except WaldoError as exc:
         raise WaldoUsageError(str(exc)) from None
 
-    (height, width, channels), (h, w, _, outputs) = pixels.shape, kernel.shape
-    if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    "image": image_path,
-                    "image_size": [width, height],
-                    "channels_in": channels,
-                    "grey": grey,
-                    "kernel": kernel_spec,
-                    "kernel_shape": [h, w, channels, outputs],
-                    "depthwise": is_depthwise(kernel),
-                    "delta": kernel_delta(kernel),
-                    "pad": pad,
-                    "convolve": convolve,
-                    "parameters": h * w * channels * outputs,
-                    "output_size": [features.shape[1], features.shape[0]],
-                    "channels_out": outputs,
-                    "outputs": list(dict.fromkeys(s.file for s in summaries)),
-                    "channels": [s.to_dict() for s in summaries],
-                    "seconds": round(seconds, 6),
-                }
-            )
-        )
-        return
-    click.echo("channel\tfile\tmin\tmax\tmean\tmapping")
-    for s in summaries:
-        click.echo(
-            f"{s.channel}\t{s.file}\t{s.minimum:.6g}\t{s.maximum:.6g}\t{s.mean:.6g}\t"
-            f"{s.mapping or 'none'}"
-        )
-    click.echo(
-        f"waldo conv: {width}×{height}×{channels} → {features.shape[1]}×"
-        f"{features.shape[0]}×{outputs} with {kernel_spec} (V {h}×{w}×{channels}×"
-        f"{outputs}, {h * w * channels * outputs} weights), pad {pad}, in "
-        f"{seconds:.3f} s",
-        err=True,
+    layer = LayerReport(
+        image=image_path,
+        image_size=(pixels.shape[1], pixels.shape[0]),
+        grey=grey,
+        kernel=kernel_spec,
+        kernel_shape=kernel.shape,
+        depthwise=is_depthwise(kernel),
+        delta=kernel_delta(kernel),
+        pad=pad,
+        convolve=convolve,
+        output_size=(features.shape[1], features.shape[0]),
+        channels=summaries,
+        seconds=seconds,
     )
+    if as_json:
+        click.echo(conv_json(layer))
+        return
+    click.echo(conv_tsv_lines(layer), nl=False)
+    click.echo(conv_summary_line(layer), err=True)
