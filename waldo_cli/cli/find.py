@@ -453,7 +453,8 @@ def _search(searcher: Any, loaded: Any, quiet: bool) -> tuple[Any, Any, Any]:
 
     Says so on stderr if the search waits for the compiler (not with -q).
     """
-    with compile_notice(searcher.engine_for(loaded.pixels.shape), quiet):
+    engine = searcher.engine_for(loaded.pixels.shape)
+    with compile_notice(engine, searcher.mask is not None, quiet):
         return searcher.search(loaded)
 
 

@@ -128,16 +128,24 @@ def progress_bar(console: Console) -> Progress:
 
 
 @contextlib.contextmanager
-def compile_notice(engine: str, quiet: bool) -> Iterator[None]:
+def compile_notice(engine: str, masked: bool, quiet: bool) -> Iterator[None]:
     """Say so on stderr when a search waits more than a second for Numba to compile.
 
     ``engine`` is the engine the search will run, ``direct`` or ``fft``;
-    ``auto`` means it is not known yet, so any kernel may run.
+    ``auto`` means it is not known yet, so any kernel may run. ``masked``:
+    whether the template has a mask, which decides which of the engine's
+    kernels run.
     """
     from waldo_cli import kernels
 
-    # unresolved "auto" (variants): any kernel may run
-    names = kernels.KERNELS.get(engine) or {n for ns in kernels.KERNELS.values() for n in ns}
+    names = kernels.KERNELS.get(engine)
+    if names is None:
+        # unresolved "auto" (variants): any kernel may run, masked ones for turned templates
+        names = tuple({n for ns in kernels.KERNELS.values() for n in ns})
+    else:
+        # an engine's masked kernel runs instead of its others, and only with a mask: an
+        # unmasked search waiting on it would announce a compilation that never comes
+        names = tuple(n for n in names if n.startswith("_masked_") == masked)
     timer = None
     if not quiet and not all(kernels.is_cached(name) for name in names):
         timer = threading.Timer(
