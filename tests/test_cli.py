@@ -42,12 +42,19 @@ def files(tmp_path_factory, photo):
     (root / "folder.png").mkdir()
 
     def chunk(kind, body):
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(body))
+            + kind
+            + body
+            + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+        )
 
     (root / "zero.png").write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
-        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", 0, 0, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
     Image.fromarray(image[:20, :20]).save(root / "small.png")
     return root
 
@@ -79,8 +86,14 @@ def test_find_plain_output_when_piped(files):
 
 
 def test_find_table_on_a_terminal(files):
-    result = run("find", files / "scene.png", files / "waldo.png", "-k", "2",
-                 env={"FORCE_COLOR": "1", "COLUMNS": "100"})
+    result = run(
+        "find",
+        files / "scene.png",
+        files / "waldo.png",
+        "-k",
+        "2",
+        env={"FORCE_COLOR": "1", "COLUMNS": "100"},
+    )
     assert result.exit_code == 0
     assert "rank" in result.stdout and "score" in result.stdout
     assert "┃" in result.stdout or "│" in result.stdout
@@ -108,8 +121,15 @@ def test_find_json_document(files):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_finds_exact_cut(method, files):
-    result = run("find", files / "scene.png", files / "waldo.png", "--method", method,
-                 "--json", "--no-threshold")
+    result = run(
+        "find",
+        files / "scene.png",
+        files / "waldo.png",
+        "--method",
+        method,
+        "--json",
+        "--no-threshold",
+    )
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["method"] == method
@@ -118,21 +138,31 @@ def test_every_method_finds_exact_cut(method, files):
 
 
 def test_top_k_gives_distinct_places(files):
-    result = run("find", files / "scene.png", files / "waldo.png", "-k", "5", "--threshold",
-                 "0", "--json")
+    result = run(
+        "find", files / "scene.png", files / "waldo.png", "-k", "5", "--threshold", "0", "--json"
+    )
     matches = json.loads(result.stdout)["matches"]
     assert len(matches) == 5
     assert matches[0]["x"] == 40 and matches[0]["y"] == 30
     scores = [m["score"] for m in matches]
     assert scores == sorted(scores, reverse=True)
     for i, a in enumerate(matches):
-        for b in matches[i + 1:]:
+        for b in matches[i + 1 :]:
             assert max(abs(a["x"] - b["x"]), abs(a["y"] - b["y"])) >= 12
 
 
 def test_min_distance_option(files):
-    result = run("find", files / "scene.png", files / "waldo.png", "-k", "3", "--no-threshold",
-                 "--min-distance", "1", "--json")
+    result = run(
+        "find",
+        files / "scene.png",
+        files / "waldo.png",
+        "-k",
+        "3",
+        "--no-threshold",
+        "--min-distance",
+        "1",
+        "--json",
+    )
     matches = json.loads(result.stdout)["matches"]
     assert len(matches) == 3
     # with suppression this small, the runners-up hug the best match
@@ -140,8 +170,7 @@ def test_min_distance_option(files):
 
 
 def test_threshold_nothing_found_exits_1(files):
-    result = run("find", files / "scene.png", files / "waldo.png", "--threshold", "1.5",
-                 "--json")
+    result = run("find", files / "scene.png", files / "waldo.png", "--threshold", "1.5", "--json")
     assert result.exit_code == 1
     doc = json.loads(result.stdout)
     assert doc["matches"] == [] and doc["threshold"] == 1.5
@@ -150,8 +179,9 @@ def test_threshold_nothing_found_exits_1(files):
 def test_threshold_for_sqdiff_means_at_most(files):
     ok = run("find", files / "scene.png", files / "waldo.png", "-m", "sqdiff", "--threshold", "0.5")
     assert ok.exit_code == 0
-    none = run("find", files / "scene.png", files / "small.png", "-m", "sqdiff_normed",
-               "--threshold", "0")
+    none = run(
+        "find", files / "scene.png", files / "small.png", "-m", "sqdiff_normed", "--threshold", "0"
+    )
     assert none.exit_code == 1
     assert none.stdout.splitlines() == ["rank\tx\ty\twidth\theight\tscore"]
     assert "no match" in none.stderr
@@ -160,8 +190,9 @@ def test_threshold_for_sqdiff_means_at_most(files):
 def test_default_threshold_is_reported(files):
     doc = json.loads(run("find", files / "scene.png", files / "waldo.png", "--json").stdout)
     assert doc["threshold"] == 0.5
-    doc = json.loads(run("find", files / "scene.png", files / "waldo.png", "-m", "ccorr",
-                         "--json").stdout)
+    doc = json.loads(
+        run("find", files / "scene.png", files / "waldo.png", "-m", "ccorr", "--json").stdout
+    )
     assert doc["threshold"] is None
 
 
@@ -201,8 +232,9 @@ def test_bad_files_give_one_line(image, template, needles, files):
 
 def test_decompression_bomb_reads_as_an_error(files, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the template passes, the image not
-    assert_one_line_error(run("find", files / "scene.png", files / "waldo.png"),
-                           "scene.png", "decompression bomb")
+    assert_one_line_error(
+        run("find", files / "scene.png", files / "waldo.png"), "scene.png", "decompression bomb"
+    )
 
 
 @pytest.mark.parametrize(
@@ -238,14 +270,17 @@ def test_closed_stdout_ends_like_grep(tmp_path, rng):
     """`waldo find -t T IMAGES | head -1`: killed by SIGPIPE (141 in a shell), not "not found"."""
     for k in range(60):
         Image.fromarray(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)).save(
-            tmp_path / f"i{k:02d}.png")
+            tmp_path / f"i{k:02d}.png"
+        )
     Image.fromarray(rng.integers(0, 256, (5, 5, 3), dtype=np.uint8)).save(tmp_path / "t.png")
     images = sorted(str(p) for p in tmp_path.glob("i*.png"))
     # a record per image, each written when its search is done: the reader
     # is gone long before the last ones
-    proc = subprocess.Popen([_waldo_executable(), "find", "-t", str(tmp_path / "t.png"),
-                             "--threshold", "-1", *images],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [_waldo_executable(), "find", "-t", str(tmp_path / "t.png"), "--threshold", "-1", *images],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.readline().startswith(b"image\trank")
     proc.stdout.close()
     _, err = proc.communicate(timeout=300)
@@ -254,37 +289,53 @@ def test_closed_stdout_ends_like_grep(tmp_path, rng):
 
 
 def test_installed_executable_runs(files):
-    proc = subprocess.run([_waldo_executable(), "find", str(files / "scene.png"),
-                           str(files / "waldo.png"), "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [_waldo_executable(), "find", str(files / "scene.png"), str(files / "waldo.png"), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["matches"][0]["x"] == 40
-    bad = subprocess.run([_waldo_executable(), "find", str(files / "nothere.png"),
-                          str(files / "waldo.png")], capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [_waldo_executable(), "find", str(files / "nothere.png"), str(files / "waldo.png")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert bad.returncode == 2
     missing = files / "nothere.png"
     assert bad.stderr.strip().splitlines() == [f"waldo: error: {missing}: no such file"]
 
 
 def test_python_dash_m_runs():
-    proc = subprocess.run([sys.executable, "-m", "waldo_cli", "--version"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "waldo_cli", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and __version__ in proc.stdout
 
 
 def _modules_after(code: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-c", code + "\nimport sys\n"
-                           "print('\\n'.join(sorted(sys.modules)))"],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "COLUMNS": "80"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "80"},
+    )
     assert proc.returncode == 0, proc.stderr
     return set(proc.stdout.split())
 
 
 def test_help_and_version_do_not_import_numba():
-    code = ("from waldo_cli.cli import cli\n"
-            "for args in (['--help'], ['--version'], ['find', '--help']):\n"
-            "    cli.main(args, standalone_mode=False)\n")
+    code = (
+        "from waldo_cli.cli import cli\n"
+        "for args in (['--help'], ['--version'], ['find', '--help']):\n"
+        "    cli.main(args, standalone_mode=False)\n"
+    )
     assert "numba" not in _modules_after(code)
 
 
@@ -295,8 +346,16 @@ def test_engine_does_not_import_click_or_pil():
 
 @pytest.mark.parametrize("engine", ["direct", "fft", "auto"])
 def test_engine_option(engine, files):
-    result = run("find", files / "scene.png", files / "waldo.png", "--engine", engine,
-                 "--threads", "1", "--json")
+    result = run(
+        "find",
+        files / "scene.png",
+        files / "waldo.png",
+        "--engine",
+        engine,
+        "--threads",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["engine"] in (("direct", "fft") if engine == "auto" else (engine,))
@@ -304,8 +363,9 @@ def test_engine_option(engine, files):
     assert (doc["matches"][0]["x"], doc["matches"][0]["y"]) == (40, 30)
 
 
-@pytest.mark.parametrize(("args", "needle"), [(["--engine", "gpu"], "--engine"),
-                                              (["--threads", "0"], "--threads")])
+@pytest.mark.parametrize(
+    ("args", "needle"), [(["--engine", "gpu"], "--engine"), (["--threads", "0"], "--threads")]
+)
 def test_bad_engine_options(args, needle, files):
     assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
 
@@ -314,8 +374,7 @@ def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):
     """A fresh cache folder: the first search says it compiles, the next is silent."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     waldo = _waldo_executable()
-    args = [waldo, "find", str(files / "scene.png"), str(files / "waldo.png"), "--engine",
-            "direct"]
+    args = [waldo, "find", str(files / "scene.png"), str(files / "waldo.png"), "--engine", "direct"]
     cold = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
     assert cold.returncode == 0, cold.stderr
     assert "compiling the search kernels, once" in cold.stderr
@@ -330,16 +389,18 @@ def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):
     info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
     assert "_correlate_direct: not compiled yet" in info.stdout
     assert not list((tmp_path / "cache").rglob("*.nbi"))
-    warmed = subprocess.run([waldo, "cache", "warm"], capture_output=True, text=True,
-                            timeout=600, env=env)
+    warmed = subprocess.run(
+        [waldo, "cache", "warm"], capture_output=True, text=True, timeout=600, env=env
+    )
     assert warmed.returncode == 0 and "fft kernels ready" in warmed.stdout
     info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
     assert "not compiled" not in info.stdout
 
 
 def test_subpixel_option_gives_decimal_positions(files):
-    doc = json.loads(run("find", files / "scene.png", files / "waldo.png", "--json",
-                         "--subpixel").stdout)
+    doc = json.loads(
+        run("find", files / "scene.png", files / "waldo.png", "--json", "--subpixel").stdout
+    )
     match = doc["matches"][0]
     assert isinstance(match["x"], float) and abs(match["x"] - 40) < 0.5
     assert abs(match["y"] - 30) < 0.5

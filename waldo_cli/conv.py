@@ -519,3 +519,58 @@ def write_features(
             )
         )
     return summaries
+
+
+@dataclass(frozen=True)
+class LayerReport:
+    """One ``waldo conv`` run, for its writers: the layer, the sizes in and out, each channel.
+
+    Attributes
+    ----------
+    image : str
+        The image as given ('-' for standard input).
+    image_size, output_size : (int, int)
+        Width and height of X and of H.
+    grey : bool
+        Whether X was converted to grey first.
+    kernel : str
+        The kernel as given (a name or a .npy file).
+    kernel_shape : (int, int, int, int)
+        V's (h, w, C, D).
+    depthwise : bool
+        Whether output channel d reads input channel d only.
+    delta : int or None
+        Δ of a square kernel with an odd side, else None.
+    pad : str
+        How the image was extended past its border.
+    convolve : bool
+        Whether V was flipped (true convolution).
+    channels : list of ChannelSummary
+        One per output channel, as written.
+    seconds : float
+        How long the layer took.
+    """
+
+    image: str
+    image_size: tuple[int, int]
+    grey: bool
+    kernel: str
+    kernel_shape: tuple[int, int, int, int]
+    depthwise: bool
+    delta: int | None
+    pad: str
+    convolve: bool
+    output_size: tuple[int, int]
+    channels: list[ChannelSummary]
+    seconds: float
+
+    @property
+    def parameters(self) -> int:
+        """The weights of V, h·w·C·D (a layer without biases).
+
+        >>> LayerReport("x.png", (4, 3), False, "sobel", (3, 3, 1, 2), True, 1, "zero", False,
+        ...             (4, 3), [], 0.0).parameters
+        18
+        """
+        h, w, channels, outputs = self.kernel_shape
+        return h * w * channels * outputs

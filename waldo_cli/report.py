@@ -47,8 +47,10 @@ def plain_table(report: FindReport) -> str:
     """
     lines = ["rank\tx\ty\twidth\theight\tscore"]
     for rank, m in enumerate(report.matches, 1):
-        lines.append(f"{rank}\t{format_coordinate(m.x)}\t{format_coordinate(m.y)}\t{m.width}\t"
-                     f"{m.height}\t{format_score(m.score)}")
+        lines.append(
+            f"{rank}\t{format_coordinate(m.x)}\t{format_coordinate(m.y)}\t{m.width}\t"
+            f"{m.height}\t{format_score(m.score)}"
+        )
     return "\n".join(lines)
 
 
@@ -70,9 +72,18 @@ def batch_rows(result: ImageResult) -> list[tuple[Any, ...]]:
     """
     if result.report is None:
         return []
-    return [(result.image, rank, format_coordinate(m.x), format_coordinate(m.y), m.width,
-             m.height, format_score(m.score))
-            for rank, m in enumerate(result.report.matches, 1)]
+    return [
+        (
+            result.image,
+            rank,
+            format_coordinate(m.x),
+            format_coordinate(m.y),
+            m.width,
+            m.height,
+            format_score(m.score),
+        )
+        for rank, m in enumerate(result.report.matches, 1)
+    ]
 
 
 def tsv_lines(result: ImageResult) -> str:
@@ -102,6 +113,116 @@ def jsonl_line(result: ImageResult) -> str:
     return json.dumps(result.to_dict()) + "\n"
 
 
+class BatchWriter:
+    """How one output format writes a batch: a header, one piece per image, an ending.
+
+    Subclasses are registered in ``WRITERS`` under the format's name; a new
+    output format is one more subclass there (and its flag in ``cli/find.py``).
+    ``inline_errors``: an image that could not be searched gets a record in
+    the output itself; ``errors_on_stderr``: the command also says so on
+    stderr.
+    """
+
+    inline_errors = False
+    errors_on_stderr = True
+
+    def __init__(self, single: bool = False) -> None:
+        self.single = single
+
+    def header(self) -> str:
+        """What comes before the first record."""
+        return ""
+
+    def record(self, result: ImageResult) -> str:
+        """One image's record (possibly several lines, possibly none)."""
+        raise NotImplementedError
+
+    def error(self, result: ImageResult) -> str:
+        """What an image that could not be searched adds to the output."""
+        return self.record(result) if self.inline_errors else ""
+
+    def end(self) -> str:
+        """What comes after the last record."""
+        return ""
+
+
+class TsvWriter(BatchWriter):
+    """Tab-separated rows, one per match, under a header (the default in a pipe).
+
+    >>> from waldo_cli.results import Match
+    >>> r = FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.5)
+    >>> w = TsvWriter()
+    >>> print(w.header() + w.record(ImageResult(0, "a.png", report=r)), end="")
+    image	rank	x	y	width	height	score
+    a.png	1	1	2	2	2	3
+    """
+
+    def header(self) -> str:
+        """The column names."""
+        return batch_header() + "\n"
+
+    def record(self, result: ImageResult) -> str:
+        """One row per match."""
+        return tsv_lines(result)
+
+
+class CsvWriter(TsvWriter):
+    """CSV (RFC 4180 quoting): a header, then one row per match."""
+
+    def header(self) -> str:
+        """The column names."""
+        return batch_header(",") + "\n"
+
+    def record(self, result: ImageResult) -> str:
+        """One row per match."""
+        return csv_lines(result)
+
+
+class JsonlWriter(BatchWriter):
+    """One JSON object per image, as soon as it is done; errors are records, not stderr lines."""
+
+    inline_errors = True
+    errors_on_stderr = False
+
+    def record(self, result: ImageResult) -> str:
+        """The image's JSON Lines record."""
+        return jsonl_line(result)
+
+
+class JsonWriter(BatchWriter):
+    r"""One JSON document at the end: a list of records (one record for a single image).
+
+    >>> w = JsonWriter(single=True)
+    >>> w.error(ImageResult(0, "gone.png", error="gone.png: no such file")), w.end()
+    ('', '{"image": "gone.png", "error": "gone.png: no such file"}\n')
+    """
+
+    inline_errors = True
+
+    def __init__(self, single: bool = False) -> None:
+        super().__init__(single)
+        self._records: list[dict[str, Any]] = []
+
+    def record(self, result: ImageResult) -> str:
+        """Kept for the document at the end."""
+        self._records.append(result.to_dict())
+        return ""
+
+    def end(self) -> str:
+        """The document."""
+        if self.single:
+            return json.dumps(self._records[0]) + "\n" if self._records else ""
+        return json.dumps(self._records) + "\n"
+
+
+WRITERS: dict[str, type[BatchWriter]] = {
+    "tsv": TsvWriter,
+    "csv": CsvWriter,
+    "jsonl": JsonlWriter,
+    "json": JsonWriter,
+}
+
+
 def batch_summary(images: int, matched: int, failed: int, seconds: float) -> str:
     """The closing line of a batch.
 
@@ -109,8 +230,10 @@ def batch_summary(images: int, matched: int, failed: int, seconds: float) -> str
     '50 images: 40 with a match, 7 without, 3 errors, in 2.50 s'
     """
     without = images - matched - failed
-    return (f"{images} image{'s' if images != 1 else ''}: {matched} with a match, "
-            f"{without} without, {failed} error{'s' if failed != 1 else ''}, in {seconds:.2f} s")
+    return (
+        f"{images} image{'s' if images != 1 else ''}: {matched} with a match, "
+        f"{without} without, {failed} error{'s' if failed != 1 else ''}, in {seconds:.2f} s"
+    )
 
 
 def summary_line(report: FindReport) -> str:
@@ -118,8 +241,10 @@ def summary_line(report: FindReport) -> str:
     count = len(report.matches)
     found = f"{count} match{'es' if count != 1 else ''}" if count else "no match"
     limit = "" if report.threshold is None else f" (threshold {report.threshold:g})"
-    return (f"{found} for {report.template} in {report.image} with {report.method}{limit}, "
-            f"searched in {report.seconds:.3f} s")
+    return (
+        f"{found} for {report.template} in {report.image} with {report.method}{limit}, "
+        f"searched in {report.seconds:.3f} s"
+    )
 
 
 def print_table(console: Console, report: FindReport) -> None:
@@ -132,19 +257,32 @@ def print_table(console: Console, report: FindReport) -> None:
             table.add_column(name, justify="right")
         for rank, m in enumerate(report.matches, 1):
             style = "bold green" if rank == 1 else None
-            table.add_row(str(rank), format_coordinate(m.x), format_coordinate(m.y),
-                          str(m.width), str(m.height),
-                          format_score(m.score), style=style)
+            table.add_row(
+                str(rank),
+                format_coordinate(m.x),
+                format_coordinate(m.y),
+                str(m.width),
+                str(m.height),
+                format_score(m.score),
+                style=style,
+            )
         console.print(table)
-    console.print(summary_line(report), style="dim" if report.matches else "yellow",
-                  highlight=False)
+    console.print(
+        summary_line(report), style="dim" if report.matches else "yellow", highlight=False
+    )
 
 
 # ---------------------------------------------------------------------------
 # waldo params: the dense-versus-convolution table (counts from waldo_cli.params)
 
 PARAM_HEADERS: tuple[str, ...] = (
-    "layer", "weights", "biases", "parameters", "float32", "multiply-adds", "reduction",
+    "layer",
+    "weights",
+    "biases",
+    "parameters",
+    "float32",
+    "multiply-adds",
+    "reduction",
 )
 
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
@@ -234,9 +372,15 @@ def param_table_rows(counts: Any) -> list[tuple[str, ...]]:
     ('convolution (Δ = 1, 3×3)', '9', '1', '10', '40 B', '49', '9×')
     """
     return [
-        (row.label, f"{row.weights:,}", f"{row.biases:,}", f"{row.parameters:,}",
-         format_param_bytes(row.bytes_float32), f"{row.multiply_adds:,}",
-         format_param_reduction(row.reduction))
+        (
+            row.label,
+            f"{row.weights:,}",
+            f"{row.biases:,}",
+            f"{row.parameters:,}",
+            format_param_bytes(row.bytes_float32),
+            f"{row.multiply_adds:,}",
+            format_param_reduction(row.reduction),
+        )
         for row in counts.rows
     ]
 
@@ -248,14 +392,18 @@ def param_title(counts: Any) -> str:
     >>> param_title(param_counts(2, 3, 1))
     'image H×W×C_in = 2×3×3 → hidden H×W×C_out = 2×3×1, Δ = 1'
     """
-    return (f"image H×W×C_in = {counts.height}×{counts.width}×{counts.channels_in} → "
-            f"hidden H×W×C_out = {counts.height}×{counts.width}×{counts.channels_out}, "
-            f"Δ = {counts.delta}")
+    return (
+        f"image H×W×C_in = {counts.height}×{counts.width}×{counts.channels_in} → "
+        f"hidden H×W×C_out = {counts.height}×{counts.width}×{counts.channels_out}, "
+        f"Δ = {counts.delta}"
+    )
 
 
 def _param_explain_blocks(counts: Any) -> list[tuple[str, str, str]]:
-    return [(f"{number}. {row.label}: {row.formula}", row.equation, row.assumption)
-            for number, row in enumerate(counts.rows, 1)]
+    return [
+        (f"{number}. {row.label}: {row.formula}", row.equation, row.assumption)
+        for number, row in enumerate(counts.rows, 1)
+    ]
 
 
 def plain_param_report(counts: Any, explain: bool = False) -> str:
@@ -300,8 +448,9 @@ def print_param_report(console: Console, counts: Any, explain: bool = False) -> 
     from waldo_cli.params import MULTIPLY_ADDS_RULE
 
     cells = param_table_rows(counts)
-    widths = [max(len(line[k]) for line in [PARAM_HEADERS, *cells])
-              for k in range(len(PARAM_HEADERS))]
+    widths = [
+        max(len(line[k]) for line in [PARAM_HEADERS, *cells]) for k in range(len(PARAM_HEADERS))
+    ]
     title = Text(param_title(counts))
     if sum(widths) + 3 * len(widths) + 1 <= console.width:
         table = Table(title=title, header_style="bold", title_justify="left")
@@ -333,3 +482,80 @@ def print_param_report(console: Console, counts: Any, explain: bool = False) -> 
             console.print(Text(f"   {assumption}"))
         console.print()
         console.print(Text(MULTIPLY_ADDS_RULE, style="dim"))
+
+
+# ---------------------------------------------------------------------------
+# waldo conv: the layer applied and the channels written (a waldo_cli.conv.LayerReport)
+
+
+def conv_json(layer: Any) -> str:
+    """The ``waldo conv --json`` document, on one line, without its newline.
+
+    >>> from waldo_cli.conv import ChannelSummary, LayerReport
+    >>> h = [ChannelSummary(0, "h.npy", -2.0, 2.0, 0.0, None)]
+    >>> layer = LayerReport("x.png", (4, 3), False, "laplace", (3, 3, 1, 1), True, 1, "zero",
+    ...                     False, (4, 3), h, 0.0123456789)
+    >>> doc = json.loads(conv_json(layer))
+    >>> doc["parameters"], doc["outputs"], doc["seconds"]
+    (9, ['h.npy'], 0.012346)
+    """
+    (h, w, channels, outputs) = layer.kernel_shape
+    return json.dumps(
+        {
+            "image": layer.image,
+            "image_size": list(layer.image_size),
+            "channels_in": channels,
+            "grey": layer.grey,
+            "kernel": layer.kernel,
+            "kernel_shape": [h, w, channels, outputs],
+            "depthwise": layer.depthwise,
+            "delta": layer.delta,
+            "pad": layer.pad,
+            "convolve": layer.convolve,
+            "parameters": layer.parameters,
+            "output_size": list(layer.output_size),
+            "channels_out": outputs,
+            "outputs": list(dict.fromkeys(s.file for s in layer.channels)),
+            "channels": [s.to_dict() for s in layer.channels],
+            "seconds": round(layer.seconds, 6),
+        }
+    )
+
+
+def conv_tsv_lines(layer: Any) -> str:
+    """A header and one tab-separated line per output channel, each ending in a newline.
+
+    The values are H's, so that a picture's grey levels can be mapped back.
+
+    >>> from waldo_cli.conv import ChannelSummary, LayerReport
+    >>> h = [ChannelSummary(0, "h.png", -2.0, 2.0, 0.0, "symmetric")]
+    >>> layer = LayerReport("x.png", (4, 3), False, "laplace", (3, 3, 1, 1), True, 1, "zero",
+    ...                     False, (4, 3), h, 0.0)
+    >>> print(conv_tsv_lines(layer), end="")
+    channel	file	min	max	mean	mapping
+    0	h.png	-2	2	0	symmetric
+    """
+    lines = ["channel\tfile\tmin\tmax\tmean\tmapping\n"]
+    for s in layer.channels:
+        lines.append(
+            f"{s.channel}\t{s.file}\t{s.minimum:.6g}\t{s.maximum:.6g}\t{s.mean:.6g}\t"
+            f"{s.mapping or 'none'}\n"
+        )
+    return "".join(lines)
+
+
+def conv_summary_line(layer: Any) -> str:
+    """One line for stderr: the sizes in and out, the kernel, the padding and the time.
+
+    >>> from waldo_cli.conv import LayerReport
+    >>> print(conv_summary_line(LayerReport("x.png", (4, 3), False, "sobel", (3, 3, 1, 2), True,
+    ...                                     1, "zero", False, (4, 3), [], 0.25)))
+    waldo conv: 4×3×1 → 4×3×2 with sobel (V 3×3×1×2, 18 weights), pad zero, in 0.250 s
+    """
+    (width, height), (out_width, out_height) = layer.image_size, layer.output_size
+    h, w, channels, outputs = layer.kernel_shape
+    return (
+        f"waldo conv: {width}×{height}×{channels} → {out_width}×{out_height}×{outputs} with "
+        f"{layer.kernel} (V {h}×{w}×{channels}×{outputs}, {layer.parameters} weights), "
+        f"pad {layer.pad}, in {layer.seconds:.3f} s"
+    )

@@ -1,0 +1,112 @@
+"""The ``waldo`` command line: a Click group, the only place that picks exit codes.
+
+Exit status follows grep: 0 a match was found, 1 none was, 2 bad usage or bad
+input (always one line on stderr, never a traceback), 130 interrupted.
+
+One module per command (find, conv, params, demo, cache), the options they
+share in ``options``, and what concerns the terminal and the process (stdout
+records, consoles, the progress bar, SIGPIPE, SIGINT) in ``terminal``. The
+command modules import NumPy, Pillow and Numba only inside their functions, so
+that ``waldo --help``, ``--version`` and ``params`` never pay for them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from waldo_cli import __version__
+from waldo_cli.cli.terminal import die_of_sigpipe
+
+EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class WaldoUsageError(click.ClickException):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+    exit_code = EXIT_ERROR
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+class WaldoGroup(click.Group):
+    """A Click group that reports every error as one line on stderr."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a closed stdout ends the process as it ends grep."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            die_of_sigpipe()
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; report Click's errors as one line and exit with our codes."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        name = "waldo"  # the command users type, whatever Click was told
+        try:
+            rv = super().main(args, name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            if isinstance(exc, click.UsageError) and type(exc).__name__ == "NoArgsIsHelpError":
+                # `waldo` or `waldo cache` alone: show the help, as --help would
+                click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+                sys.exit(0)
+            click.echo(f"{name}: error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo(f"{name}: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=WaldoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="waldo")
+def cli() -> None:
+    """Find a picture inside pictures.
+
+    waldo slides a template over an image and scores every window with one of
+    OpenCV's six template-matching methods, the cross-correlation a
+    convolutional layer computes. Exit status: 0 found, 1 not found, 2 error.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``waldo`` console script."""
+    cli.main(args=argv, prog_name="waldo")
+
+
+# The commands import the exit codes and WaldoUsageError from here, so they are
+# registered only once those exist.
+from waldo_cli.cli.cache import cache_group  # noqa: E402
+from waldo_cli.cli.conv import conv_command  # noqa: E402
+from waldo_cli.cli.demo import demo_command  # noqa: E402
+from waldo_cli.cli.find import find_command  # noqa: E402
+from waldo_cli.cli.params import params_command  # noqa: E402
+
+cli.add_command(find_command)
+cli.add_command(cache_group)
+cli.add_command(params_command)
+cli.add_command(demo_command)
+cli.add_command(conv_command)
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_INTERRUPTED",
+    "EXIT_MATCH",
+    "EXIT_NO_MATCH",
+    "WaldoGroup",
+    "WaldoUsageError",
+    "cli",
+    "main",
+]

@@ -1,0 +1,49 @@
+"""``waldo cache``: Numba's on-disk cache of the compiled search kernels."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group("cache")
+def cache_group() -> None:
+    """Manage the compiled search kernels (Numba's on-disk cache).
+
+    The first search compiles the kernels it needs (a few seconds) and keeps
+    them in the package's folder, or in the user's cache folder when that is
+    not writable (NUMBA_CACHE_DIR overrides both); later runs load them.
+    """
+
+
+@cache_group.command("info")
+def cache_info() -> None:
+    """Show where the kernels are cached and which are compiled."""
+    from waldo_cli import jit
+
+    for folder in jit.cache_folders():
+        click.echo(f"cache folder: {folder}")
+    for name in sorted(jit.kernel_names()):
+        click.echo(f"{name}: {'compiled' if jit.is_cached(name) else 'not compiled yet'}")
+
+
+@cache_group.command("warm")
+def cache_warm() -> None:
+    """Compile every kernel now, so no later search waits for the compiler."""
+    import time
+
+    from waldo_cli import jit
+
+    jit.skip_extension_scan()
+    for name in jit.KERNELS:
+        started = time.perf_counter()
+        jit.warm_kernels(name)
+        click.echo(f"{name} kernels ready ({time.perf_counter() - started:.1f} s)")
+
+
+@cache_group.command("clear")
+def cache_clear() -> None:
+    """Delete the compiled kernels (the next search compiles them again)."""
+    from waldo_cli import jit
+
+    removed = jit.clear_cache()
+    click.echo(f"removed {len(removed)} cached file{'s' if len(removed) != 1 else ''}")

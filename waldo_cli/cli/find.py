@@ -1,0 +1,592 @@
+"""``waldo find``: a template in one image, or in any number of them (batch mode)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError
+from waldo_cli.cli.options import convolve_option, json_option
+from waldo_cli.cli.terminal import (
+    Output,
+    compile_notice,
+    image_source,
+    progress_bar,
+    stderr_console,
+    stdout_console,
+)
+from waldo_cli.methods import DEFAULT_METHOD, METHODS
+
+if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
+    from rich.console import Console
+
+
+@click.command("find")
+@click.argument("paths", nargs=-1, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
+@click.option(
+    "-t",
+    "--template",
+    "template_path",
+    metavar="TEMPLATE",
+    default=None,
+    help="Search for TEMPLATE in every image given: then every argument is an image (batch mode).",
+)
+@click.option(
+    "--files-from",
+    metavar="FILE",
+    default=None,
+    help="Also read image paths from FILE, one per line ('-' for standard input), "
+    "as tar -T does. Needs -t.",
+)
+@click.option(
+    "-m",
+    "--method",
+    type=click.Choice(METHODS),
+    default=DEFAULT_METHOD,
+    show_default=True,
+    help="How windows are scored (OpenCV's TM_* methods).",
+)
+@click.option(
+    "--mask",
+    "mask_path",
+    metavar="PATH",
+    default=None,
+    help="Weights for the template's pixels, an image of its size (black = ignore, "
+    "white = count fully). Default: the template's alpha channel, if it has one.",
+)
+@click.option("--no-mask", is_flag=True, help="Ignore the template's alpha channel.")
+@click.option(
+    "-k",
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Report up to this many matches per image, best first.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    help="Only scores at least this good count (at most this, for the sqdiff "
+    "methods). Default: 0.5 for ccoeff_normed, 0.9 for ccorr_normed, 0.1 for "
+    "sqdiff_normed, none for the raw methods.",
+)
+@click.option("--no-threshold", is_flag=True, help="Report the top-k places whatever their score.")
+@click.option(
+    "--min-distance",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Matches are at least this many pixels apart (max of |dx|, |dy|). "
+    "Default: half the template's smaller side.",
+)
+@click.option(
+    "--pad",
+    type=click.Choice(["none", "zero", "reflect", "edge"]),
+    default="none",
+    show_default=True,
+    help="Extend the image past its border (zeros, mirror, or edge pixels) so "
+    "windows may hang over it: a Waldo cut off by the edge can still be found. "
+    "Matches keep giving the window's top-left corner, which may then be "
+    "negative.",
+)
+@convolve_option(
+    "Flip the template in both axes before sliding it: true convolution "
+    "instead of the cross-correlation a CNN layer computes."
+)
+@click.option(
+    "--scales",
+    default=None,
+    metavar="START:STOP:STEP|LIST",
+    help="Also search the template resized by these factors, e.g. 0.5:2:0.1 (stop "
+    "included) or 0.8,1,1.25. Each match reports its scale.",
+)
+@click.option(
+    "--rotations",
+    default=None,
+    metavar="START:STOP:STEP|LIST",
+    help="Also search the template turned by these angles in degrees, counter-"
+    "clockwise, e.g. 0,90,180,270 (exact) or -30:30:5 (the corners a turn adds "
+    "are masked out). Each match reports its angle.",
+)
+@click.option(
+    "--flip",
+    is_flag=True,
+    help="Also search every copy mirrored left to right; matches report flip.",
+)
+@click.option(
+    "--subpixel",
+    is_flag=True,
+    help="Refine each match's x and y to a fraction of a pixel (a quadratic fitted "
+    "to the 3×3 scores around the peak); they are then decimals.",
+)
+@json_option("Print one JSON document on stdout (a list of them in batch mode).")
+@click.option(
+    "--jsonl",
+    "as_jsonl",
+    is_flag=True,
+    help="Print one JSON object per image, each as soon as it is done.",
+)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: a header, then one row per match.")
+@click.option(
+    "-q",
+    "--quiet",
+    is_flag=True,
+    help="Print nothing; only the exit status tells. Stops at the first match.",
+)
+@click.option(
+    "--fail-fast",
+    is_flag=True,
+    help="Stop at the first image that cannot be searched (default: report it and go on).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Images searched at once in batch mode. Default: all cores.",
+)
+@click.option(
+    "--heatmap",
+    "heatmap_path",
+    metavar="PATH",
+    default=None,
+    help="Write the score map as a picture on the image's pixel grid (each score "
+    "at its window's centre; best = bright end; grey border = no window centre).",
+)
+@click.option(
+    "--overlay",
+    "overlay_path",
+    metavar="PATH",
+    default=None,
+    help="Write the image with a box, rank and score for every match. The format "
+    "follows the extension (.png, .jpg, .webp, .tif, .bmp, .gif).",
+)
+@click.option(
+    "--colormap",
+    default="viridis",
+    show_default=True,
+    metavar="NAME",
+    help="Colormap of the heatmap, any name the cmap package knows (viridis, magma, "
+    "inferno, plasma, cividis, ...).",
+)
+@click.option("--no-legend", is_flag=True, help="Leave the legend off the heatmap.")
+@click.option(
+    "--show",
+    type=click.Choice(["overlay", "heatmap"]),
+    is_flag=False,
+    flag_value="overlay",
+    default=None,
+    help="On a terminal, draw the overlay (or the heatmap: --show heatmap) with "
+    "coloured half blocks above the table. Does nothing off a terminal or "
+    "with --json.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "direct", "fft"]),
+    default="auto",
+    show_default=True,
+    help="How to correlate: a sliding-window kernel, FFT tiles, or whichever a "
+    "cost model predicts is faster. All give the same scores.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Threads for the search. Default: all cores (NUMBA_NUM_THREADS caps it).",
+)
+def find_command(**kwargs: Any) -> int:
+    """Find a template inside images and report the best matches.
+
+    \b
+    waldo find IMAGE TEMPLATE            one image
+    waldo find -t TEMPLATE IMAGE...      any number of images (batch mode)
+    waldo find -t T --files-from FILE    image paths from FILE, '-' for stdin
+
+    Scores every window of each image against the template, keeps the best
+    ones that pass the threshold and are MIN-DISTANCE apart, and prints them:
+    a table on a terminal, tab-separated text in a pipe (the timing line then
+    goes to stderr), JSON with --json, JSON Lines with --jsonl, CSV with
+    --csv. x and y are the top-left corner of a match, in pixels. An image
+    path of '-' reads the image from standard input. A grey file matched with
+    a colour one is matched in grey.
+
+    In batch mode the template is loaded once, images are searched JOBS at a
+    time, results come out in the order the images were given, each as soon
+    as it and those before it are done, and an image that cannot be searched
+    gets an error record (or a line on stderr) while the batch goes on.
+
+    Exit status, as grep: 2 if any image failed (or bad usage), otherwise 0 if
+    any image had a match, otherwise 1. With -q a match gives 0 even if
+    another image failed. Ctrl-C stops with 130; finished results are kept.
+    """  # noqa: D301 - the backspace tells Click to keep those three lines as they are
+    args = FindArgs(**kwargs)
+    _check_usage(args)
+    images, template = _inputs(args)
+    scales, angles = _variants(args)
+    _check_pictures(args, images, template)
+    searcher = _load_searcher(args, template, scales, angles)
+    if args.single and not (args.as_jsonl or args.as_csv):
+        return _find_one(args, searcher, images[0], template)
+    return _find_many(args, searcher, images)
+
+
+@dataclass(frozen=True)
+class FindArgs:
+    """The parameters of ``waldo find`` as Click parsed them, one field each, same names."""
+
+    paths: tuple[str, ...]
+    template_path: str | None
+    files_from: str | None
+    method: str
+    mask_path: str | None
+    no_mask: bool
+    top_k: int
+    threshold: float | None
+    no_threshold: bool
+    min_distance: int | None
+    pad: str
+    convolve: bool
+    scales: str | None
+    rotations: str | None
+    flip: bool
+    subpixel: bool
+    as_json: bool
+    as_jsonl: bool
+    as_csv: bool
+    quiet: bool
+    fail_fast: bool
+    jobs: int | None
+    heatmap_path: str | None
+    overlay_path: str | None
+    colormap: str
+    no_legend: bool
+    show: str | None
+    engine: str
+    threads: int | None
+
+    @property
+    def single(self) -> bool:
+        """``waldo find IMAGE TEMPLATE``: no -t, so the last argument is the template."""
+        return self.template_path is None
+
+    @property
+    def limit(self) -> float | None:
+        """The threshold scores must pass: --threshold, else the method's default, or none."""
+        from waldo_cli.methods import default_threshold
+
+        if self.no_threshold:
+            return None
+        return self.threshold if self.threshold is not None else default_threshold(self.method)
+
+
+def _check_usage(args: FindArgs) -> None:
+    """Refuse options that contradict each other."""
+    formats = [
+        name
+        for name, on in (
+            ("--json", args.as_json),
+            ("--jsonl", args.as_jsonl),
+            ("--csv", args.as_csv),
+        )
+        if on
+    ]
+    if len(formats) > 1:
+        raise click.UsageError(f"choose one output format, not {' and '.join(formats)}")
+    if args.no_threshold and args.threshold is not None:
+        raise click.UsageError("give --threshold or --no-threshold, not both")
+    if args.no_mask and args.mask_path is not None:
+        raise click.UsageError("give --mask or --no-mask, not both")
+
+
+def _inputs(args: FindArgs) -> tuple[list[str], str]:
+    """The images to search and the template, from the arguments and --files-from."""
+    if args.single:
+        if args.files_from is not None:
+            raise click.UsageError("--files-from needs the template as -t/--template")
+        if len(args.paths) != 2:
+            raise click.UsageError(
+                "give IMAGE and TEMPLATE, or -t TEMPLATE and any number of images"
+            )
+        images, template = [args.paths[0]], args.paths[1]
+    else:
+        images, template = list(args.paths), str(args.template_path)
+        if args.files_from is not None:
+            images += _read_file_list(args.files_from)
+        if not images:
+            raise click.UsageError(
+                "no images to search: give them as arguments or with --files-from"
+            )
+    stdin_users = (
+        images.count("-") + (template == "-") + (args.files_from == "-") + (args.mask_path == "-")
+    )
+    if stdin_users > 1:
+        raise click.UsageError("standard input ('-') can be read only once")
+    pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
+    if pictures and len(images) != 1:
+        raise click.UsageError("--heatmap, --overlay and --show need exactly one image")
+    return images, template
+
+
+def _read_file_list(files_from: str) -> list[str]:
+    """Image paths from a file (or stdin), one per line; blank lines are skipped."""
+    from waldo_cli.errors import ImageReadError
+
+    try:
+        if files_from == "-":
+            text = sys.stdin.read()
+        else:
+            with open(files_from, encoding="utf-8", errors="surrogateescape") as fh:
+                text = fh.read()
+    except OSError as exc:
+        raise WaldoUsageError(str(ImageReadError(files_from, exc.strerror or str(exc)))) from None
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The scales and the angles (degrees) to search the template at."""
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.variants import parse_range
+
+    try:
+        scales = tuple(parse_range(args.scales, "--scales")) if args.scales else (1.0,)
+        angles = tuple(parse_range(args.rotations, "--rotations")) if args.rotations else (0.0,)
+    except WaldoError as exc:
+        raise click.UsageError(str(exc)) from None
+    if any(value <= 0 for value in scales):
+        raise click.UsageError(f"--scales {args.scales!r}: every scale must be positive")
+    return scales, angles
+
+
+def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
+    """Refuse bad picture paths and colormaps before any work is done."""
+    from waldo_cli.errors import OutputError, WaldoError
+    from waldo_cli.io import check_output_path
+
+    given = [p for p in (args.heatmap_path, args.overlay_path) if p is not None]
+    try:
+        for path in given:
+            check_output_path(path, (*images, template))
+        if len({os.path.abspath(p) for p in given}) < len(given):
+            raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
+        if args.heatmap_path is not None or args.show == "heatmap":
+            from waldo_cli.render import colormap_table
+
+            colormap_table(args.colormap)
+    except WaldoError as exc:
+        raise WaldoUsageError(str(exc)) from None
+
+
+def _load_searcher(
+    args: FindArgs, template: str, scales: tuple[float, ...], angles: tuple[float, ...]
+) -> Any:
+    """Set the engine up and load the template (and its mask) once, ready to search.
+
+    One of the three functions that call the search library (with ``_search``
+    and ``_search_all``).
+    """
+    from waldo_cli import jit
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.search import Searcher, SearchOptions
+
+    options = SearchOptions(
+        method=args.method,
+        top_k=args.top_k,
+        threshold=args.limit,
+        min_distance=args.min_distance,
+        engine=args.engine,
+        subpixel=args.subpixel,
+        pad=args.pad,
+        convolve=args.convolve,
+        scales=scales,
+        angles=angles,
+        flip=args.flip,
+        threads=args.threads,
+    )
+    try:
+        jit.skip_extension_scan()
+        loaded, mask, source = _read_template(args, template)
+        return Searcher(loaded, options, mask=mask, mask_source=source)
+    except WaldoError as exc:
+        raise WaldoUsageError(str(exc)) from None
+
+
+def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]:
+    """The template, its mask (--mask, else its alpha unless --no-mask) and where that came from.
+
+    Raises
+    ------
+    WaldoError
+        The template or the mask cannot be read, or they differ in size.
+    """
+    from waldo_cli.errors import ShapeError
+    from waldo_cli.io import read_image
+
+    name, data = image_source(template)
+    loaded = read_image(data, name=name)
+    if args.mask_path is not None:
+        mask_name, mask_data = image_source(args.mask_path)
+        mask = read_image(mask_data, name=mask_name).pixels / 255.0
+        if mask.shape[:2] != loaded.pixels.shape[:2]:
+            raise ShapeError(
+                f"{args.mask_path}: the mask is {mask.shape[1]}×{mask.shape[0]}, "
+                f"the template {loaded.width}×{loaded.height}"
+            )
+        return loaded, mask, args.mask_path
+    if loaded.alpha is not None and not args.no_mask:
+        return loaded, loaded.alpha, "alpha"
+    return loaded, None, None
+
+
+def _search(searcher: Any, loaded: Any, quiet: bool) -> Any:
+    """Search one loaded image: a SearchResult.
+
+    Says so on stderr if the search waits for the compiler (not with -q):
+    the plan says which kernels it will run.
+    """
+    from waldo_cli.errors import WaldoError
+
+    try:
+        kernels = searcher.kernels_for(loaded.pixels.shape)
+    except WaldoError:  # the search itself says what is wrong
+        kernels = set()
+    with compile_notice(kernels, quiet):
+        return searcher.search(loaded)
+
+
+def _search_all(searcher: Any, images: list[str], jobs: int | None) -> Iterator[Any]:
+    """Search every image, JOBS at a time; one result per image, in input order."""
+    from waldo_cli.batch import run_batch
+    from waldo_cli.pool import default_threads
+
+    sources = (image_source(path) for path in images)
+    return run_batch(searcher, sources, jobs or default_threads())
+
+
+def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
+    """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_image
+
+    # rich only for what a terminal may get (its import is felt in shell loops)
+    out = None if args.as_json or args.quiet else stdout_console()
+    try:
+        name, data = image_source(image)
+        result = _search(searcher, read_image(data, name=name), args.quiet)
+        report = result.report
+        # the terminal preview only where it cannot mix with data or silence
+        preview = args.show if out is not None and out.is_terminal else None
+        if args.heatmap_path is not None or args.overlay_path is not None or preview is not None:
+            _write_pictures(args, result, preview, out, (image, template))
+    except WaldoError as exc:
+        if args.quiet:
+            return EXIT_ERROR
+        raise WaldoUsageError(str(exc)) from None
+    if not args.quiet:
+        _print_report(report, out)
+    return EXIT_MATCH if report.matches else EXIT_NO_MATCH
+
+
+def _print_report(report: Any, out: Console | None) -> None:
+    """JSON without a console (--json), a table on a terminal, else TSV and a summary line."""
+    from waldo_cli.report import plain_table, print_table, summary_line, write_json
+
+    if out is None:
+        write_json(sys.stdout, report)
+    elif out.is_terminal:
+        print_table(out, report)
+    else:
+        click.echo(plain_table(report))
+        click.echo(summary_line(report), err=True)
+
+
+def _write_pictures(
+    args: FindArgs,
+    result: Any,
+    show: str | None,
+    console: Console | None,
+    inputs: tuple[str, ...],
+) -> None:
+    """Write --heatmap and --overlay, and draw the --show preview on the console."""
+    from waldo_cli.io import save_image
+    from waldo_cli.render import render_heatmap, render_overlay, render_preview
+    from waldo_cli.report import preview_size, print_preview
+
+    report, pixels, scores = result.report, result.pixels, result.scores
+    pictures = {}
+    if args.heatmap_path is not None or show == "heatmap":
+        # a centre-indexed map (padded, variants) has the image's grid: a 1×1 window's
+        window = (1, 1) if scores.indexed_by == "window centre" else scores.window
+        pictures["heatmap"] = render_heatmap(
+            scores.values,
+            report.method,
+            pixels.shape[:2],
+            window,
+            colormap=args.colormap,
+            legend=not args.no_legend,
+        )
+    if args.overlay_path is not None:
+        pictures["overlay"] = render_overlay(pixels, report.matches)
+    if show == "overlay" and console is not None:
+        pictures["preview"] = render_preview(pixels, report.matches, *preview_size(console))
+    if args.heatmap_path is not None:
+        save_image(pictures["heatmap"], args.heatmap_path, inputs)
+    if args.overlay_path is not None:
+        save_image(pictures["overlay"], args.overlay_path, inputs)
+    if show is not None and console is not None:
+        print_preview(console, pictures["preview" if show == "overlay" else "heatmap"])
+
+
+def _find_many(args: FindArgs, searcher: Any, images: list[str]) -> int:
+    """Batch mode: stream one record per image, in input order."""
+    from waldo_cli.report import WRITERS, batch_summary
+
+    fmt = "json" if args.as_json else "jsonl" if args.as_jsonl else "csv" if args.as_csv else "tsv"
+    writer = WRITERS[fmt](single=args.single)
+
+    started = time.perf_counter()
+    err = stderr_console()
+    show_progress = len(images) > 1 and err.is_terminal and not args.quiet
+    progress = progress_bar(err) if show_progress else None
+    done = matched = failed = 0
+    status = None
+    with Output() as out, progress if progress is not None else contextlib.nullcontext():
+        task = progress.add_task("find", total=len(images), rate="–") if progress else None
+        if not args.quiet:
+            out.write(writer.header())
+        for result in _search_all(searcher, images, args.jobs):
+            done += 1
+            matched += result.matched
+            failed += result.error is not None
+            if progress is not None and task is not None:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, advance=1, rate=f"{rate:.1f}")
+            if args.quiet:
+                if result.matched:
+                    status = EXIT_MATCH
+                    break
+            elif result.error is not None:
+                out.write(writer.error(result))
+                if writer.errors_on_stderr:
+                    click.echo(f"waldo: error: {result.error}", err=True)
+            else:
+                out.write(writer.record(result))
+            if args.fail_fast and result.error is not None:
+                break
+        if not args.quiet:
+            out.write(writer.end())
+    if status is not None:
+        return status
+    if not args.quiet and not args.single:
+        click.echo(batch_summary(done, matched, failed, time.perf_counter() - started), err=True)
+    if failed:
+        return EXIT_ERROR
+    return EXIT_MATCH if matched else EXIT_NO_MATCH

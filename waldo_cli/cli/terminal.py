@@ -1,0 +1,153 @@
+"""What the commands owe the terminal and the process: whole records, consoles, signals.
+
+The library never touches signals or standard streams; this module does, for
+the commands: a stdout writer that Ctrl-C cannot cut in the middle of a
+record, death by SIGPIPE as grep dies, rich consoles built when a command runs
+(so colour follows where the output really goes), the batch's progress bar,
+and the notice that the first search waits for the compiler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Collection, Iterator
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:  # rich is imported only when a command needs a console
+    from rich.console import Console
+    from rich.progress import Progress
+
+
+def die_of_sigpipe() -> None:
+    """End as grep does when a reader such as ``head`` closes our stdout: by SIGPIPE.
+
+    Python ignores SIGPIPE, so a closed pipe shows up as BrokenPipeError;
+    Click would turn that into exit status 1, which for waldo means "not
+    found". Whatever is still buffered goes to /dev/null, so that the exit
+    itself does not raise again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(128 + 13)  # where there is no SIGPIPE: the status a shell would show
+
+
+class Output:
+    """Writes whole records to stdout; Ctrl-C waits until the record is out.
+
+    A SIGINT that arrives while a record is being written is held and raised
+    right after it, so an interrupted run never leaves half a line.
+    """
+
+    def __init__(self) -> None:
+        self._writing = False
+        self._pending = False
+        self._previous: Any = None
+
+    def __enter__(self) -> Output:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._writing:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    def write(self, text: str) -> None:
+        """Write and flush ``text`` as one piece."""
+        if not text:
+            return
+        self._writing = True
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        finally:
+            self._writing = False
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+
+def image_source(path: str) -> tuple[str, Any]:
+    """(name, what to read): the bytes of standard input for '-', else the path."""
+    if path == "-":
+        return "-", sys.stdin.buffer.read()
+    return path, path
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout, built now so that it sees where stdout goes."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout)
+
+
+def stderr_console() -> Console:
+    """A rich console on stderr, for errors, notices and the progress bar."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def progress_bar(console: Console) -> Progress:
+    """The batch's progress bar: images done, images per second, time left; gone when done.
+
+    Its task takes a ``rate`` field, the text shown before "images/s".
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("searching"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} images/s"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+@contextlib.contextmanager
+def compile_notice(kernels: Collection[str], quiet: bool) -> Iterator[None]:
+    """Say so on stderr when a search waits more than a second for Numba to compile.
+
+    ``kernels``: the names of the kernels the search's plan will call
+    (``Searcher.kernels_for``); only those not yet in the cache count.
+    """
+    from waldo_cli import jit
+
+    timer = None
+    if not quiet and not all(jit.is_cached(name) for name in kernels):
+        timer = threading.Timer(
+            1.0,
+            click.echo,
+            args=("waldo: compiling the search kernels, once (later runs start at once)…",),
+            kwargs={"err": True},
+        )
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
