@@ -170,7 +170,7 @@ def workload_table(workloads, args) -> None:
     from skimage.feature import match_template as sk_match
 
     from waldo_cli import match_template
-    from waldo_cli.engine import _threads, choose_engine
+    from waldo_cli.engine import choose_engine, get_threads
 
     rng = np.random.default_rng(0)
     print(
@@ -195,7 +195,7 @@ def workload_table(workloads, args) -> None:
             functions["skimage"] = lambda i=image, t=template: sk_match(i, t)
         medians, counts = time_runs(functions, args.repeats, ("skimage",), args.skimage_limit)
         out_shape = (image.shape[0] - tside + 1, image.shape[1] - tside + 1)
-        engine = choose_engine(out_shape, (tside, tside), 3, _threads)
+        engine = choose_engine(out_shape, (tside, tside), 3, get_threads())
         ours = match_template(image, template, "ccoeff_normed")
         errors = [
             sampled_error(ours, image, template, np.random.default_rng(1), at=at),
@@ -301,7 +301,8 @@ def matmul_rate(n: int, dtype, repeats: int = 3) -> float:
 
 def flops_table(workload, n: int, args) -> None:
     from waldo_cli import kernels, match_template
-    from waldo_cli.engine import _run_bands, get_threads
+    from waldo_cli.engine import get_threads
+    from waldo_cli.pool import SHARED
 
     peak32 = matmul_rate(n, np.float32)
     peak64 = matmul_rate(n, np.float64)
@@ -317,8 +318,8 @@ def flops_table(workload, n: int, args) -> None:
     medians, _ = time_runs(
         {
             "search": lambda: match_template(image, template, "ccoeff_normed", engine="direct"),
-            "kernel": lambda: _run_bands(
-                kernels._correlate_direct, (planar, taps, out), out.shape[0]
+            "kernel": lambda: SHARED.run_bands(
+                kernels._correlate_direct, (planar, taps, out), out.shape[0], threads=get_threads()
             ),
         },
         args.repeats,
@@ -402,14 +403,10 @@ def masked_table(args) -> None:
     import cv2
 
     from waldo_cli import match_template
-    from waldo_cli.engine import _as_mask, _masked_engine, _masked_template, prepare_template
+    from waldo_cli.engine import plan_match
 
     def engine_for(image, template, mask, method):
-        masked = _masked_template(
-            prepare_template(template), _as_mask(mask, template.shape), method.startswith("ccoeff")
-        )
-        h, w = template.shape[:2]
-        return _masked_engine((image.shape[0] - h + 1, image.shape[1] - w + 1), masked, method)
+        return plan_match(image.shape, template, method, mask=mask).engine
 
     def error(scores, image, template, mask, method, scale, at):
         worst, bad = masked_error(

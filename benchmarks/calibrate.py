@@ -15,8 +15,9 @@ import time
 
 import numpy as np
 
-from waldo_cli import kernels
-from waldo_cli.engine import _run_bands, get_threads, prepare_template
+from waldo_cli import jit, kernels
+from waldo_cli.engine import get_threads, prepare_template
+from waldo_cli.pool import SHARED
 
 SIDES = (128, 160, 192, 256, 320, 384, 512, 640, 768, 1024)
 
@@ -40,8 +41,8 @@ def main() -> None:
         template = rng.random((3, h, h)) - 0.5
         out = np.empty((2048 - h + 1, 2048 - h + 1), np.float32)
         fastest, _ = best_of(
-            lambda t=template, o=out: _run_bands(
-                kernels._correlate_direct, (image, t, o), o.shape[0]
+            lambda t=template, o=out: SHARED.run_bands(
+                kernels._correlate_direct, (image, t, o), o.shape[0], threads=threads
             )
         )
         rate = out.size * h * h * 3 / fastest / threads
@@ -56,9 +57,9 @@ def main() -> None:
         step = side - h + 1
         tiles = (-(-out.shape[0] // step)) ** 2
         rounds = -(-tiles // threads)
-        kernels.load_fft()
+        jit.load_fft()
         fastest, _ = best_of(
-            lambda s=spectrum, o=out, h=h, n=tiles: _run_bands(
+            lambda s=spectrum, o=out, h=h, n=tiles: SHARED.run_bands(
                 kernels._correlate_fft,
                 (
                     image,
@@ -70,6 +71,7 @@ def main() -> None:
                     np.zeros(1, np.int64),
                 ),
                 n,
+                threads=threads,
             ),
             repeats=3,
         )

@@ -69,7 +69,7 @@ def measure(image: np.ndarray, sides, repeats: int, direct_limit: float) -> dict
     from bench_match import time_runs
 
     from waldo_cli import match_template
-    from waldo_cli.engine import _threads, choose_engine
+    from waldo_cli.engine import choose_engine, get_threads
 
     rng = np.random.default_rng(0)
     results = {}
@@ -91,7 +91,7 @@ def measure(image: np.ndarray, sides, repeats: int, direct_limit: float) -> dict
         if counts.get("direct", repeats) < repeats:
             direct_on = False  # a run took over direct_limit: larger templates only take longer
         out = image.shape[0] - t + 1
-        row["choice"] = choose_engine((out, out), (t, t), 3, _threads)
+        row["choice"] = choose_engine((out, out), (t, t), 3, get_threads())
         print(
             f"  {t}×{t}: "
             + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in row.items() if k != "choice"),
