@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-from waldo_cli.errors import WaldoError
+from waldo_cli.errors import ImageReadError, WaldoError
 from waldo_cli.io import read_image
 from waldo_cli.results import FindReport, ImageResult
 from waldo_cli.search import Searcher, SearchOptions
@@ -29,8 +29,10 @@ def search_source(searcher: Searcher, index: int, source: Source) -> ImageResult
     try:
         loaded = read_image(data, name=name)
         result = searcher.search(loaded)
-    except WaldoError as exc:
+    except ImageReadError as exc:  # names the file already
         return ImageResult(index, name, error=str(exc))
+    except WaldoError as exc:  # one of fifty files: say which
+        return ImageResult(index, name, error=f"{name}: {exc}")
     return ImageResult(index, name, report=result.report)
 
 

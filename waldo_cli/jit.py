@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import glob
 import os
+import threading
+import time
+from collections.abc import Iterable
 from types import ModuleType
+from typing import Protocol
 
 # The kernels each engine runs, for the cache commands and the first-run notice.
 KERNELS: dict[str, tuple[str, ...]] = {
@@ -80,13 +84,59 @@ def clear_cache() -> list[str]:
     return removed
 
 
-def warm_kernels(engine: str) -> None:
-    """Compile (or load) the kernels of one ``KERNELS`` entry with a tiny search."""
+class _Planned(Protocol):
+    """What load_kernels reads of a ``plan.Plan`` (jit.py does not import the planner)."""
+
+    @property
+    def engine(self) -> str: ...
+
+    @property
+    def masked(self) -> bool: ...
+
+    @property
+    def kernels(self) -> tuple[str, ...]: ...
+
+
+# Loading (or compiling) a kernel is done once per process, by one thread;
+# the others wait for it rather than compile it again.
+_LOADING = threading.Lock()
+
+
+def is_loaded(name: str) -> bool:
+    """Whether this process has the kernel's machine code already (compiled or loaded)."""
+    return bool(getattr(_kernels(), name).signatures)
+
+
+def load_kernels(plans: Iterable[_Planned]) -> float:
+    """Load (or compile) the kernels the plans call, before a search; return the seconds spent.
+
+    A search's own time then excludes the one-time cost of loading Numba's
+    cached machine code (or compiling it), which ``--json`` reports apart as
+    ``compile_seconds``. Each (engine, masked) pair is warmed with a tiny
+    search of the same argument types, so it loads exactly those kernels.
+    """
+    needed = {(p.engine, p.masked) for p in plans if not all(map(is_loaded, p.kernels))}
+    if not needed:
+        return 0.0
+    started = time.perf_counter()
+    with _LOADING:
+        for engine, masked in sorted(needed):
+            _warm(engine, masked)
+    return time.perf_counter() - started
+
+
+def _warm(engine: str, masked: bool) -> None:
     import numpy as np
 
     from waldo_cli.engine import match_template
 
     image = np.arange(8 * 8 * 3, dtype=np.float32).reshape(8, 8, 3)
     # a template that is not flat, or ccoeff_normed would skip the kernels
-    match_template(image, image[:3, :3], engine=engine)
-    match_template(image, image[:3, :3], engine=engine, mask=np.ones((3, 3)))
+    mask = np.ones((3, 3)) if masked else None
+    match_template(image, image[:3, :3], engine=engine, mask=mask, threads=1)
+
+
+def warm_kernels(engine: str) -> None:
+    """Compile (or load) the kernels of one ``KERNELS`` entry with a tiny search."""
+    _warm(engine, False)
+    _warm(engine, True)

@@ -28,6 +28,15 @@ def default_threads() -> int:
     env = os.environ.get("NUMBA_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
+    return usable_cores()
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), whatever NUMBA_NUM_THREADS says.
+
+    >>> usable_cores() >= 1
+    True
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

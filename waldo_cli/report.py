@@ -13,13 +13,24 @@ if TYPE_CHECKING:  # rich is imported only where a terminal gets a table
     from rich.console import Console
 
 
-def format_score(score: float) -> str:
-    """Scores with six significant digits, the precision that is meaningful.
+def format_score(score: float, method: str | None = None) -> str:
+    """A score as text (tables, TSV, CSV): one format per kind of method, six digits.
 
-    >>> format_score(0.98765432), format_score(123456789.0)
-    ('0.987654', '1.23457e+08')
+    Normed methods (scores on a fixed scale) with six decimals; raw methods,
+    whose scores grow with brightness and template size, with six
+    significant digits in scientific notation. Without a method: six
+    significant digits, whichever notation is shorter.
+
+    >>> format_score(1.0, "ccoeff_normed"), format_score(0.2741872370, "ccoeff_normed")
+    ('1.000000', '0.274187')
+    >>> format_score(71272800.0, "ccorr"), format_score(0.0, "sqdiff")
+    ('7.12728e+07', '0.00000e+00')
     """
-    return f"{score:.6g}"
+    if method is None:
+        return f"{score:.6g}"
+    from waldo_cli.methods import is_normed
+
+    return f"{score:.6f}" if is_normed(method) else f"{score:.5e}"
 
 
 def format_coordinate(value: float) -> str:
@@ -43,13 +54,13 @@ def plain_table(report: FindReport) -> str:
     >>> match = Match(1, 2, 2, 2, 3.0)
     >>> print(plain_table(FindReport("a", "b", "ccorr", (8, 6), (2, 2), [match], 0.5)))
     rank	x	y	width	height	score
-    1	1	2	2	2	3
+    1	1	2	2	2	3.00000e+00
     """
     lines = ["rank\tx\ty\twidth\theight\tscore"]
     for rank, m in enumerate(report.matches, 1):
         lines.append(
             f"{rank}\t{format_coordinate(m.x)}\t{format_coordinate(m.y)}\t{m.width}\t"
-            f"{m.height}\t{format_score(m.score)}"
+            f"{m.height}\t{format_score(m.score, report.method)}"
         )
     return "\n".join(lines)
 
@@ -68,7 +79,7 @@ def batch_rows(result: ImageResult) -> list[tuple[Any, ...]]:
     >>> from waldo_cli.peaks import Match
     >>> r = FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.5)
     >>> batch_rows(ImageResult(0, "a.png", report=r))
-    [('a.png', 1, '1', '2', 2, 2, '3')]
+    [('a.png', 1, '1', '2', 2, 2, '3.00000e+00')]
     """
     if result.report is None:
         return []
@@ -80,7 +91,7 @@ def batch_rows(result: ImageResult) -> list[tuple[Any, ...]]:
             format_coordinate(m.y),
             m.width,
             m.height,
-            format_score(m.score),
+            format_score(m.score, result.report.method),
         )
         for rank, m in enumerate(result.report.matches, 1)
     ]
@@ -97,7 +108,7 @@ def csv_lines(result: ImageResult) -> str:
     >>> from waldo_cli.peaks import Match
     >>> r = FindReport("a,b.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.1)
     >>> print(csv_lines(ImageResult(0, "a,b.png", report=r)), end="")
-    "a,b.png",1,1,2,2,2,3
+    "a,b.png",1,1,2,2,2,3.00000e+00
     """
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(batch_rows(result))
@@ -154,7 +165,7 @@ class TsvWriter(BatchWriter):
     >>> w = TsvWriter()
     >>> print(w.header() + w.record(ImageResult(0, "a.png", report=r)), end="")
     image	rank	x	y	width	height	score
-    a.png	1	1	2	2	2	3
+    a.png	1	1	2	2	2	3.00000e+00
     """
 
     def header(self) -> str:
@@ -263,7 +274,7 @@ def print_table(console: Console, report: FindReport) -> None:
                 format_coordinate(m.y),
                 str(m.width),
                 str(m.height),
-                format_score(m.score),
+                format_score(m.score, report.method),
                 style=style,
             )
         console.print(table)

@@ -7,8 +7,30 @@ Pillow or Numba, so that ``report.py`` and the commands that only print
 
 from __future__ import annotations
 
+import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+def float32_value(value: float) -> float:
+    """The shortest decimal that reads back as the same float32: how scores go into JSON.
+
+    Scores are float32; their float64 expansion (0.27418723702430725) only
+    shows noise digits. Values beyond float32's range are returned as they are.
+
+    >>> float32_value(0.27418723702430725), float32_value(1.0), float32_value(71272800.0)
+    (0.27418724, 1.0, 71272800.0)
+    """
+    try:
+        packed = struct.pack("<f", value)
+    except (OverflowError, struct.error):
+        return float(value)
+    single = struct.unpack("<f", packed)[0]
+    for digits in range(1, 10):
+        shortest = float(f"{single:.{digits}g}")
+        if struct.pack("<f", shortest) == packed:
+            return shortest
+    return float(single)
 
 
 @dataclass(frozen=True)
@@ -46,7 +68,9 @@ class Match:
         >>> Match(3, 4, 10, 8, 0.5, scale=1.5, angle=90.0, flip=False).to_dict()["angle"]
         90.0
         """
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        doc = {key: value for key, value in asdict(self).items() if value is not None}
+        doc["score"] = float32_value(self.score)
+        return doc
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import numpy as np
 
 from waldo_cli.engine import match_template, match_templates, plan_match, plan_matches
 from waldo_cli.io import LoadedImage, reconcile_channels
+from waldo_cli.jit import load_kernels
 from waldo_cli.methods import DEFAULT_METHOD
 from waldo_cli.peaks import best_over_variants, find_peaks
 from waldo_cli.plan import Plan, engines_used
@@ -282,6 +283,8 @@ class Searcher:
             reconciled).
         """
         pixels, _ = reconcile_channels(loaded.pixels, self.template.pixels)
+        # the one-time loading of the kernels is not the search's own time
+        compile_seconds = load_kernels(self.plans_for(pixels.shape))
         started = time.perf_counter()
         if self.options.variants:
             matches, scores, plans, extra = self._search_variants(pixels)
@@ -305,6 +308,7 @@ class Searcher:
                 "pad": o.pad,
                 "convolve": o.convolve,
                 "scores_indexed_by": scores.indexed_by,
+                "compile_seconds": round(compile_seconds, 6),
                 **extra,
             },
         )

@@ -29,6 +29,11 @@ class WaldoUsageError(click.ClickException):
     exit_code = EXIT_ERROR
 
 
+def usage_error(message: str) -> click.UsageError:
+    """A usage error about the command being run (so its hint names that command)."""
+    return click.UsageError(message, ctx=click.get_current_context(silent=True))
+
+
 def _one_line(message: str) -> str:
     return " ".join(message.split())
 
@@ -62,7 +67,11 @@ class WaldoGroup(click.Group):
                 # `waldo` or `waldo cache` alone: show the help, as --help would
                 click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
                 sys.exit(0)
-            click.echo(f"{name}: error: {_one_line(exc.format_message())}", err=True)
+            message = _one_line(exc.format_message())
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                # Click's hint, kept on the same line: errors are one line
+                message += f" (try '{exc.ctx.command_path} -h' for help)"
+            click.echo(f"{name}: error: {message}", err=True)
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt):
             click.echo(f"{name}: interrupted", err=True)
@@ -107,6 +116,7 @@ __all__ = [
     "EXIT_NO_MATCH",
     "WaldoGroup",
     "WaldoUsageError",
+    "usage_error",
     "cli",
     "main",
 ]

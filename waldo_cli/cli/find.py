@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError
-from waldo_cli.cli.options import convolve_option, json_option
+from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError, usage_error
+from waldo_cli.cli.options import FiniteFloat, convolve_option, json_option
 from waldo_cli.cli.terminal import (
     Output,
     compile_notice,
@@ -72,7 +72,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 )
 @click.option(
     "--threshold",
-    type=float,
+    type=FiniteFloat(),
     default=None,
     help="Only scores at least this good count (at most this, for the sqdiff "
     "methods). Default: 0.5 for ccoeff_normed, 0.9 for ccorr_normed, 0.1 for "
@@ -105,15 +105,17 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     default=None,
     metavar="START:STOP:STEP|LIST",
     help="Also search the template resized by these factors, e.g. 0.5:2:0.1 (stop "
-    "included) or 0.8,1,1.25. Each match reports its scale.",
+    "included) or 0.8,1.25; the template's own size is always searched too. Each match "
+    "reports its scale.",
 )
 @click.option(
     "--rotations",
     default=None,
     metavar="START:STOP:STEP|LIST",
     help="Also search the template turned by these angles in degrees, counter-"
-    "clockwise, e.g. 0,90,180,270 (exact) or -30:30:5 (the corners a turn adds "
-    "are masked out). Each match reports its angle.",
+    "clockwise, e.g. 90,180,270 (exact) or -30:30:5 (the corners a turn adds "
+    "are masked out); the upright template is always searched too, and angles are "
+    "taken modulo 360 (0:360:90 searches 0° once). Each match reports its angle.",
 )
 @click.option(
     "--flip",
@@ -138,7 +140,9 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     "-q",
     "--quiet",
     is_flag=True,
-    help="Print nothing; only the exit status tells. Stops at the first match.",
+    help="Print nothing, not even errors about input files; only the exit status tells "
+    "(0 found, 1 not found, 2 error). Stops at the first match. Errors in the command "
+    "line itself are still printed.",
 )
 @click.option(
     "--fail-fast",
@@ -201,7 +205,9 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Threads for the search. Default: all cores (NUMBA_NUM_THREADS caps it).",
+    help="Threads for the search. Default: the cores this process may use, or "
+    "NUMBA_NUM_THREADS if set (which only sets this default). More threads than cores "
+    "only wait for each other (a note says so).",
 )
 def find_command(**kwargs: Any) -> int:
     """Find a template inside images and report the best matches.
@@ -236,7 +242,7 @@ def find_command(**kwargs: Any) -> int:
     searcher = _load_searcher(args, template, scales, angles)
     if args.single and not (args.as_jsonl or args.as_csv):
         return _find_one(args, searcher, images[0], template)
-    return _find_many(args, searcher, images)
+    return _find_many(args, searcher, images, template)
 
 
 @dataclass(frozen=True)
@@ -300,43 +306,39 @@ def _check_usage(args: FindArgs) -> None:
         if on
     ]
     if len(formats) > 1:
-        raise click.UsageError(f"choose one output format, not {' and '.join(formats)}")
+        raise usage_error(f"choose one output format, not {' and '.join(formats)}")
     if args.no_threshold and args.threshold is not None:
-        raise click.UsageError("give --threshold or --no-threshold, not both")
+        raise usage_error("give --threshold or --no-threshold, not both")
     if args.no_mask and args.mask_path is not None:
-        raise click.UsageError("give --mask or --no-mask, not both")
+        raise usage_error("give --mask or --no-mask, not both")
 
 
 def _inputs(args: FindArgs) -> tuple[list[str], str]:
     """The images to search and the template, from the arguments and --files-from."""
     if args.single:
         if args.files_from is not None:
-            raise click.UsageError("--files-from needs the template as -t/--template")
+            raise usage_error("--files-from needs the template as -t/--template")
         if len(args.paths) != 2:
-            raise click.UsageError(
-                "give IMAGE and TEMPLATE, or -t TEMPLATE and any number of images"
-            )
+            raise usage_error("give IMAGE and TEMPLATE, or -t TEMPLATE and any number of images")
         images, template = [args.paths[0]], args.paths[1]
     else:
         images, template = list(args.paths), str(args.template_path)
         if args.files_from is not None:
-            images += _read_file_list(args.files_from)
+            images += _read_file_list(args.files_from, args.quiet)
         if not images:
-            raise click.UsageError(
-                "no images to search: give them as arguments or with --files-from"
-            )
+            raise usage_error("no images to search: give them as arguments or with --files-from")
     stdin_users = (
         images.count("-") + (template == "-") + (args.files_from == "-") + (args.mask_path == "-")
     )
     if stdin_users > 1:
-        raise click.UsageError("standard input ('-') can be read only once")
+        raise usage_error("standard input ('-') can be read only once")
     pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
     if pictures and len(images) != 1:
-        raise click.UsageError("--heatmap, --overlay and --show need exactly one image")
+        raise usage_error("--heatmap, --overlay and --show need exactly one image")
     return images, template
 
 
-def _read_file_list(files_from: str) -> list[str]:
+def _read_file_list(files_from: str, quiet: bool = False) -> list[str]:
     """Image paths from a file (or stdin), one per line; blank lines are skipped."""
     from waldo_cli.errors import ImageReadError
 
@@ -347,6 +349,8 @@ def _read_file_list(files_from: str) -> list[str]:
             with open(files_from, encoding="utf-8", errors="surrogateescape") as fh:
                 text = fh.read()
     except OSError as exc:
+        if quiet:
+            raise click.exceptions.Exit(EXIT_ERROR) from None
         raise WaldoUsageError(str(ImageReadError(files_from, exc.strerror or str(exc)))) from None
     return [line for line in text.splitlines() if line.strip()]
 
@@ -360,10 +364,16 @@ def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
         scales = tuple(parse_range(args.scales, "--scales")) if args.scales else (1.0,)
         angles = tuple(parse_range(args.rotations, "--rotations")) if args.rotations else (0.0,)
     except WaldoError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise usage_error(str(exc)) from None
     if any(value <= 0 for value in scales):
-        raise click.UsageError(f"--scales {args.scales!r}: every scale must be positive")
-    return scales, angles
+        raise usage_error(f"--scales {args.scales!r}: every scale must be positive")
+    # "also search": the template as it is comes first, then the other copies;
+    # a turn by a multiple of 360° is the upright template again
+    scales = (1.0, *dict.fromkeys(s for s in scales if s != 1.0))
+    turns = {0.0: 0.0}
+    for angle in angles:
+        turns.setdefault(angle % 360.0, angle)
+    return scales, tuple(turns.values())
 
 
 def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
@@ -372,9 +382,11 @@ def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
     from waldo_cli.io import check_output_path
 
     given = [p for p in (args.heatmap_path, args.overlay_path) if p is not None]
+    # every input is protected: the mask and the file list as much as the images
+    inputs = (*images, template, *(p for p in (args.mask_path, args.files_from) if p))
     try:
         for path in given:
-            check_output_path(path, (*images, template))
+            check_output_path(path, inputs)
         if len({os.path.abspath(p) for p in given}) < len(given):
             raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
         if args.heatmap_path is not None or args.show == "heatmap":
@@ -382,7 +394,7 @@ def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
 
             colormap_table(args.colormap)
     except WaldoError as exc:
-        raise WaldoUsageError(str(exc)) from None
+        raise _input_error(args, str(exc)) from None
 
 
 def _load_searcher(
@@ -414,9 +426,52 @@ def _load_searcher(
     try:
         jit.skip_extension_scan()
         loaded, mask, source = _read_template(args, template)
-        return Searcher(loaded, options, mask=mask, mask_source=source)
     except WaldoError as exc:
-        raise WaldoUsageError(str(exc)) from None
+        raise _input_error(args, str(exc)) from None
+    _note_threads(args)
+    return Searcher(loaded, options, mask=mask, mask_source=source)
+
+
+def _input_error(args: FindArgs, message: str) -> click.ClickException | click.exceptions.Exit:
+    """What a bad input file ends the command with: one line and exit 2, or with -q silence.
+
+    -q is grep's -q and -s together: nothing on stdout or stderr, the exit
+    status alone tells; errors in the command line itself still print.
+    """
+    if args.quiet:
+        return click.exceptions.Exit(EXIT_ERROR)
+    return WaldoUsageError(message)
+
+
+def _note_threads(args: FindArgs) -> None:
+    """Say so when --threads asks for more threads than the cores the process may use."""
+    from waldo_cli.pool import usable_cores
+
+    cores = usable_cores()
+    if args.threads is not None and args.threads > cores and not args.quiet:
+        click.echo(
+            f"waldo: note: --threads {args.threads} is more than the {cores} core"
+            f"{'s' if cores != 1 else ''} this process may use; the extra threads only wait",
+            err=True,
+        )
+
+
+def _image_error(exc: Exception, image: str, single: bool) -> str:
+    """An error about one image, as one line that names the image.
+
+    In ``waldo find IMAGE TEMPLATE``, a template larger than an image that
+    would fit inside it suggests the two were given the wrong way round.
+    """
+    from waldo_cli.errors import ImageReadError, TemplateTooLargeError
+
+    if isinstance(exc, ImageReadError):  # names its file already
+        return str(exc)
+    message = f"{image}: {exc}"
+    if single and isinstance(exc, TemplateTooLargeError):
+        (th, tw), (ih, iw) = exc.template_shape, exc.image_shape
+        if ih <= th and iw <= tw:
+            message += " (swapped? the image comes first: waldo find IMAGE TEMPLATE)"
+    return message
 
 
 def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]:
@@ -471,6 +526,30 @@ def _search_all(searcher: Any, images: list[str], jobs: int | None) -> Iterator[
     return run_batch(searcher, sources, jobs or default_threads())
 
 
+def _search_with_pictures(
+    args: FindArgs, searcher: Any, image: str, template: str, fmt: str
+) -> Iterator[Any]:
+    """One image in batch form (-t, --jsonl, --csv) with its pictures written: its one result.
+
+    The preview (--show) is drawn only where stdout is a terminal that gets
+    the tab-separated rows, never into JSON or CSV data.
+    """
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_image
+    from waldo_cli.results import ImageResult
+
+    name, data = image_source(image)
+    out = stdout_console() if args.show is not None and fmt == "tsv" else None
+    preview = args.show if out is not None and out.is_terminal else None
+    try:
+        result = _search(searcher, read_image(data, name=name), args.quiet)
+        _write_pictures(args, result, preview, out, (image, template))
+    except WaldoError as exc:
+        yield ImageResult(0, name, error=_image_error(exc, name, single=False))
+        return
+    yield ImageResult(0, name, report=result.report)
+
+
 def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
     """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
     from waldo_cli.errors import WaldoError
@@ -489,7 +568,7 @@ def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
     except WaldoError as exc:
         if args.quiet:
             return EXIT_ERROR
-        raise WaldoUsageError(str(exc)) from None
+        raise WaldoUsageError(_image_error(exc, image, single=True)) from None
     if not args.quiet:
         _print_report(report, out)
     return EXIT_MATCH if report.matches else EXIT_NO_MATCH
@@ -545,7 +624,7 @@ def _write_pictures(
         print_preview(console, pictures["preview" if show == "overlay" else "heatmap"])
 
 
-def _find_many(args: FindArgs, searcher: Any, images: list[str]) -> int:
+def _find_many(args: FindArgs, searcher: Any, images: list[str], template: str) -> int:
     """Batch mode: stream one record per image, in input order."""
     from waldo_cli.report import WRITERS, batch_summary
 
@@ -562,7 +641,13 @@ def _find_many(args: FindArgs, searcher: Any, images: list[str]) -> int:
         task = progress.add_task("find", total=len(images), rate="–") if progress else None
         if not args.quiet:
             out.write(writer.header())
-        for result in _search_all(searcher, images, args.jobs):
+        pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
+        results = (
+            _search_with_pictures(args, searcher, images[0], template, fmt)
+            if pictures  # one image (checked up front)
+            else _search_all(searcher, images, args.jobs)
+        )
+        for result in results:
             done += 1
             matched += result.matched
             failed += result.error is not None

@@ -22,3 +22,25 @@ def json_option(help_text: str) -> Decorator:
 def convolve_option(help_text: str) -> Decorator:
     """``--convolve``: flip the template or kernel first, true convolution (find, conv)."""
     return click.option("--convolve", is_flag=True, help=help_text)
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is a number: ``nan``, ``inf`` and ``-inf`` are usage errors.
+
+    >>> FiniteFloat().convert("0.25", None, None)
+    0.25
+    """
+
+    name = "number"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The value as a finite float, or a usage error naming the option."""
+        import math
+
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from waldo_cli.cli import WaldoUsageError
+from waldo_cli.cli import WaldoUsageError, usage_error
 from waldo_cli.cli.options import json_option
 from waldo_cli.cli.terminal import stdout_console
 
@@ -83,9 +83,9 @@ def params_command(
     from waldo_cli.params import param_counts
 
     if size is not None and (height is not None or width is not None):
-        raise click.UsageError("give --size or --height and --width, not both")
+        raise usage_error("give --size or --height and --width, not both")
     if size is None and (height is None or width is None):
-        raise click.UsageError("give --size, or both --height and --width")
+        raise usage_error("give --size, or both --height and --width")
     rows, columns = (size, size) if size is not None else (height, width)
     assert rows is not None and columns is not None  # checked just above
     try:

@@ -68,18 +68,47 @@ class Output:
         raise KeyboardInterrupt
 
     def write(self, text: str) -> None:
-        """Write and flush ``text`` as one piece."""
+        """Write ``text`` as one piece, straight to the file descriptor.
+
+        ``os.write`` in a loop: a short write (a slow reader, an unbuffered
+        stream under PYTHONUNBUFFERED=1) is finished rather than dropped,
+        and a closed pipe raises BrokenPipeError at once. Text is encoded as
+        stdout's encoding would, names that are not valid in it escaped
+        (backslashes) rather than failing.
+        """
         if not text:
             return
         self._writing = True
         try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            write_fd(sys.stdout, text)
         finally:
             self._writing = False
         if self._pending:
             self._pending = False
             raise KeyboardInterrupt
+
+
+def write_fd(stream: Any, text: str) -> None:
+    """Write ``text`` to a text stream's file descriptor, whole, after what it has buffered.
+
+    Falls back to the stream itself when it has no descriptor (tests' captured
+    streams).
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        stream.write(text)
+        stream.flush()
+        return
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    try:
+        data = text.encode(encoding, errors="surrogateescape")
+    except UnicodeEncodeError:
+        data = text.encode(encoding, errors="backslashreplace")
+    stream.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def image_source(path: str) -> tuple[str, Any]:
@@ -124,6 +153,9 @@ def progress_bar(console: Console) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,
+        # stdout is data: it goes wherever it is connected, never through the bar
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
 
 
