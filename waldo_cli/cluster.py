@@ -1,0 +1,488 @@
+"""Batch searches on a Dask cluster: the local batch's records, order and guarantees.
+
+The only module that imports Dask's ``distributed`` (and, on the workers,
+``fsspec``); the extra ``waldo-cli[dask]`` installs both. Nothing here prints.
+
+How a batch runs there:
+
+- The template is loaded once, by the caller, and the ``Searcher`` is
+  scattered to every worker once (``broadcast=True``); each task names it
+  and gets the worker's copy, which prepares the template on its first search.
+- Images go out in tasks of several images each (``TaskSizer``): about half a
+  second of work per task, so that the scheduler's cost per task (about a
+  millisecond) stays small beside it, and fewer images per task near the end
+  of the list, so that the workers finish together.
+- At most two tasks per worker thread are out at once (submitted, or done and
+  waiting for the ones before them): the client holds a bounded window
+  however long the list is.
+- Workers read the paths themselves (a shared filesystem), or fsspec URLs
+  (``s3://``, ``gs://``, ``file://``...); bytes (an image from standard
+  input) travel inside the task.
+- A worker that dies is Dask's to handle: the scheduler runs its tasks again
+  elsewhere, and a task that raised is retried (``retries``). Each task's
+  records reach the client once, so each image is reported exactly once. A
+  task whose workers kept dying is tried again image by image; an image that
+  still kills its worker gets an error record, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import dask.config
+from dask.utils import parse_timedelta
+from distributed import Client, Future, LocalCluster, as_completed
+from distributed.scheduler import KilledWorker
+
+from waldo_cli.batch import Source, search_source
+from waldo_cli.errors import ImageReadError, WaldoError
+from waldo_cli.jit import skip_extension_scan
+from waldo_cli.pool import usable_cores
+from waldo_cli.results import ImageResult
+from waldo_cli.search import Searcher
+
+__all__ = [
+    "ClusterError",
+    "Session",
+    "TaskSizer",
+    "open_session",
+    "search_on_cluster",
+    "search_task",
+]
+
+# Work per task, in worker seconds: the scheduler spends about a millisecond
+# on each task (benchmarks/bench_cluster.py), a fifth of a percent of this.
+TASK_SECONDS = 0.5
+# At most this many images per task, whatever their size: bounds the work a
+# dead worker takes with it and how far apart the progress bar's steps are.
+MAX_IMAGES_PER_TASK = 64
+# A task that raised (rather than lost its worker) is tried this many more times.
+RETRIES = 2
+# How often the window follows workers that join or leave.
+_RECOUNT_SECONDS = 5.0
+
+
+class ClusterError(WaldoError):
+    """The cluster cannot be reached, has no workers, or went away mid-batch."""
+
+
+@dataclass
+class Session:
+    """A client connected to a scheduler, and the local cluster it started, if any.
+
+    Close it when done (it is a context manager): a local cluster's worker
+    processes end with it.
+    """
+
+    client: Client
+    cluster: LocalCluster | None = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Disconnect (the scheduler forgets this client's tasks), and stop a local cluster."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def connect_timeout() -> float:
+    """Seconds to try to reach a scheduler: Dask's own setting, 30 by default.
+
+    ``distributed.comm.timeouts.connect`` in Dask's configuration, which the
+    environment variable ``DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT`` (``5s``)
+    sets too.
+    """
+    seconds = parse_timedelta(dask.config.get("distributed.comm.timeouts.connect"), "s")
+    return float(seconds) if seconds is not None else 30.0
+
+
+def open_session(address: str, workers: int | None = None, timeout: float | None = None) -> Session:
+    """Connect to a Dask scheduler, or start a cluster on this machine.
+
+    Parameters
+    ----------
+    address : str
+        A scheduler's address (``tcp://host:8786``), or ``"local"``: a
+        ``LocalCluster`` on the loopback interface, one single-threaded worker
+        process per core.
+    workers : int, optional
+        Worker processes of the local cluster (default: the usable cores).
+        Only for ``"local"``.
+    timeout : float, optional
+        Seconds to try to reach the scheduler, and then to wait for it to
+        have a worker; by default ``connect_timeout()``, Dask's own setting.
+
+    Returns
+    -------
+    Session
+        Connected, with at least one worker.
+
+    Raises
+    ------
+    ClusterError
+        The scheduler cannot be reached, or has no worker, within ``timeout``.
+    """
+    if address == "local":
+        with _ctrl_c_in_this_thread_only():
+            return _start_local(workers or usable_cores())
+    if workers is not None:
+        raise ValueError("workers is only for a local cluster")
+    timeout = connect_timeout() if timeout is None else timeout
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({_one_line(exc)})"
+        ) from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        client.close()
+        raise ClusterError(
+            f"the Dask scheduler at {address} has no workers (waited {timeout:g} s)"
+        ) from None
+    return Session(client)
+
+
+def _start_local(workers: int) -> Session:
+    cluster = LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        # no dashboard; the scheduler's small HTTP server on any free port
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.ERROR,
+    )
+    client = Client(cluster, set_as_default=False)
+    # waldo's own worker processes, as the waldo process itself: Numba need
+    # not import every extension installed before the first search
+    client.run(skip_extension_scan)
+    return Session(client, cluster)
+
+
+@contextlib.contextmanager
+def _ctrl_c_in_this_thread_only() -> Iterator[None]:
+    """Block SIGINT in the threads and processes started inside (the caller's thread excepted).
+
+    Ctrl-C at a terminal reaches the whole process group, worker processes
+    included: they would die with tracebacks while the caller is still
+    cancelling their tasks. Threads and processes inherit the signal mask, so
+    the cluster's event loop and every worker process it starts, or restarts
+    later, leave Ctrl-C to the caller, which closes them. One that arrives
+    while blocked is delivered here when the block is lifted.
+    """
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # multiprocessing's resource tracker unblocks SIGINT in the thread that
+    # starts it (the cluster's event loop would): have it running already
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What one task sends back: a record per image, and the worker's seconds on them."""
+
+    results: list[ImageResult]
+    seconds: float
+
+
+def search_task(searcher: Searcher, items: list[tuple[int, Source]]) -> TaskOutcome:
+    """Search a few images on a worker: one record each, errors included (runs there).
+
+    ``items`` are (index, (name, path, URL or bytes)). Paths are read from
+    the worker's filesystem, URLs with fsspec; whatever is wrong with an
+    image becomes its error record, exactly as in a local batch.
+    """
+    started = time.perf_counter()
+    results = []
+    for index, (name, data) in items:
+        if isinstance(data, str) and _is_url(data):
+            try:
+                data = _fetch(name, data)
+            except ImageReadError as exc:
+                results.append(ImageResult(index, name, error=str(exc)))
+                continue
+        results.append(search_source(searcher, index, (name, data)))
+    return TaskOutcome(results, time.perf_counter() - started)
+
+
+def _is_url(path: str) -> bool:
+    """``s3://bucket/key``-like: a protocol fsspec may know, not a local path.
+
+    >>> _is_url("s3://b/k.png"), _is_url("file:///tmp/a.png"), _is_url("scans/a.png")
+    (True, True, False)
+    """
+    scheme, sep, _ = path.partition("://")
+    return bool(sep) and scheme.replace("+", "").replace("-", "").isalnum()
+
+
+def _fetch(name: str, url: str) -> bytes:
+    """The bytes at an fsspec URL, or the ImageReadError that says why not."""
+    try:
+        import fsspec
+    except ImportError:
+        raise ImageReadError(name, "fsspec is not installed on the worker") from None
+    try:
+        with fsspec.open(url, "rb") as fh:
+            data: bytes = fh.read()
+    except FileNotFoundError:
+        raise ImageReadError(name, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(name, "is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageReadError(name, "permission denied") from None
+    except (OSError, ValueError, ImportError) as exc:
+        # ValueError: a protocol fsspec does not know; ImportError: one whose
+        # package (s3fs, gcsfs...) is not installed on the worker
+        raise ImageReadError(name, f"cannot read it here ({_one_line(exc)})") from None
+    if not data:
+        raise ImageReadError(name, "the file is empty")
+    return data
+
+
+@dataclass
+class TaskSizer:
+    """How many images the next task gets: about ``seconds`` of work, fewer near the end.
+
+    Starts at one image a task; then the worker seconds per image measured
+    so far set the size, so small images travel many to a task and large
+    ones few. With the number of images left known, a task takes at most
+    its share of them over twice the worker threads, so the last tasks are
+    small and no worker waits long for another at the end (guided
+    scheduling).
+
+    >>> sizer = TaskSizer(threads=4)
+    >>> sizer.size(remaining=None)
+    1
+    >>> sizer.record(seconds=0.2, images=10)  # 20 ms an image
+    >>> sizer.size(remaining=None), sizer.size(remaining=1000), sizer.size(remaining=30)
+    (25, 25, 4)
+    """
+
+    threads: int
+    seconds: float = TASK_SECONDS
+    most: int = MAX_IMAGES_PER_TASK
+    _work: float = 0.0
+    _images: int = 0
+
+    def record(self, seconds: float, images: int) -> None:
+        """Count a finished task: its worker seconds and its number of images."""
+        self._work += seconds
+        self._images += images
+
+    def size(self, remaining: int | None) -> int:
+        """Images for the next task (``remaining``: images not yet sent, if known)."""
+        if self._images == 0 or self._work <= 0:
+            size = 1
+        else:
+            size = round(self.seconds * self._images / self._work)
+        if remaining is not None:
+            size = min(size, math.ceil(remaining / (2 * max(1, self.threads))))
+        return max(1, min(size, self.most))
+
+
+@dataclass
+class _Slot:
+    """One task's images, its future while it runs, its records once done."""
+
+    items: list[tuple[int, Source]]
+    future: Future | None = None
+    results: list[ImageResult] | None = None
+    children: list[_Slot] = field(default_factory=list)
+
+
+def search_on_cluster(
+    client: Client,
+    searcher: Searcher,
+    sources: Iterable[Source],
+    *,
+    ordered: bool = True,
+    total: int | None = None,
+    retries: int = RETRIES,
+) -> Iterator[ImageResult]:
+    """Search every image on the client's cluster and yield one result per image.
+
+    Parameters
+    ----------
+    client : distributed.Client
+        Connected to a scheduler with workers.
+    searcher : Searcher
+        The prepared template and options; scattered to every worker once.
+    sources : iterable of (name, path, URL or bytes)
+        The images, read lazily as the window moves on. Workers read paths
+        and URLs themselves; bytes travel with their task.
+    ordered : bool
+        Yield in input order (default), or as tasks finish.
+    total : int, optional
+        The number of sources, if known: lets the last tasks be smaller.
+    retries : int
+        More tries for a task that raised (one whose worker died is run again
+        by the scheduler in any case).
+
+    Yields
+    ------
+    ImageResult
+        Exactly one per source: a report, or the error for an image that
+        could not be searched (the batch goes on).
+
+    Raises
+    ------
+    ClusterError
+        The scheduler went away or cancelled the tasks. Stopping the
+        iteration early (or Ctrl-C) cancels every task still out.
+    """
+    run = _Run(client, searcher, sources, ordered, total, retries)
+    try:
+        yield from run
+    finally:
+        run.cancel()
+
+
+class _Run:
+    """The state of one batch on a cluster: the window of tasks and their order."""
+
+    def __init__(
+        self,
+        client: Client,
+        searcher: Searcher,
+        sources: Iterable[Source],
+        ordered: bool,
+        total: int | None,
+        retries: int,
+    ) -> None:
+        self.client = client
+        self.numbered = enumerate(sources)
+        self.ordered = ordered
+        self.remaining = total
+        self.retries = retries
+        self.prefix = f"waldo-search-{uuid.uuid4().hex[:12]}"
+        self.tasks = 0
+        self.searcher = client.scatter(searcher, broadcast=True, hash=False)
+        self.threads = self._count_threads()
+        self.counted = time.monotonic()
+        self.sizer = TaskSizer(self.threads)
+        self.running: dict[object, _Slot] = {}  # by future key
+        self.waiting: deque[_Slot] = deque()  # in input order, while ordered
+        self.done = as_completed(with_results=True, raise_errors=False, loop=client.loop)
+        self.exhausted = False
+
+    def _count_threads(self) -> int:
+        return max(1, sum(self.client.nthreads().values()))
+
+    @property
+    def window(self) -> int:
+        """Tasks out at once: two per worker thread, so none waits for its next task."""
+        return 2 * self.threads
+
+    def _out(self) -> int:
+        return len(self.waiting) if self.ordered else len(self.running)
+
+    def _submit(self, slot: _Slot) -> None:
+        self.tasks += 1
+        slot.future = self.client.submit(
+            search_task,
+            self.searcher,
+            slot.items,
+            key=f"{self.prefix}-{self.tasks}",
+            pure=False,
+            retries=self.retries,
+        )
+        self.running[slot.future.key] = slot
+        self.done.add(slot.future)
+
+    def _fill(self) -> None:
+        if time.monotonic() - self.counted > _RECOUNT_SECONDS:
+            self.threads, self.counted = self._count_threads(), time.monotonic()
+            self.sizer.threads = self.threads
+        while not self.exhausted and self._out() < self.window:
+            items = list(islice(self.numbered, self.sizer.size(self.remaining)))
+            if not items:
+                self.exhausted = True
+                return
+            if self.remaining is not None:
+                self.remaining = max(0, self.remaining - len(items))
+            slot = _Slot(items)
+            if self.ordered:
+                self.waiting.append(slot)
+            self._submit(slot)
+
+    def __iter__(self) -> Iterator[ImageResult]:
+        self._fill()
+        for future, outcome in self.done:
+            slot = self.running.pop(future.key)
+            slot.future = None
+            finished = self._finish(slot, future.status, outcome)
+            if not self.ordered:
+                yield from finished
+            while self.waiting and self.waiting[0].results is not None:
+                yield from self.waiting.popleft().results or []
+            self._fill()
+
+    def _finish(self, slot: _Slot, status: str, outcome: Any) -> list[ImageResult]:
+        """Take a task's outcome: its records, or its images sent again one by one."""
+        if status == "finished":
+            self.sizer.record(outcome.seconds, len(slot.items))
+            slot.results = outcome.results
+            return slot.results
+        if status != "error":  # cancelled: the scheduler went away, or restarted
+            raise ClusterError(f"the Dask cluster dropped the search ({status})")
+        exc = outcome[1]
+        if isinstance(exc, KilledWorker) and len(slot.items) > 1:
+            # one of them may be what kills the workers: find out which
+            children = [_Slot([item]) for item in slot.items]
+            if self.ordered:
+                at = self.waiting.index(slot)
+                del self.waiting[at]
+                for offset, child in enumerate(children):
+                    self.waiting.insert(at + offset, child)
+            for child in children:
+                self._submit(child)
+            return []
+        if isinstance(exc, KilledWorker):
+            reason = "the Dask workers searching it kept dying (out of memory, or a crash?)"
+        else:
+            reason = f"the search failed on a Dask worker ({type(exc).__name__}: {_one_line(exc)})"
+        slot.results = [
+            ImageResult(index, name, error=f"{name}: {reason}") for index, (name, _) in slot.items
+        ]
+        return slot.results
+
+    def cancel(self) -> None:
+        """Cancel every task still out (a consumer that stopped early, Ctrl-C)."""
+        futures = [slot.future for slot in self.running.values() if slot.future is not None]
+        self.running.clear()
+        self.waiting.clear()
+        if futures and self.client.status == "running":
+            self.client.cancel(futures)
