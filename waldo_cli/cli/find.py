@@ -155,7 +155,21 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Images searched at once in batch mode. Default: all cores.",
+    help="Images searched at once in batch mode (with --dask local: worker processes). "
+    "Default: all cores.",
+)
+@click.option(
+    "--dask",
+    metavar="ADDRESS",
+    default=None,
+    help="Search on a Dask cluster: a scheduler's address (tcp://host:8786), or 'local' "
+    "for --jobs worker processes on this machine. Workers read the paths (or fsspec URLs: "
+    "s3://, gs://, file://) themselves. Needs pip install 'waldo-cli[dask]'.",
+)
+@click.option(
+    "--unordered",
+    is_flag=True,
+    help="With --dask: write each record as soon as its image is done, not in input order.",
 )
 @click.option(
     "--heatmap",
@@ -271,6 +285,8 @@ class FindArgs:
     quiet: bool
     fail_fast: bool
     jobs: int | None
+    dask: str | None
+    unordered: bool
     heatmap_path: str | None
     overlay_path: str | None
     colormap: str
@@ -311,6 +327,10 @@ def _check_usage(args: FindArgs) -> None:
         raise usage_error("give --threshold or --no-threshold, not both")
     if args.no_mask and args.mask_path is not None:
         raise usage_error("give --mask or --no-mask, not both")
+    if args.dask is not None or args.unordered:
+        from waldo_cli.cli.cluster import check_dask
+
+        check_dask(args)
 
 
 def _inputs(args: FindArgs) -> tuple[list[str], str]:
@@ -639,14 +659,17 @@ def _find_many(args: FindArgs, searcher: Any, images: list[str], template: str) 
     status = None
     with Output() as out, progress if progress is not None else contextlib.nullcontext():
         task = progress.add_task("find", total=len(images), rate="–") if progress else None
+        pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
+        if pictures:  # one image (checked up front)
+            results = _search_with_pictures(args, searcher, images[0], template, fmt)
+        elif args.dask is not None:  # connects now: an unreachable cluster prints no header
+            from waldo_cli.cli.cluster import search_on_dask
+
+            results = search_on_dask(args, searcher, images)
+        else:
+            results = _search_all(searcher, images, args.jobs)
         if not args.quiet:
             out.write(writer.header())
-        pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
-        results = (
-            _search_with_pictures(args, searcher, images[0], template, fmt)
-            if pictures  # one image (checked up front)
-            else _search_all(searcher, images, args.jobs)
-        )
         for result in results:
             done += 1
             matched += result.matched
