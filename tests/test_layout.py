@@ -26,6 +26,10 @@ _ALLOWED = {
     "PIL": {"io.py", "render.py", "variants.py", "demo/"},
     "click": {"cli/", "cli.py"},
     "rich": {"cli/", "cli.py", "report.py"},
+    # the [dask] extra: one room, imported only when --dask (or the library) asks for it
+    "distributed": {"cluster.py"},
+    "dask": {"cluster.py"},
+    "fsspec": {"cluster.py"},
 }
 
 
@@ -87,6 +91,22 @@ def test_light_commands_import_neither_numpy_pillow_nor_numba(args):
     )
     modules = _modules_after(code)
     assert not modules & {"numpy", "PIL", "numba"}
+
+
+def test_a_local_batch_imports_nothing_of_dask(tmp_path):
+    """`waldo find -t T IMAGE...` without --dask, run as the console script runs it."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    _save(tmp_path / "i.png", image)
+    _save(tmp_path / "t.png", image[5:15, 5:15].copy())
+    args = ["find", "-t", str(tmp_path / "t.png"), str(tmp_path / "i.png"), "--jsonl"]
+    code = (
+        f"import sys\nsys.argv = ['waldo', *{args!r}]\nfrom waldo_cli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    )
+    modules = _modules_after(code)
+    assert "waldo_cli.batch" in modules  # it did search
+    assert not modules & {"distributed", "dask", "fsspec", "waldo_cli.cluster"}
 
 
 def test_engine_imports_neither_click_nor_rich():
