@@ -7,6 +7,7 @@ the loopback interface, small images. Every address here is 127.0.0.1.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -281,6 +282,66 @@ def test_template_is_shipped_once_and_tasks_in_flight_are_bounded(images, dask_c
     assert len(spy.submitted) < len(good) / 2  # several images a task
 
 
+def test_a_task_whose_workers_kept_dying_is_tried_image_by_image():
+    """Dask gives up on a task after its workers died three times: which image was it?"""
+    from collections import deque
+    from types import SimpleNamespace
+
+    from distributed.scheduler import KilledWorker
+
+    from waldo_cli.cluster import _Run, _Slot
+
+    run = _Run.__new__(_Run)  # the bookkeeping alone, without a cluster
+    submitted: list = []
+    run.ordered, run.waiting, run._submit = True, deque(), submitted.append
+    slots = [_Slot([(0, ("a", "a"))]), _Slot([(1, ("b", "b")), (2, ("c", "c"))])]
+    slots.append(_Slot([(3, ("d", "d"))]))
+    run.waiting.extend(slots)
+    killed = KilledWorker("task", SimpleNamespace(address="tcp://127.0.0.1:1"), 3)
+    assert run._finish(slots[1], "error", (KilledWorker, killed, None)) == []
+    assert [slot.items[0][0] for slot in run.waiting] == [0, 1, 2, 3]  # in its place
+    assert submitted == [run.waiting[1], run.waiting[2]]  # one task per image
+    [record] = run._finish(run.waiting[1], "error", (KilledWorker, killed, None))
+    assert (record.index, record.image) == (1, "b")
+    assert record.error == "b: 4 Dask workers died searching it (out of memory, or a crash?)"
+    [record] = run._finish(run.waiting[2], "error", (ValueError, ValueError("boom"), None))
+    assert record.error == "c: the search failed on a Dask worker (ValueError: boom)"
+
+
+def test_a_scheduler_lost_mid_batch_is_one_line(images, tmp_path):
+    """A cluster in this process, closed while a `waldo find` in another searches on it."""
+    from distributed import LocalCluster
+
+    template, _ = images
+    listing, _ = _slow_list(images, tmp_path, 1000)
+    cluster = LocalCluster(
+        n_workers=1,
+        processes=False,
+        protocol="tcp://",
+        host="127.0.0.1",
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        silence_logs=logging.ERROR,
+    )
+    proc = subprocess.Popen(
+        [WALDO, "find", "-t", template, "--files-from", listing, "--jsonl"]
+        + ["--dask", cluster.scheduler_address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    fd = proc.stdout.fileno()
+    data = _read_line(fd, b"")
+    cluster.close()
+    while chunk := os.read(fd, 1 << 16):
+        data += chunk
+    proc.wait(timeout=60)
+    err = proc.stderr.read().decode()
+    assert proc.returncode == 2, err
+    assert data.endswith(b"\n") and 1 <= len(data.splitlines()) < 1000
+    [line] = err.splitlines()  # the workers may go first, their data with them
+    assert line.startswith("waldo: error: ") and cluster.scheduler_address in line, line
+
+
 def _worker_busy_with_waldo(client) -> int | None:
     """The pid of a worker that is searching for waldo now, if one is."""
     pids = client.run(os.getpid)
@@ -290,8 +351,9 @@ def _worker_busy_with_waldo(client) -> int | None:
     return None
 
 
-def _read_line(fd: int, data: bytes) -> bytes:
-    while b"\n" not in data:
+def _read_line(fd: int, data: bytes, lines: int = 1) -> bytes:
+    """DATA and what comes after it on FD, until it holds LINES whole lines (or FD ends)."""
+    while data.count(b"\n") < lines:
         chunk = os.read(fd, 1 << 16)
         if not chunk:
             break
@@ -350,8 +412,13 @@ def test_ctrl_c_cancels_and_leaves_whole_records(images, dask_cluster, address, 
     assert client.run_on_scheduler(waldo_tasks) == []  # nothing left running for nobody
 
 
-def test_a_worker_killed_mid_batch_costs_no_record(images, dask_cluster, address, tmp_path):
-    """kill -9 of a worker while it searches: the scheduler runs its tasks again elsewhere."""
+def test_workers_killed_mid_batch_cost_no_record(images, dask_cluster, address, tmp_path):
+    """kill -9 of a worker while it searches, then of every worker: each image exactly once.
+
+    The first: the scheduler runs the dead worker's tasks again elsewhere. The
+    second takes every copy of the scattered searcher with it: waldo ships it
+    again, to the workers that come back, and sends the cancelled tasks again.
+    """
     _, client = dask_cluster
     template, _ = images
     count = 150
@@ -368,6 +435,10 @@ def test_a_worker_killed_mid_batch_costs_no_record(images, dask_cluster, address
         time.sleep(0.05)
     assert pid is not None, "no worker was searching"
     os.kill(pid, signal.SIGKILL)
+    data = _read_line(fd, data, data.count(b"\n") + 1)
+    everyone = list(client.run(os.getpid).values())
+    for other in everyone:
+        os.kill(other, signal.SIGKILL)
     while chunk := os.read(fd, 1 << 16):
         data += chunk
     proc.wait(timeout=120)
@@ -375,4 +446,5 @@ def test_a_worker_killed_mid_batch_costs_no_record(images, dask_cluster, address
     got = [json.loads(line) for line in data.decode().splitlines()]
     assert [r["image"] for r in got] == names  # each image exactly once, in order
     assert all((r["matches"][0]["x"], r["matches"][0]["y"]) == (70, 50) for r in got)
-    assert pid not in client.run(os.getpid).values()  # it really died
+    alive = set(client.run(os.getpid).values())
+    assert pid not in alive and not alive & set(everyone)  # they really died

@@ -22,7 +22,10 @@ How a batch runs there:
   elsewhere, and a task that raised is retried (``retries``). Each task's
   records reach the client once, so each image is reported exactly once. A
   task whose workers kept dying is tried again image by image; an image that
-  still kills its worker gets an error record, and the batch goes on.
+  still kills its worker gets an error record, and the batch goes on. Where
+  every worker holding the searcher died at once (a cluster of one), the
+  scheduler forgets it and the tasks that named it: it is shipped again and
+  they are sent again.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ TASK_SECONDS = 0.5
 MAX_IMAGES_PER_TASK = 64
 # A task that raised (rather than lost its worker) is tried this many more times.
 RETRIES = 2
+# How many times a task cancelled by the scheduler is sent again.
+_RESUBMITS = 3
 # How often the window follows workers that join or leave.
 _RECOUNT_SECONDS = 5.0
 
@@ -206,7 +211,7 @@ def _ctrl_c_in_this_thread_only() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _one_line(exc: BaseException) -> str:
+def _one_line(exc: object) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -319,6 +324,7 @@ class _Slot:
 
     items: list[tuple[int, Source]]
     future: Future | None = None
+    cancelled: int = 0
     results: list[ImageResult] | None = None
     children: list[_Slot] = field(default_factory=list)
 
@@ -389,7 +395,8 @@ class _Run:
         self.retries = retries
         self.prefix = f"waldo-search-{uuid.uuid4().hex[:12]}"
         self.tasks = 0
-        self.searcher = client.scatter(searcher, broadcast=True, hash=False)
+        self.template = searcher
+        self.searcher = self._ship()
         self.threads = self._count_threads()
         self.counted = time.monotonic()
         self.sizer = TaskSizer(self.threads)
@@ -397,6 +404,18 @@ class _Run:
         self.waiting: deque[_Slot] = deque()  # in input order, while ordered
         self.done = as_completed(with_results=True, raise_errors=False, loop=client.loop)
         self.exhausted = False
+
+    def _ship(self) -> Future:
+        """Scatter the searcher to every worker: what each task names instead of a copy."""
+        try:
+            return self.client.scatter(self.template, broadcast=True, hash=False)
+        except TimeoutError:
+            raise ClusterError(f"the Dask cluster at {self._address} has no workers") from None
+
+    @property
+    def _address(self) -> str:
+        scheduler = self.client.scheduler
+        return str(scheduler.address) if scheduler is not None else "?"
 
     def _count_threads(self) -> int:
         return max(1, sum(self.client.nthreads().values()))
@@ -456,8 +475,22 @@ class _Run:
             self.sizer.record(outcome.seconds, len(slot.items))
             slot.results = outcome.results
             return slot.results
-        if status != "error":  # cancelled: the scheduler went away, or restarted
-            raise ClusterError(f"the Dask cluster dropped the search ({status})")
+        if status != "error":  # cancelled: the scheduler went away, or someone cancelled
+            if self.client.status != "running":
+                raise ClusterError(f"lost the connection to the Dask scheduler at {self._address}")
+            if slot.cancelled < _RESUBMITS:
+                # every worker that held the searcher died at once (one worker,
+                # restarted): the scheduler forgets scattered data it lost, and
+                # the tasks that needed it; ship it again and send them again
+                slot.cancelled += 1
+                if self.searcher.status != "finished":
+                    self.searcher = self._ship()
+                self._submit(slot)
+                return []
+            why = getattr(outcome, "msg", None) or getattr(outcome, "reason", None) or status
+            raise ClusterError(
+                f"the Dask scheduler at {self._address} cancelled the search ({_one_line(why)})"
+            )
         exc = outcome[1]
         if isinstance(exc, KilledWorker) and len(slot.items) > 1:
             # one of them may be what kills the workers: find out which
@@ -471,7 +504,10 @@ class _Run:
                 self._submit(child)
             return []
         if isinstance(exc, KilledWorker):
-            reason = "the Dask workers searching it kept dying (out of memory, or a crash?)"
+            reason = (
+                f"{exc.allowed_failures + 1} Dask workers died searching it "
+                "(out of memory, or a crash?)"
+            )
         else:
             reason = f"the search failed on a Dask worker ({type(exc).__name__}: {_one_line(exc)})"
         slot.results = [

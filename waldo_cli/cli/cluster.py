@@ -9,6 +9,7 @@ imported only here, and only when ``--dask`` is given.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,11 @@ def search_on_dask(args: FindArgs, searcher: Any, images: list[str]) -> Iterator
     from waldo_cli import cluster
     from waldo_cli.cli.find import _input_error
 
+    # Dask's own log lines (a lost connection, a worker restarted) are not
+    # for the user of a command: what matters reaches them as one line
+    for name in ["distributed", *logging.root.manager.loggerDict]:
+        if name.split(".")[0] == "distributed":  # Dask's config sets some children's levels
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     address = str(args.dask)
     workers = args.jobs if address == "local" else None
     try:
