@@ -337,6 +337,7 @@ def search_on_cluster(
     ordered: bool = True,
     total: int | None = None,
     retries: int = RETRIES,
+    images_per_task: int | None = None,
 ) -> Iterator[ImageResult]:
     """Search every image on the client's cluster and yield one result per image.
 
@@ -356,6 +357,9 @@ def search_on_cluster(
     retries : int
         More tries for a task that raised (one whose worker died is run again
         by the scheduler in any case).
+    images_per_task : int, optional
+        A fixed task size, instead of about ``TASK_SECONDS`` of work a task
+        (``TaskSizer``); for measuring what the scheduler costs per task.
 
     Yields
     ------
@@ -370,6 +374,7 @@ def search_on_cluster(
         iteration early (or Ctrl-C) cancels every task still out.
     """
     run = _Run(client, searcher, sources, ordered, total, retries)
+    run.fixed = images_per_task
     try:
         yield from run
     finally:
@@ -404,6 +409,7 @@ class _Run:
         self.waiting: deque[_Slot] = deque()  # in input order, while ordered
         self.done = as_completed(with_results=True, raise_errors=False, loop=client.loop)
         self.exhausted = False
+        self.fixed: int | None = None  # images per task, where not the sizer's
 
     def _ship(self) -> Future:
         """Scatter the searcher to every worker: what each task names instead of a copy."""
@@ -446,7 +452,8 @@ class _Run:
             self.threads, self.counted = self._count_threads(), time.monotonic()
             self.sizer.threads = self.threads
         while not self.exhausted and self._out() < self.window:
-            items = list(islice(self.numbered, self.sizer.size(self.remaining)))
+            size = self.fixed or self.sizer.size(self.remaining)
+            items = list(islice(self.numbered, size))
             if not items:
                 self.exhausted = True
                 return
