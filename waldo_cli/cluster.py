@@ -217,7 +217,11 @@ def _one_line(exc: object) -> str:
 
 @dataclass(frozen=True)
 class TaskOutcome:
-    """What one task sends back: a record per image, and the worker's seconds on them."""
+    """What one task sends back: a record per image, and the worker's seconds on them.
+
+    The seconds leave out loading the kernels (a worker's first search): they
+    size the next tasks.
+    """
 
     results: list[ImageResult]
     seconds: float
@@ -232,6 +236,7 @@ def search_task(searcher: Searcher, items: list[tuple[int, Source]]) -> TaskOutc
     """
     started = time.perf_counter()
     results = []
+    loading = 0.0  # the kernels' one-time loading, not the images' cost
     for index, (name, data) in items:
         if isinstance(data, str) and _is_url(data):
             try:
@@ -239,8 +244,11 @@ def search_task(searcher: Searcher, items: list[tuple[int, Source]]) -> TaskOutc
             except ImageReadError as exc:
                 results.append(ImageResult(index, name, error=str(exc)))
                 continue
-        results.append(search_source(searcher, index, (name, data)))
-    return TaskOutcome(results, time.perf_counter() - started)
+        result = search_source(searcher, index, (name, data))
+        if result.report is not None:
+            loading += result.report.extra.get("compile_seconds", 0.0)
+        results.append(result)
+    return TaskOutcome(results, max(0.0, time.perf_counter() - started - loading))
 
 
 def _is_url(path: str) -> bool:
@@ -499,6 +507,11 @@ class _Run:
                 f"the Dask scheduler at {self._address} cancelled the search ({_one_line(why)})"
             )
         exc = outcome[1]
+        if isinstance(exc, ImportError):  # a worker without waldo, or another version
+            raise ClusterError(
+                f"the Dask workers of {self._address} cannot run waldo's search "
+                f"({_one_line(exc)}): install waldo-cli there, the same version"
+            )
         if isinstance(exc, KilledWorker) and len(slot.items) > 1:
             # one of them may be what kills the workers: find out which
             children = [_Slot([item]) for item in slot.items]
