@@ -16,11 +16,12 @@ Sections:
   the kernels first), and the steady rate (records from the first tenth to the
   last, over the time between them).
 * overhead: tiny images (48×48, an 8×8 template), where the search itself
-  costs almost nothing: images per second in this process (no Dask), and on
-  a cluster of one worker with fixed task sizes and with waldo's own sizing.
-  The cluster runs in this process and the client in another, so the CPU
-  time of this process during a run is the scheduler's (its worker nanny
-  sleeps): divided by the tasks, the scheduler's cost per task.
+  costs almost nothing: CPU time an image in this process (no Dask), and on
+  a cluster of one worker with fixed task sizes and with waldo's own sizing,
+  the CPU time of the worker, the scheduler (this process: its worker's nanny
+  sleeps) and the client (another process) while the batch ran. CPU time,
+  unlike wall time, hardly depends on what else the machine runs; the
+  scheduler's, divided by the tasks, is its cost per task.
 * memory: the resident memory of the ``waldo find --dask`` process (the
   client; the scheduler and workers in this process and its children) after
   each tenth of a long list of paths, and its peak.
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -103,7 +105,12 @@ def write_list(path: Path, files: list[str], count: int) -> Path:
 
 
 def run_command(command: list[str], sample_rss: bool = False) -> dict:
-    """Run a waldo command; when each record arrived, and its RSS while it ran."""
+    """Run a waldo command: when each record arrived, its RSS while it ran, its CPU seconds.
+
+    The CPU seconds are those of the process and its descendants (a local
+    cluster's workers), counted when they have exited.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.set_blocking(proc.stdout.fileno(), False)
@@ -125,10 +132,12 @@ def run_command(command: list[str], sample_rss: bool = False) -> dict:
             break
         time.sleep(0.01 if chunk else 0.02)
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     err = proc.stderr.read().decode()
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{err}")
-    return {"seconds": seconds, "arrivals": arrivals, "rss": samples}
+    return {"seconds": seconds, "arrivals": arrivals, "rss": samples, "cpu": cpu}
 
 
 def steady_rate(arrivals: list[float]) -> float:
@@ -140,23 +149,36 @@ def steady_rate(arrivals: list[float]) -> float:
 
 def throughput(root: Path, images: int) -> None:
     template, files = photographs(root, 640, 480)
-    listing = write_list(root / "list.txt", files, images)
-    base = [WALDO, "find", "-t", str(template), "--files-from", str(listing), "--jsonl"]
+    few = max(10, images // 10)
+    lists = {n: write_list(root / f"list{n}.txt", files, n) for n in (few, images)}
     runs = [
         ("local batch, `--jobs 2` (threads)", ["--jobs", "2"]),
         ("`--dask local --jobs 1` (1 worker process)", ["--dask", "local", "--jobs", "1"]),
         ("`--dask local --jobs 2` (2 worker processes)", ["--dask", "local", "--jobs", "2"]),
     ]
     print(f"\n## Throughput: {images} images of 640×480, a 32×32 template\n")
-    print("| run | wall s | first record s | steady images/s | overall images/s | load avg |")
-    print("|---|---:|---:|---:|---:|---|")
+    print(
+        f"Wall-clock figures depend on what else the machine runs (its load average is given); "
+        f"CPU time much less: 'CPU ms an image' is the CPU time of the whole process tree "
+        f"(waldo and its workers) of this run less that of a run over {few} images, over "
+        f"the {images - few} images more; 'start-up CPU s' is the rest.\n"
+    )
+    print(
+        "| run | wall s | first record s | steady images/s | CPU ms an image "
+        "| start-up CPU s | load avg |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---|")
     for label, extra in runs:
         load = load_average()
-        result = run_command(base + extra)
+        base = [WALDO, "find", "-t", str(template), "--jsonl", *extra, "--files-from"]
+        small = run_command([*base, str(lists[few])])
+        result = run_command([*base, str(lists[images])])
+        per_image = (result["cpu"] - small["cpu"]) / (images - few)
+        start_up = small["cpu"] - few * per_image
         arrivals = result["arrivals"]
         print(
             f"| {label} | {result['seconds']:.1f} | {arrivals[0]:.1f} | "
-            f"{steady_rate(arrivals):.1f} | {len(arrivals) / result['seconds']:.1f} | {load} |"
+            f"{steady_rate(arrivals):.1f} | {per_image * 1e3:.1f} | {start_up:.1f} | {load} |"
         )
 
 
@@ -176,6 +198,10 @@ class Counting:
     def __getattr__(self, name):
         return getattr(self.client, name)
 
+def cpu(client):
+    workers = sum(client.run(time.process_time).values())
+    return workers, client.run_on_scheduler(time.process_time), time.process_time()
+
 address, template, listing, size = sys.argv[1:5]
 paths = open(listing).read().split()
 searcher = Searcher(read_image(template), SearchOptions(threads=1))
@@ -183,12 +209,18 @@ with Client(address) as client:
     # warm: the worker imports waldo and loads the kernels before the clock starts
     list(search_on_cluster(client, searcher, [(p, p) for p in paths[:4]]))
     counting = Counting(client)
-    started = time.perf_counter()
+    idle = cpu(client)
+    time.sleep(5)  # what the scheduler and the worker spend doing nothing: heartbeats
+    before, started = cpu(client), time.perf_counter()
+    idle = [(b - a) / 5 for a, b in zip(idle, before)]
     count = sum(1 for _ in search_on_cluster(
         counting, searcher, [(p, p) for p in paths], total=len(paths),
         images_per_task=None if size == "auto" else int(size)))
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "images": count, "tasks": counting.tasks}))
+    seconds, after = time.perf_counter() - started, cpu(client)
+    worker, scheduler, here = (b - a for a, b in zip(before, after))
+    print(json.dumps({"seconds": seconds, "images": count, "tasks": counting.tasks,
+                      "worker": worker, "scheduler": scheduler, "client": here,
+                      "idle_worker": idle[0], "idle_scheduler": idle[1]}))
 """
 
 
@@ -205,21 +237,24 @@ def overhead(root: Path, images: int) -> None:
     paths = listing.read_text().split()
     searcher = Searcher(read_image(str(template)), SearchOptions(threads=1))
     searcher.search(read_image(paths[0]))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for path in paths:
         searcher.search(read_image(path))
-    alone = (time.perf_counter() - started) / len(paths)
+    alone = (time.process_time() - cpu) / len(paths)
+    alone_wall = (time.perf_counter() - started) / len(paths)
 
     print(f"\n## What Dask adds: {images} images of 48×48, an 8×8 template, one worker\n")
     print(
-        f"Read and searched in one process without Dask: {1 / alone:.0f} images/s "
-        f"({alone * 1e3:.2f} ms an image).\n"
+        f"Read and searched in one process without Dask: {alone * 1e3:.2f} CPU ms an image "
+        f"({1 / alone_wall:.0f} images/s, load avg {load_average()}). On a cluster of one "
+        f"worker process (the scheduler in another, the client in a third), CPU time of each "
+        f"while the batch ran (after a warm-up):\n"
     )
     print(
-        "| images per task | tasks | images/s | ms an image | Dask adds, ms an image "
-        "| scheduler CPU ms a task | load avg |"
+        "| images per task | tasks | images/s | CPU ms an image: worker | scheduler | client "
+        "| Dask adds, CPU ms an image | scheduler CPU ms a task (idle ticking apart) | load avg |"
     )
-    print("|---|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     cluster = LocalCluster(
         n_workers=1,
         threads_per_worker=1,
@@ -232,7 +267,6 @@ def overhead(root: Path, images: int) -> None:
     try:
         for size in ("1", "8", "64", "auto"):
             load = load_average()
-            cpu = time.process_time()
             proc = subprocess.run(
                 [sys.executable, "-c", _CLIENT, cluster.scheduler_address, str(template)]
                 + [str(listing), size],
@@ -240,13 +274,15 @@ def overhead(root: Path, images: int) -> None:
                 text=True,
                 check=True,
             )
-            cpu = time.process_time() - cpu
-            result = json.loads(proc.stdout.splitlines()[-1])
-            per_image = result["seconds"] / result["images"]
-            tasks = result["tasks"]
+            r = json.loads(proc.stdout.splitlines()[-1])
+            n = r["images"]
+            total = (r["worker"] + r["scheduler"] + r["client"]) / n
+            busy = r["scheduler"] - r["idle_scheduler"] * r["seconds"]
             print(
-                f"| {size} | {tasks} | {1 / per_image:.0f} | {per_image * 1e3:.2f} | "
-                f"{(per_image - alone) * 1e3:.2f} | {cpu / tasks * 1e3:.2f} | {load} |"
+                f"| {size} | {r['tasks']} | {n / r['seconds']:.0f} | {r['worker'] / n * 1e3:.2f} "
+                f"| {r['scheduler'] / n * 1e3:.2f} | {r['client'] / n * 1e3:.2f} "
+                f"| {(total - alone) * 1e3:.2f} | {r['scheduler'] / r['tasks'] * 1e3:.2f} "
+                f"({busy / r['tasks'] * 1e3:.2f}) | {load} |"
             )
     finally:
         cluster.close()

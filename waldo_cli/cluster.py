@@ -8,10 +8,11 @@ How a batch runs there:
 - The template is loaded once, by the caller, and the ``Searcher`` is
   scattered to every worker once (``broadcast=True``); each task names it
   and gets the worker's copy, which prepares the template on its first search.
-- Images go out in tasks of several images each (``TaskSizer``): about half a
-  second of work per task, so that the scheduler's cost per task (about a
-  millisecond) stays small beside it, and fewer images per task near the end
-  of the list, so that the workers finish together.
+- Images go out in tasks of several images each (``TaskSizer``): half a
+  second of work per task or more, so that Dask's cost per task (some
+  milliseconds) stays small beside it and the scheduler is never the limit,
+  and fewer images per task near the end of the list, so that the workers
+  finish together.
 - At most two tasks per worker thread are out at once (submitted, or done and
   waiting for the ones before them): the client holds a bounded window
   however long the list is.
@@ -64,12 +65,18 @@ __all__ = [
     "search_task",
 ]
 
-# Work per task, in worker seconds: the scheduler spends about a millisecond
-# on each task (benchmarks/bench_cluster.py), a fifth of a percent of this.
+# Work per task, in worker seconds, at least: Dask spends about 17 ms of CPU
+# on each task, 6 of them in the scheduler (benchmarks/bench_cluster.py, on a
+# busy 2-core machine), 3% of this; a dead worker takes no more with it.
 TASK_SECONDS = 0.5
-# At most this many images per task, whatever their size: bounds the work a
-# dead worker takes with it and how far apart the progress bar's steps are.
-MAX_IMAGES_PER_TASK = 64
+# The scheduler's CPU seconds per task, as measured there, and the share of
+# its time the tasks may take: tasks grow longer with the worker threads, so
+# the scheduler stays clear of being the limit (100 threads: 1.2 s a task).
+SCHEDULER_SECONDS_PER_TASK = 0.006
+SCHEDULER_SHARE = 0.5
+# At most this many images per task: a sanity bound where a list of missing
+# files makes images look free.
+MAX_IMAGES_PER_TASK = 1024
 # A task that raised (rather than lost its worker) is tried this many more times.
 RETRIES = 2
 # How many times a task cancelled by the scheduler is sent again.
@@ -287,18 +294,20 @@ def _fetch(name: str, url: str) -> bytes:
 
 @dataclass
 class TaskSizer:
-    """How many images the next task gets: about ``seconds`` of work, fewer near the end.
+    """How many images the next task gets: ``target`` seconds of work, fewer near the end.
 
     Starts at one image a task; then the worker seconds per image measured
     so far set the size, so small images travel many to a task and large
-    ones few. With the number of images left known, a task takes at most
-    its share of them over twice the worker threads, so the last tasks are
+    ones few. The target is half a second of work, or longer on a cluster of
+    so many worker threads that their tasks would keep the scheduler more
+    than half busy. With the number of images left known, a task takes at
+    most their share over twice the worker threads, so the last tasks are
     small and no worker waits long for another at the end (guided
     scheduling).
 
     >>> sizer = TaskSizer(threads=4)
-    >>> sizer.size(remaining=None)
-    1
+    >>> sizer.size(remaining=None), sizer.target, TaskSizer(threads=100).target
+    (1, 0.5, 1.2)
     >>> sizer.record(seconds=0.2, images=10)  # 20 ms an image
     >>> sizer.size(remaining=None), sizer.size(remaining=1000), sizer.size(remaining=30)
     (25, 25, 4)
@@ -315,12 +324,18 @@ class TaskSizer:
         self._work += seconds
         self._images += images
 
+    @property
+    def target(self) -> float:
+        """Worker seconds a task: ``seconds``, or enough to leave the scheduler half idle."""
+        busy = self.threads * SCHEDULER_SECONDS_PER_TASK / SCHEDULER_SHARE
+        return round(max(self.seconds, busy), 6)
+
     def size(self, remaining: int | None) -> int:
         """Images for the next task (``remaining``: images not yet sent, if known)."""
         if self._images == 0 or self._work <= 0:
             size = 1
         else:
-            size = round(self.seconds * self._images / self._work)
+            size = round(self.target * self._images / self._work)
         if remaining is not None:
             size = min(size, math.ceil(remaining / (2 * max(1, self.threads))))
         return max(1, min(size, self.most))
