@@ -440,6 +440,10 @@ class _Run:
             return self.client.scatter(self.template, broadcast=True, hash=False)
         except TimeoutError:
             raise ClusterError(f"the Dask cluster at {self._address} has no workers") from None
+        except OSError:  # distributed's CommClosedError among them
+            raise ClusterError(
+                f"lost the connection to the Dask scheduler at {self._address}"
+            ) from None
 
     @property
     def _address(self) -> str:
