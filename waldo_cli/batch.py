@@ -59,7 +59,9 @@ def run_batch(
         Where the searches run: any executor (a process pool, a Dask
         client's ``get_executor()``). By default, a thread pool of ``jobs``
         threads (none for ``jobs=1``: the searches run in this thread).
-        An executor passed in is not shut down.
+        An executor passed in is not shut down. ``searcher`` is only passed
+        on to it: with Dask, pass ``client.scatter(searcher, broadcast=True)``
+        so that it reaches each worker once, not with every image.
 
     Yields
     ------
