@@ -173,16 +173,21 @@ def open_session(address: str, workers: int | None = None, timeout: float | None
 
 
 def _start_local(workers: int) -> Session:
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        # no dashboard; the scheduler's small HTTP server on any free port
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        silence_logs=logging.ERROR,
-    )
+    # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which turns
+    # glibc's dynamic mmap threshold off: every array of every image is then
+    # a fresh mmap, and the page faults cost a search about three times the
+    # system time (benchmarks/bench_cluster.py). None unsets it.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            # no dashboard; the scheduler's small HTTP server on any free port
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+            silence_logs=logging.ERROR,
+        )
     client = Client(cluster, set_as_default=False)
     # waldo's own worker processes, as the waldo process itself: Numba need
     # not import every extension installed before the first search
