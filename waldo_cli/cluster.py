@@ -172,12 +172,24 @@ def open_session(address: str, workers: int | None = None, timeout: float | None
     return Session(client)
 
 
+# Dask's settings for waldo's own local cluster. Dask starts workers with
+# MALLOC_TRIM_THRESHOLD_=65536, which turns glibc's dynamic mmap threshold off:
+# every array of every image is then a fresh mmap, and the page faults cost a
+# search three times the system time (None unsets it). Its statistical
+# profiler, 20 ms event-loop checks and frequent memory and system polls kept
+# an idle two-worker cluster at 0.18 CPU seconds a second, 0.02 without
+# (benchmarks/bench_cluster.py).
+_LOCAL_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
+}
+
+
 def _start_local(workers: int) -> Session:
-    # Dask starts its workers with MALLOC_TRIM_THRESHOLD_=65536, which turns
-    # glibc's dynamic mmap threshold off: every array of every image is then
-    # a fresh mmap, and the page faults cost a search about three times the
-    # system time (benchmarks/bench_cluster.py). None unsets it.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set(_LOCAL_CONFIG):
         cluster = LocalCluster(
             n_workers=workers,
             threads_per_worker=1,
