@@ -225,10 +225,7 @@ with Client(address) as client:
 
 
 def overhead(root: Path, images: int) -> None:
-    import logging
-
-    from distributed import LocalCluster
-
+    from waldo_cli.cluster import open_session
     from waldo_cli.io import read_image
     from waldo_cli.search import Searcher, SearchOptions
 
@@ -255,15 +252,8 @@ def overhead(root: Path, images: int) -> None:
         "| Dask adds, CPU ms an image | scheduler CPU ms a task (idle ticking apart) | load avg |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-    cluster = LocalCluster(
-        n_workers=1,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        silence_logs=logging.ERROR,
-    )
+    session = open_session("local", workers=1)  # as `--dask local --jobs 1` starts it
+    cluster = session.cluster
     try:
         for size in ("1", "8", "64", "auto"):
             load = load_average()
@@ -285,30 +275,21 @@ def overhead(root: Path, images: int) -> None:
                 f"({busy / r['tasks'] * 1e3:.2f}) | {load} |"
             )
     finally:
-        cluster.close()
+        session.close()
 
 
 def memory(root: Path, paths: int) -> None:
-    import logging
-
-    from distributed import LocalCluster
+    from waldo_cli.cluster import open_session
 
     template, files = tiny(root)
     listing = write_list(root / "many.txt", files, paths)
-    cluster = LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-        silence_logs=logging.ERROR,
-    )
+    session = open_session("local", workers=2)
     try:
         command = [WALDO, "find", "-t", str(template), "--files-from", str(listing), "--jsonl"]
-        result = run_command(command + ["--dask", cluster.scheduler_address], sample_rss=True)
+        address = session.cluster.scheduler_address
+        result = run_command(command + ["--dask", address], sample_rss=True)
     finally:
-        cluster.close()
+        session.close()
     done, samples = len(result["arrivals"]), result["rss"]
     print(
         f"\n## Client memory: `waldo find --dask tcp://…` over {paths} paths "
