@@ -3,8 +3,8 @@
 The command line's side of ``waldo_cli.cluster``: whether the extra is
 installed, which options go with ``--dask``, connecting before any output is
 written, closing the cluster when the command ends (Ctrl-C included), and
-turning the cluster's errors into one line and exit status 2. Dask itself is
-imported only here, and only when ``--dask`` is given.
+turning the cluster's errors into one line and exit status 2. ``waldo_cli.cluster``,
+and Dask with it, is imported from here only, and only when ``--dask`` is given.
 """
 
 from __future__ import annotations
