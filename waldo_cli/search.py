@@ -283,13 +283,14 @@ class Searcher:
             reconciled).
         """
         pixels, _ = reconcile_channels(loaded.pixels, self.template.pixels)
+        planned = self.plans_for(pixels.shape)
         # the one-time loading of the kernels is not the search's own time
-        compile_seconds = load_kernels(self.plans_for(pixels.shape))
+        compile_seconds = load_kernels(planned)
         started = time.perf_counter()
         if self.options.variants:
             matches, scores, plans, extra = self._search_variants(pixels)
         else:
-            matches, scores, plans, extra = self._search_one(pixels)
+            matches, scores, plans, extra = self._search_one(pixels, planned[0])
         seconds = time.perf_counter() - started
         o = self.options
         report = FindReport(
@@ -328,23 +329,13 @@ class Searcher:
         )
 
     def _search_one(
-        self, pixels: np.ndarray
+        self, pixels: np.ndarray, plan: Plan
     ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
         from waldo_cli.params import template_param_counts
 
         o = self.options
         _, prepared, mask = self._prepared_for(pixels.shape[2])
         (height, width, channels), (h, w, _) = pixels.shape, prepared.shape
-        plan = plan_match(
-            pixels.shape,
-            prepared,
-            o.method,
-            engine=o.engine,
-            mask=mask,
-            pad=o.pad,
-            convolve=o.convolve,
-            threads=self.threads,
-        )
         values = match_template(
             pixels, prepared, o.method, mask=mask, pad=o.pad, convolve=o.convolve, plan=plan
         )
