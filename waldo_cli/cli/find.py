@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError, usage_error
-from waldo_cli.cli.options import FiniteFloat, convolve_option, json_option
+from waldo_cli.cli.options import FiniteFloat, MethodName, convolve_option, json_option
 from waldo_cli.cli.terminal import (
     Output,
     compile_notice,
@@ -22,7 +22,7 @@ from waldo_cli.cli.terminal import (
     stderr_console,
     stdout_console,
 )
-from waldo_cli.methods import DEFAULT_METHOD, METHODS
+from waldo_cli.methods import DEFAULT_METHOD
 
 if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     from rich.console import Console
@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "-m",
     "--method",
-    type=click.Choice(METHODS),
+    type=MethodName(),
     default=DEFAULT_METHOD,
     show_default=True,
     help="How windows are scored (OpenCV's TM_* methods).",

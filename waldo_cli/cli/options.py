@@ -44,3 +44,41 @@ class FiniteFloat(click.ParamType):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+class MethodName(click.ParamType):
+    """A matching method by any of its spellings; the value is its canonical name.
+
+    ``ccoeff_normed``, ``TM_CCOEFF_NORMED`` and ``cv2.TM_CCOEFF_NORMED`` in any case.
+
+    >>> MethodName().convert("cv2.TM_SQDIFF", None, None)
+    'sqdiff'
+    """
+
+    name = "method"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        """The six names, as a Choice shows them."""
+        from waldo_cli.methods import METHODS
+
+        return "[" + "|".join(METHODS) + "]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The canonical name, or a usage error listing the six."""
+        from waldo_cli.errors import WaldoError
+        from waldo_cli.methods import check_method
+
+        try:
+            return check_method(str(value))
+        except WaldoError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        """The six names (in lower case) that start with what was typed."""
+        from click.shell_completion import CompletionItem
+
+        from waldo_cli.methods import METHODS
+
+        return [CompletionItem(m) for m in METHODS if m.startswith(incomplete.lower())]
