@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError, usage_error
-from waldo_cli.cli.options import FiniteFloat, MethodName, convolve_option, json_option
+from waldo_cli.cli.options import (
+    FiniteFloat,
+    MethodName,
+    OptionalValueCommand,
+    OptionalValueOption,
+    convolve_option,
+    json_option,
+)
 from waldo_cli.cli.terminal import (
     Output,
     compile_notice,
@@ -28,7 +35,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     from rich.console import Console
 
 
-@click.command("find")
+@click.command("find", cls=OptionalValueCommand)
 @click.argument("paths", nargs=-1, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
 @click.option(
     "-t",
@@ -184,13 +191,14 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option("--no-legend", is_flag=True, help="Leave the legend off the heatmap.")
 @click.option(
     "--show",
+    cls=OptionalValueOption,
     type=click.Choice(["overlay", "heatmap"]),
     is_flag=False,
     flag_value="overlay",
     default=None,
-    help="On a terminal, draw the overlay (or the heatmap: --show heatmap) with "
-    "coloured half blocks above the table. Does nothing off a terminal or "
-    "with --json.",
+    help="On a terminal, draw the overlay (or the heatmap: --show=heatmap, the value "
+    "after '=') with coloured half blocks above the table. Does nothing off a "
+    "terminal or with --json.",
 )
 @click.option(
     "--engine",
