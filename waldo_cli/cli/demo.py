@@ -6,10 +6,11 @@ import click
 
 from waldo_cli.cli import WaldoUsageError
 from waldo_cli.cli.find import find_command
+from waldo_cli.cli.options import DIRECTORY
 
 
 @click.command("demo")
-@click.argument("outdir", metavar="OUTDIR")
+@click.argument("outdir", type=DIRECTORY, metavar="OUTDIR")
 @click.option(
     "--seed",
     type=click.IntRange(min=0),

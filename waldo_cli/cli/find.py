@@ -14,6 +14,7 @@ import click
 
 from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError, usage_error
 from waldo_cli.cli.options import (
+    FILE,
     FiniteFloat,
     MethodName,
     OptionalValueCommand,
@@ -36,17 +37,19 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 
 
 @click.command("find", cls=OptionalValueCommand)
-@click.argument("paths", nargs=-1, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
+@click.argument("paths", nargs=-1, type=FILE, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
 @click.option(
     "-t",
     "--template",
     "template_path",
+    type=FILE,
     metavar="TEMPLATE",
     default=None,
     help="Search for TEMPLATE in every image given: then every argument is an image (batch mode).",
 )
 @click.option(
     "--files-from",
+    type=FILE,
     metavar="FILE",
     default=None,
     help="Also read image paths from FILE, one per line ('-' for standard input), "
@@ -63,6 +66,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--mask",
     "mask_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Weights for the template's pixels, an image of its size (black = ignore, "
@@ -167,6 +171,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--heatmap",
     "heatmap_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Write the score map as a picture on the image's pixel grid (each score "
@@ -175,6 +180,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--overlay",
     "overlay_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Write the image with a box, rank and score for every match. The format "
