@@ -234,7 +234,9 @@ def read_stream(stream: BinaryIO | None, name: str, *, limit: int | None = None)
     except OSError as exc:
         raise ImageReadError(name, f"cannot read ({exc.strerror or exc})") from None
     except ValueError:  # I/O on a closed file
-        raise ImageReadError(name, "standard input is closed" if name == "-" else "closed") from None
+        raise ImageReadError(
+            name, "standard input is closed" if name == "-" else "closed"
+        ) from None
     return b"".join(chunks)
 
 
@@ -1051,19 +1053,19 @@ def check_output_path(
     waldo_cli.errors.OutputError: ...h.webp: a 20000×10 picture is too large for WEBP, ...
     """
     target = Path(path)
-    real = Path(os.path.realpath(target))
-    folder = (
-        real.parent if target.is_symlink() else (target.parent if str(target.parent) else Path("."))
-    )
-    if not folder.is_dir():
-        raise OutputError(f"{target}: the folder {folder} does not exist")
-    if real.is_dir():
-        raise OutputError(f"{target}: is a directory")
-    length, most = len(os.fsencode(real.name)), _name_max(real.parent)
+    given = target.parent if str(target.parent) else Path(".")
+    # first: any look at a name that is too long fails with ENAMETOOLONG
+    length, most = len(os.fsencode(target.name)), _name_max(given)
     if length > most:
         raise OutputError(
             f"{target}: the file name is {length} bytes long; the file system takes at most {most}"
         )
+    real = Path(os.path.realpath(target))
+    folder = real.parent if os.path.islink(target) else given
+    if not folder.is_dir():
+        raise OutputError(f"{target}: the folder {folder} does not exist")
+    if real.is_dir():
+        raise OutputError(f"{target}: is a directory")
     for other in protect:
         if other is None or os.fspath(other) == "-":
             continue
@@ -1351,7 +1353,8 @@ def save_image(
         picture = picture.convert(modes[0])
     buffer = _io.BytesIO()
     try:
-        picture.save(buffer, format=fmt)
+        with _QUIET_PILLOW:  # IM's deprecation, ...
+            picture.save(buffer, format=fmt)
     except (OSError, ValueError, ArithmeticError, KeyError, MemoryError) as exc:
         # an encoder that still refuses this picture (the table above missed a case)
         raise OutputError(f"{target}: cannot write it as {fmt} ({_one_line(exc)})") from None
