@@ -442,12 +442,12 @@ def check_outputs(
     >>> len(check_outputs(os.path.join(tempfile.mkdtemp(), "h.png"), 3))
     3
     """
-    from waldo_cli.io import check_output_path
+    from waldo_cli.io import check_output_path, check_output_paths
 
     npy = Path(out).suffix.lower() == ".npy"
     paths = output_paths(out, outputs)
+    check_output_paths(paths, protect, image=False)  # inputs and each other, through links
     for path in paths:
-        check_output_path(path, protect, image=False)
         if not npy:
             try:
                 check_output_path(path, image=True)  # all else passed: only the format is left

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -392,17 +391,14 @@ def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
     """Refuse bad picture paths and colormaps before any work is done."""
-    from waldo_cli.errors import OutputError, WaldoError
-    from waldo_cli.io import check_output_path
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import check_output_paths
 
-    given = [p for p in (args.heatmap_path, args.overlay_path) if p is not None]
-    # every input is protected: the mask and the file list as much as the images
-    inputs = (*images, template, *(p for p in (args.mask_path, args.files_from) if p))
+    # every input is protected, through links: the mask and the file list as much as the
+    # images; and no two outputs may be one file
+    inputs = (*images, template, args.mask_path, args.files_from)
     try:
-        for path in given:
-            check_output_path(path, inputs)
-        if len({os.path.abspath(p) for p in given}) < len(given):
-            raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
+        check_output_paths((args.heatmap_path, args.overlay_path), inputs)
         if args.heatmap_path is not None or args.show == "heatmap":
             from waldo_cli.render import colormap_table
 

@@ -112,9 +112,11 @@ def write_fd(stream: Any, text: str) -> None:
 
 
 def image_source(path: str) -> tuple[str, Any]:
-    """(name, what to read): the bytes of standard input for '-', else the path."""
+    """(name, what to read): stdin's stream for '-' (read_image bounds it), else the path."""
     if path == "-":
-        return "-", sys.stdin.buffer.read()
+        from waldo_cli.io import stdin_stream
+
+        return "-", stdin_stream()
     return path, path
 
 
