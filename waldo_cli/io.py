@@ -551,15 +551,22 @@ _QUIET_PILLOW = _QuietPillow()
 
 
 @functools.cache
-def _silence_libtiff() -> bool:
-    """Stop libtiff printing its warnings and errors on fd 2, once per process.
+def _silence_decoder_noise() -> bool:
+    """Keep what decoders print off stderr, once per process.
 
-    libtiff reports to a C handler that writes to stderr (``ZIPDecode:
-    Decoding error ...``), below Python's reach; Pillow still gets the error
-    code and raises. The handlers are set to NULL in the libtiff that Pillow
-    loaded (found in /proc/self/maps; elsewhere nothing is done). Returns
-    whether a libtiff was found.
+    Pillow logs some refusals (``More samples per pixel than can be
+    decoded``) through ``logging``, which prints them on stderr when the
+    program configured no logging: a ``NullHandler`` on the ``PIL`` logger,
+    as a library should have, stops that (a program's own handlers still get
+    the records). libtiff reports to a C handler that writes to fd 2
+    (``ZIPDecode: Decoding error ...``), below Python's reach; Pillow still
+    gets the error code and raises. Its handlers are set to NULL in the
+    libtiff that Pillow loaded (found in /proc/self/maps; elsewhere nothing
+    is done). Returns whether a libtiff was found.
     """
+    import logging
+
+    logging.getLogger("PIL").addHandler(logging.NullHandler())
     try:
         import ctypes
 
@@ -585,7 +592,7 @@ def _silence_libtiff() -> bool:
 @contextlib.contextmanager
 def _decoding(name: str, data: str | os.PathLike[str] | BinaryIO) -> Iterator[None]:
     """Turn whatever decoding one file raises into ``ImageReadError(name, reason)``."""
-    _silence_libtiff()
+    _silence_decoder_noise()
     with _QUIET_PILLOW:
         try:
             yield
@@ -1352,6 +1359,7 @@ def save_image(
     if modes is not None and picture.mode not in modes:
         picture = picture.convert(modes[0])
     buffer = _io.BytesIO()
+    _silence_decoder_noise()  # its encoder reports on fd 2 too
     try:
         with _QUIET_PILLOW:  # IM's deprecation, ...
             picture.save(buffer, format=fmt)
