@@ -236,6 +236,36 @@ def test_corrupt_tiff_says_one_line_without_libtiff_noise(tmp_path, rng, scene):
     assert_untouched(saved)
 
 
+def _tiff_with_samples_per_pixel(rng, count):
+    data = bytearray(encoded(noise(rng), "TIFF"))
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * entry
+        if struct.unpack_from("<H", data, at)[0] == 277:  # SamplesPerPixel, a SHORT in place
+            struct.pack_into("<H", data, at + 8, count)
+    return bytes(data)
+
+
+def test_pillow_log_records_stay_off_stderr(tmp_path, rng, scene):
+    image, template, saved = scene
+    bad = tmp_path / "many.tif"
+    bad.write_bytes(_tiff_with_samples_per_pixel(rng, 4352))  # Pillow logs an error, then raises
+    code = (
+        "import sys\n"
+        "from waldo_cli.errors import ImageReadError\n"
+        "from waldo_cli.io import read_image\n"
+        "try:\n    read_image(sys.argv[1])\n"
+        "except ImageReadError as exc:\n    print(exc)\n"
+    )
+    api = subprocess.run(
+        [sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=120
+    )
+    assert api.stderr == "" and api.stdout.startswith(f"{bad}: "), api.stderr
+    assert_one_line(waldo("find", bad, template), "many.tif")
+    assert_untouched(saved)
+
+
 def test_pillow_warnings_stay_off_stderr(tmp_path):
     Image.new("L", (300, 300)).save(tmp_path / "a.png")
     code = (
@@ -930,8 +960,8 @@ def test_fuzz_command_ends_in_a_result_or_one_line(tmp_path):
         path.write_bytes(data)
         paths.append(path)
     env = {"WALDO_MAX_PIXELS": str(1 << 24)}
-    # one image at a time, as users meet it: a result, or exit 2 and one line
-    for path in paths[:12]:
+    # one image of each format at a time, as users meet it: a result, or exit 2 and one line
+    for path in paths[: len(_FUZZ_FORMATS)]:
         result = waldo("find", path, template, "--json", env=env, timeout=120)
         err = result.stderr.decode("utf-8", "backslashreplace")
         assert "Traceback" not in err, (path.name, err)
