@@ -378,6 +378,40 @@ def test_image_size_reads_the_header_only(tmp_path, monkeypatch):
         image_size(b"hello")
 
 
+def _jpeg_declaring(width, height, progressive=False):
+    """A few hundred bytes of JPEG whose frame header declares width×height."""
+    data = bytearray(encoded(np.full((8, 8, 3), 9, np.uint8), "JPEG", progressive=progressive))
+    at = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
+    struct.pack_into(">HH", data, at + 5, height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_jpeg_too_short_for_its_size_is_refused_before_decoding(progressive, monkeypatch):
+    # libjpeg would fill the missing 132 Mpx with grey, at full cost
+    loaded = []
+    real_load = PIL.ImageFile.ImageFile.load
+    monkeypatch.setattr(
+        "PIL.ImageFile.ImageFile.load", lambda self: loaded.append(1) or real_load(self)
+    )
+    with pytest.raises(ImageReadError, match=r"bytes cannot hold a 11000×12000 JPEG"):
+        read_image(_jpeg_declaring(11000, 12000, progressive), name="j.jpg")
+    assert loaded == []
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_flat_jpegs_are_not_taken_for_truncated(mode, progressive):
+    # the most compressible JPEGs Pillow writes stay well inside the bound
+    data = encoded(
+        np.zeros((1500, 2000) if mode == "L" else (1500, 2000, 3), np.uint8),
+        "JPEG",
+        progressive=progressive,
+        quality=1,
+    )
+    assert read_image(data).pixels.shape[:2] == (1500, 2000)
+
+
 def test_huge_png_is_refused_by_the_command_in_one_line(tmp_path, scene):
     image, template, saved = scene
     Image.new("L", (12000, 12000)).save(tmp_path / "huge.png")  # 144 Mpx, 150 KB

@@ -711,7 +711,67 @@ def _open_header(data: str | os.PathLike[str] | BinaryIO, name: str) -> Image.Im
         check_pixel_budget(canvas, name)
     image = Image.open(data)
     check_pixel_budget(image.size, name)
+    _check_jpeg_length(image, data, name)
     return image
+
+
+# A Huffman-coded JPEG spends at least one bit on each 8×8 block's DC
+# coefficient (a progressive file's first scan too), so a whole file holds at
+# least pixels / 512 bytes; half of that is the bound, for margin. (An
+# arithmetic-coded one can spend less, and is not checked.)
+_JPEG_PIXELS_PER_BYTE = 1024
+
+
+def _check_jpeg_length(
+    image: Image.Image, data: str | os.PathLike[str] | BinaryIO, name: str
+) -> None:
+    """Refuse a JPEG too short for the size it declares, before libjpeg decodes it.
+
+    libjpeg fills what a truncated file lacks with grey and Pillow accepts the
+    result: a 631-byte file declaring 11000×12000 took 25 s and 2.9 GiB to
+    become a grey picture.
+    """
+    if image.format not in ("JPEG", "MPO"):
+        return
+    try:
+        if isinstance(data, (str, os.PathLike)):
+            with open(data, "rb") as fh:
+                head, length = fh.read(1 << 16), os.fstat(fh.fileno()).st_size
+        else:
+            position = data.tell()
+            data.seek(0)
+            head = data.read(1 << 16)
+            length = data.seek(0, os.SEEK_END)
+            data.seek(position)
+    except (OSError, ValueError, AttributeError):
+        return
+    width, height = image.size
+    if length * _JPEG_PIXELS_PER_BYTE < width * height and _huffman_coded(head):
+        raise ImageReadError(
+            name,
+            f"{length} bytes cannot hold a {width}×{height} JPEG (the image data is truncated)",
+        )
+
+
+def _huffman_coded(head: bytes) -> bool:
+    """Whether a JPEG's frame header (SOF0-3, 5-7) says Huffman coding, walking its markers.
+
+    >>> baseline, arithmetic = bytes.fromhex("ffd8 ffc0 0002"), bytes.fromhex("ffd8 ffc9 0002")
+    >>> _huffman_coded(baseline), _huffman_coded(arithmetic)
+    (True, False)
+    """
+    at = 2
+    while at + 4 <= len(head) and head[at] == 0xFF:
+        marker = head[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7):
+            return True
+        if marker in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xDA):
+            return False  # arithmetic coding, or scan data before any frame header
+        at += 2 + int.from_bytes(head[at + 2 : at + 4], "big")
+    return False
 
 
 def _orientation(image: Image.Image) -> int:
