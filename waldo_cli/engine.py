@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from waldo_cli import jit
 from waldo_cli.arrays import as_hwc, as_mask, as_planar, channel_offsets
 from waldo_cli.errors import ShapeError, TemplateTooLargeError, WaldoError
 from waldo_cli.jit import load_fft, warm_kernels
@@ -396,8 +397,7 @@ def _correlate(
     image (C, H, W) float32, template prepared (its kernel is centred, so it
     sums to zero), offsets (C,) float64, out (H-h+1, W-w+1) float32.
     """
-    from waldo_cli import kernels
-
+    kernels = jit.kernels()
     if plan.engine == "direct":
         SHARED.run_bands(
             kernels._correlate_direct,
@@ -421,8 +421,7 @@ def _finish(
     threads: int,
 ) -> np.ndarray:
     """Turn a correlation map into the method's scores, in place, and return it."""
-    from waldo_cli import kernels
-
+    kernels = jit.kernels()
     h, w, _ = prepared.shape
     # the scores overwrite the correlation row by row: one map fewer to
     # allocate (and fault in) per search
@@ -448,8 +447,7 @@ def _correlate_shared(
     ``flat``: where the maps go, one after another (a map's own buffer, as a
     view, for one template); by default a new float32 array.
     """
-    from waldo_cli import kernels
-
+    kernels = jit.kernels()
     load_fft()
     _, height, width = planar.shape
     h_max = max(p.shape[0] for p in preps)
@@ -482,8 +480,7 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
     within a few thousand times the floor below are summed again directly
     by the kernels. Shapes are checked by the caller.
     """
-    from waldo_cli import kernels
-
+    kernels = jit.kernels()
     (height, width, channels), (_, h, w) = img.shape, masked.kern.shape
     out_shape = (height - h + 1, width - w + 1)
     centred = method in ("ccoeff", "ccoeff_normed")

@@ -16,7 +16,12 @@ hurts on a shared two-core machine) and start instantly from the cache.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from waldo_cli.jit import cache_dir
+
+cache_dir()  # a cache folder Numba can write, before it picks one for the kernels below
+
+from numba import njit  # noqa: E402
 
 # OpenCV's method numbering (TM_SQDIFF = 0 ... TM_CCOEFF_NORMED = 5).
 SQDIFF, SQDIFF_NORMED, CCORR, CCORR_NORMED, CCOEFF, CCOEFF_NORMED = range(6)
