@@ -13,8 +13,8 @@ the kernels are imported, and without one every search would fail.
 from __future__ import annotations
 
 import functools
-import glob
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -157,12 +157,37 @@ def load_fft() -> None:
     import rocket_fft  # noqa: F401
 
 
+def _numba_file_pattern(stem: str, name: str) -> re.Pattern[str]:
+    """The names Numba gives one function's cache files: index ``.nbi`` and data ``.N.nbc``.
+
+    ``<module>.<function>-<first line>.py<major><minor><abi flags>``, then
+    ``.nbi`` or ``.<number>.nbc`` (numba.core.caching), for any line and
+    Python version: older compilations are waldo's too.
+
+    >>> p = _numba_file_pattern("kernels", "_finish_scores")
+    >>> [bool(p.fullmatch(n)) for n in ("kernels._finish_scores-191.py311.nbi",
+    ...  "kernels._finish_scores-191.py313t.2.nbc", "kernels._finish_scores-x.nbi")]
+    [True, True, False]
+    """
+    return re.compile(rf"{re.escape(stem)}\.{re.escape(name)}-\d+\.py\d+[a-z]*\.(?:nbi|\d+\.nbc)")
+
+
 def _cache_files(name: str) -> tuple[str, list[str]]:
-    """The cache folder of one kernel and the files there that belong to it."""
+    """The cache folder of one kernel and the files Numba wrote there for it (regular files)."""
     module = kernels()
     folder = getattr(module, name)._cache.cache_path
     stem = os.path.basename(module.__file__ or "kernels.py").rsplit(".", 1)[0]
-    return folder, sorted(glob.glob(os.path.join(folder, f"{stem}.{name}-*")))
+    pattern = _numba_file_pattern(stem, name)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet: nothing cached
+        return folder, []
+    found = [
+        entry.path
+        for entry in entries
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+    ]
+    return folder, sorted(found)
 
 
 def is_cached(name: str) -> bool:
