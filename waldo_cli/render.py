@@ -76,7 +76,12 @@ def score_range(scores: np.ndarray, method: str) -> tuple[float, float]:
     method = check_method(method)
     if method in SCORE_RANGES:
         return SCORE_RANGES[method]
-    return float(np.min(scores)), float(np.max(scores))
+    values = np.asarray(scores)
+    low, high = float(np.min(values)), float(np.max(values))
+    if not (np.isfinite(low) and np.isfinite(high)):  # only finite scores have a place
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return low, high
 
 
 def goodness(scores: np.ndarray, method: str) -> tuple[np.ndarray, float, float]:
@@ -90,12 +95,16 @@ def goodness(scores: np.ndarray, method: str) -> tuple[np.ndarray, float, float]
     ([[1.0, 0.75, 0.0]], 0.0, 1.0)
     """
     lo, hi = score_range(scores, method)
-    span = hi - lo
-    if span <= 0:
+    if not hi > lo:
         # every window scored the same: nothing stands out
         unit = np.full(scores.shape, 0.5)
     else:
-        unit = np.clip((scores.astype(np.float64) - lo) / span, 0.0, 1.0)
+        # in halves (exactly): neither the range's width nor a distance in it
+        # overflows, whatever the finite scores (±1.7e308 in a float64 map)
+        half_lo = 0.5 * lo
+        unit = np.clip(
+            (0.5 * np.asarray(scores, np.float64) - half_lo) / (0.5 * hi - half_lo), 0.0, 1.0
+        )
     if lower_is_better(method):
         unit = 1.0 - unit
     return unit, lo, hi
