@@ -41,6 +41,10 @@ BOX_COLOURS = (
 def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:
     """A (256, 3) uint8 lookup table for a colormap from the ``cmap`` package.
 
+    The colormap is sampled at 256 evenly spaced points, as it interpolates
+    itself: qualitative colormaps (tab10, set1, paired, ...), which have a
+    few colours and no interpolation, become as many equal bands.
+
     Parameters
     ----------
     name : str
@@ -55,11 +59,14 @@ def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:
     --------
     >>> colormap_table("viridis")[[0, -1]].tolist()
     [[68, 1, 84], [253, 231, 37]]
+    >>> len(np.unique(colormap_table("tab10"), axis=0))
+    10
     """
     from cmap import Colormap
 
     try:
-        lut = Colormap(name).lut(256)
+        # not Colormap.lut(256): a qualitative colormap's lut holds only its N colours
+        lut = Colormap(name)(np.linspace(0.0, 1.0, 256))
     except (ValueError, KeyError, TypeError):
         raise WaldoError(
             f"unknown colormap {name!r} (try viridis, magma, inferno, plasma, cividis, turbo)"
