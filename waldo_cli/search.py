@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from waldo_cli.engine import match_template, match_templates, plan_match, plan_matches
+from waldo_cli.errors import TemplateTooLargeError
 from waldo_cli.io import LoadedImage, reconcile_channels
 from waldo_cli.jit import load_kernels
 from waldo_cli.methods import DEFAULT_METHOD
@@ -194,15 +195,49 @@ class Searcher:
 
         return self._cached(channels, make)
 
-    def _variants_for(self, channels: int) -> list[tuple[Any, PreparedTemplate, Any]]:
-        def make() -> list[tuple[Any, PreparedTemplate, Any]]:
-            from waldo_cli.variants import make_variants
+    def _variants_for(
+        self, image_shape: tuple[int, ...]
+    ) -> list[tuple[Any, PreparedTemplate, Any]]:
+        """The variants searched in an (H, W, C) image: those no larger than it.
 
-            pixels, _, mask = self._prepared_for(channels)
-            variants = make_variants(
-                pixels, mask, self.options.scales, self.options.angles, self.options.flip
+        Each is made (resampled and prepared) once, when an image first
+        needs it; sizes are known beforehand, so a variant larger than the
+        image is never made.
+        """
+        from waldo_cli.variants import make_variant
+
+        channels = self._channels(image_shape)
+        height, width = int(image_shape[0]), int(image_shape[1])
+        every = self._specs(channels)
+        chosen = [spec for spec in every if spec.fits((height, width))]
+        if not chosen:
+            smallest = min(every, key=lambda spec: (spec.shape[0] * spec.shape[1], spec.shape))
+            raise TemplateTooLargeError(
+                smallest.shape,
+                (height, width),
+                f" (the smallest of {len(every)} template variant(s), at scale "
+                f"{smallest.scale:g} and angle {smallest.angle:g})",
             )
-            return [(v, prepare_template(v.pixels), v.mask) for v in variants]
+
+        def made(spec: Any) -> tuple[Any, PreparedTemplate, Any]:
+            def make() -> tuple[Any, PreparedTemplate, Any]:
+                pixels, _, mask = self._prepared_for(channels)
+                variant = make_variant(pixels, mask, spec)
+                return variant, prepare_template(variant.pixels), variant.mask
+
+            return self._cached(("variant", channels, spec), make)
+
+        return [made(spec) for spec in chosen]
+
+    def _specs(self, channels: int) -> list[Any]:
+        """Every variant to be searched (``variants.list_variants``), made or not."""
+        from waldo_cli.variants import list_variants
+
+        def make() -> list[Any]:
+            pixels = self._prepared_for(channels)[0]
+            shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+            o = self.options
+            return list_variants(shape, o.scales, o.angles, o.flip)
 
         return self._cached(("variants", channels), make)
 
@@ -213,7 +248,7 @@ class Searcher:
     def _groups(self, image_shape: tuple[int, ...]) -> Iterator[list[int]]:
         """Variants searched together, keeping at most _VARIANT_BYTES of score maps alive."""
         height, width = image_shape[:2]
-        variants = self._variants_for(self._channels(image_shape))
+        variants = self._variants_for(image_shape)
         padded = self.options.pad != "none"
         group: list[int] = []
         size = 0
@@ -226,7 +261,7 @@ class Searcher:
                 group, size = [], 0
 
     def _plan_group(self, image_shape: tuple[int, ...], group: list[int]) -> list[Plan | None]:
-        variants = self._variants_for(self._channels(image_shape))
+        variants = self._variants_for(image_shape)
         o = self.options
         return plan_matches(
             image_shape[:2] + (self._channels(image_shape),),
@@ -355,7 +390,7 @@ class Searcher:
         """Every variant on one image; matches suppressed across all of them."""
         o = self.options
         height, width, channels = pixels.shape
-        variants = self._variants_for(channels)
+        variants = self._variants_for(pixels.shape)
         padded = o.pad != "none"
         plans: list[Plan] = []
 
@@ -383,5 +418,14 @@ class Searcher:
             variant = variants[which[round(peak.y), round(peak.x)]][0]
             matches.append(_variant_match(peak, variant.shape, True, variant))
         th, tw = self.template.pixels.shape[:2]
-        extra = {"variants": {"scales": list(o.scales), "angles": list(o.angles), "flip": o.flip}}
+        extra = {
+            "variants": {
+                "scales": list(o.scales),
+                "angles": list(o.angles),
+                "flip": o.flip,
+                "searched": len(variants),
+                # larger than the image (or MAX_VARIANT_PIXELS): left out, never made
+                "skipped": len(self._specs(channels)) - len(variants),
+            }
+        }
         return matches, ScoreMap(best, CENTRE, (th, tw)), plans, extra
