@@ -11,6 +11,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from waldo_cli.names import display_name
+
 
 def float32_value(value: float) -> float:
     """The shortest decimal that reads back as the same float32: how scores go into JSON.
@@ -95,8 +97,8 @@ class FindReport:
         ([{'x': 1, 'y': 2, 'width': 2, 'height': 2, 'score': 3.0}], [8, 6])
         """
         doc: dict[str, Any] = {
-            "image": self.image,
-            "template": self.template,
+            "image": display_name(self.image),
+            "template": display_name(self.template),
             "method": self.method,
             "image_size": list(self.image_size),
             "template_size": list(self.template_size),
@@ -129,5 +131,5 @@ class ImageResult:
         {'image': 'gone.png', 'error': 'gone.png: no such file'}
         """
         if self.report is None:
-            return {"image": self.image, "error": self.error}
+            return {"image": display_name(self.image), "error": display_name(self.error or "")}
         return self.report.to_dict()

@@ -352,20 +352,21 @@ def _inputs(args: FindArgs) -> tuple[list[str], str]:
 
 
 def _read_file_list(files_from: str, quiet: bool = False) -> list[str]:
-    """Image paths from a file (or stdin), one per line; blank lines are skipped."""
-    from waldo_cli.errors import ImageReadError
+    """Image paths from a file (or stdin), as ``io.read_file_list`` reads them.
+
+    One per line, split on newlines only (one trailing carriage return and a
+    byte-order mark dropped; blank lines skipped), with bounded lines and
+    total; names that are not UTF-8 still name their files.
+    """
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_file_list
 
     try:
-        if files_from == "-":
-            text = sys.stdin.read()
-        else:
-            with open(files_from, encoding="utf-8", errors="surrogateescape") as fh:
-                text = fh.read()
-    except OSError as exc:
+        return read_file_list(files_from)
+    except WaldoError as exc:
         if quiet:
             raise click.exceptions.Exit(EXIT_ERROR) from None
-        raise WaldoUsageError(str(ImageReadError(files_from, exc.strerror or str(exc)))) from None
-    return [line for line in text.splitlines() if line.strip()]
+        raise WaldoUsageError(str(exc)) from None
 
 
 def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
