@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from waldo_cli.engine import match_template, match_templates, plan_match, plan_matches
-from waldo_cli.errors import TemplateTooLargeError
+from waldo_cli.errors import TemplateTooLargeError, WaldoError
 from waldo_cli.io import LoadedImage, reconcile_channels
 from waldo_cli.jit import load_kernels
 from waldo_cli.methods import DEFAULT_METHOD
@@ -209,6 +209,8 @@ class Searcher:
         channels = self._channels(image_shape)
         height, width = int(image_shape[0]), int(image_shape[1])
         every = self._specs(channels)
+        if not every:
+            raise WaldoError("no template variants: give at least one scale and one angle")
         chosen = [spec for spec in every if spec.fits((height, width))]
         if not chosen:
             smallest = min(every, key=lambda spec: (spec.shape[0] * spec.shape[1], spec.shape))
