@@ -31,7 +31,8 @@ from waldo_cli.cli.options import DIRECTORY
     type=click.IntRange(min=0),
     default=200,
     show_default=True,
-    help="How many people besides Waldo.",
+    help="How many people besides Waldo: at most one per 100 pixels of scene (200 is "
+    "always allowed, 5000 at most).",
 )
 def demo_command(outdir: str, seed: int | None, size_text: str, crowd: int) -> None:
     """Make a Where's Waldo puzzle in OUTDIR, and the command that solves it.

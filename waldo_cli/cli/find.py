@@ -115,7 +115,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     default=None,
     metavar="START:STOP:STEP|LIST",
     help="Also search the template resized by these factors, e.g. 0.5:2:0.1 (stop "
-    "included) or 0.8,1.25; the template's own size is always searched too. Each match "
+    "included) or 0.8,1.25; the template's own size is always searched too. At most 1000 "
+    "values, every one finite; sizes larger than the image are skipped. Each match "
     "reports its scale.",
 )
 @click.option(
@@ -125,7 +126,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     help="Also search the template turned by these angles in degrees, counter-"
     "clockwise, e.g. 90,180,270 (exact) or -30:30:5 (the corners a turn adds "
     "are masked out); the upright template is always searched too, and angles are "
-    "taken modulo 360 (0:360:90 searches 0° once). Each match reports its angle.",
+    "taken modulo 360 (0:360:90 searches 0° once); at most 1000 values. Each match "
+    "reports its angle.",
 )
 @click.option(
     "--flip",
