@@ -306,6 +306,22 @@ class Searcher:
             )
         ]
 
+    def check_fits(self, width: int, height: int) -> None:
+        """Refuse an image of this size before it is decoded, if the template cannot fit in it.
+
+        Only for a plain search (variants may be smaller, padding lets any
+        template fit): the size comes from the file's header.
+
+        Raises
+        ------
+        TemplateTooLargeError
+            The template is taller or wider than the image.
+        """
+        o = self.options
+        h, w = self.template.height, self.template.width
+        if not o.variants and o.pad == "none" and (h > height or w > width):
+            raise TemplateTooLargeError((h, w), (height, width))
+
     def kernels_for(self, image_shape: tuple[int, ...]) -> set[str]:
         """The compiled kernels a search of an (H, W, C) image would call."""
         return {name for plan in self.plans_for(image_shape) for name in plan.kernels}

@@ -566,12 +566,17 @@ def _search_with_pictures(
 def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
     """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
     from waldo_cli.errors import WaldoError
-    from waldo_cli.io import read_image
+    from waldo_cli.io import image_size, read_image, read_source
 
     # rich only for what a terminal may get (its import is felt in shell loops)
     out = None if args.as_json or args.quiet else stdout_console()
     try:
         name, data = image_source(image)
+        if isinstance(data, str):
+            # a FIFO or device read once; a file's header checked before decoding
+            data = read_source(data)
+            if isinstance(data, str):
+                searcher.check_fits(*image_size(data, name))
         result = _search(searcher, read_image(data, name=name), args.quiet)
         report = result.report
         # the terminal preview only where it cannot mix with data or silence
