@@ -22,6 +22,8 @@ def float32_value(value: float) -> float:
 
     >>> float32_value(0.27418723702430725), float32_value(1.0), float32_value(71272800.0)
     (0.27418724, 1.0, 71272800.0)
+    >>> float32_value(3.4028234663852886e38)  # float32's largest: no shorter decimal rounds to it
+    3.4028235e+38
     """
     try:
         packed = struct.pack("<f", value)
@@ -30,8 +32,11 @@ def float32_value(value: float) -> float:
     single = struct.unpack("<f", packed)[0]
     for digits in range(1, 10):
         shortest = float(f"{single:.{digits}g}")
-        if struct.pack("<f", shortest) == packed:
-            return shortest
+        try:
+            if struct.pack("<f", shortest) == packed:
+                return shortest
+        except OverflowError:  # rounded past float32's largest value: more digits
+            continue
     return float(single)
 
 
