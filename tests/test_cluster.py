@@ -6,9 +6,11 @@ the loopback interface, small images. Every address here is 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,7 +22,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import assert_one_line_error
+from installed import shell_env
 from PIL import Image
+from terminal_session import Terminal
 
 from waldo_cli.cli import cli
 
@@ -33,12 +37,17 @@ TIMINGS = ("seconds", "compile_seconds")
 
 
 @pytest.fixture(scope="module")
-def dask_cluster():
+def local_session():
     """What `--dask local --jobs 2` starts: two worker processes on 127.0.0.1."""
     from waldo_cli.cluster import open_session
 
     with open_session("local", workers=2) as session:
-        yield session.cluster.scheduler_address, session.client
+        yield session
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(local_session):
+    return local_session.cluster.scheduler_address, local_session.client
 
 
 @pytest.fixture
@@ -121,14 +130,56 @@ def test_unordered_gives_the_same_records(images, address):
     assert sorted(records(remote.stdout), key=key) == sorted(records(local.stdout), key=key)
 
 
+def waldo(*args, **kwargs):
+    """The installed waldo in a subprocess."""
+    return subprocess.run(
+        [WALDO, *map(str, args)], capture_output=True, timeout=300, check=False, **kwargs
+    )
+
+
 def test_image_bytes_from_stdin_travel_with_their_task(images, address):
+    """A real standard input (not a stream a worker could unpickle), read by the client."""
     template, paths = images
     data = Path(paths[0]).read_bytes()
-    local = run("find", "-t", template, paths[1], "-", "--jsonl", input=data)
-    remote = run("find", "-t", template, paths[1], "-", "--jsonl", "--dask", address, input=data)
-    assert remote.exit_code == local.exit_code == 0
-    assert records(remote.stdout) == records(local.stdout)
-    assert records(remote.stdout)[1]["image"] == "-"
+    local = waldo("find", "-t", template, paths[1], "-", "--jsonl", input=data)
+    remote = waldo("find", "-t", template, paths[1], "-", "--jsonl", "--dask", address, input=data)
+    assert remote.returncode == local.returncode == 0, remote.stderr
+    assert records(remote.stdout.decode()) == records(local.stdout.decode())
+    assert records(remote.stdout.decode())[1]["image"] == "-"
+    assert records(remote.stdout.decode())[1]["matches"] != []
+
+
+def test_process_substitution_is_read_here(images, address):
+    """`<(cat a.png)` names this shell's pipe, /dev/fd/63: the workers have fds of their own."""
+    template, paths = images
+
+    def find(*flags):
+        argv = [WALDO, "find", "-t", template, "--jsonl", *flags]
+        return subprocess.run(
+            ["bash", "-c", 'exec "$@" <(cat "$IMAGE") /dev/null', "bash", *map(str, argv)],
+            capture_output=True,
+            timeout=300,
+            env={**os.environ, "IMAGE": paths[0]},
+        )
+
+    local, remote = find(), find("--dask", address)
+    assert remote.returncode == local.returncode == 2, remote.stderr  # /dev/null is empty
+    assert records(remote.stdout.decode()) == records(local.stdout.decode())
+    piped, null = records(remote.stdout.decode())
+    assert piped["image"].startswith("/dev/fd/") and piped["matches"] != []
+    assert null["image"] == "/dev/null" and null["error"].startswith("/dev/null: ")
+
+
+def test_a_closed_stdin_is_that_images_error_record(images, address):
+    template, paths = images
+    argv = [WALDO, "find", "-t", template, "-", paths[1], "--jsonl", "--dask", address]
+    proc = subprocess.run(
+        ["sh", "-c", 'exec "$@" <&-', "sh", *map(str, argv)], capture_output=True, timeout=300
+    )
+    assert proc.returncode == 2, proc.stderr
+    first, second = records(proc.stdout.decode())
+    assert first == {"image": "-", "error": "-: standard input is closed"}
+    assert second["image"] == paths[1] and second["matches"] != []
 
 
 def test_paths_a_worker_cannot_read_get_error_records(images, address, tmp_path):
@@ -150,13 +201,25 @@ def test_paths_a_worker_cannot_read_get_error_records(images, address, tmp_path)
     assert got[3]["error"].startswith("nosuch://x.png: cannot read it here (")
 
 
-def test_progress_bar_on_a_terminal(images, address):
+def _at_a_terminal(command: str, **env: str) -> Terminal:
+    """A shell command line, run as a user at a terminal (80×24) runs it."""
+    return Terminal(["sh", "-c", command], env=shell_env(TERM="xterm-256color", **env))
+
+
+def test_progress_bar_on_a_terminal(images, address, tmp_path):
+    """`waldo find ... --dask ADDRESS > hits.jsonl` at a terminal: the bar there, records not."""
     template, paths = images
-    tty = {"FORCE_COLOR": "1", "COLUMNS": "100"}
-    good = [p for p in paths if Path(p).exists() and Path(p).stat().st_size > 100][:6]
-    result = run("find", "-t", template, *good, "--jsonl", "--dask", address, env=tty)
-    assert "searching" in result.stderr and "6/6" in result.stderr
-    assert len(result.stdout.splitlines()) == 6
+    good = [p for p in paths if Path(p).exists() and Path(p).stat().st_size > 100]
+    out = tmp_path / "hits.jsonl"
+    argv = " ".join(shlex.quote(str(a)) for a in ["-t", template, *good, "--jsonl"])
+    with _at_a_terminal(f"exec waldo find {argv} --dask {address} > {out}") as term:
+        term.expect("searching")
+        term.expect(f"{len(good)} images: ")
+        assert term.wait() == 0, term.shown
+    assert f"{len(good)}/{len(good)}" in term.shown  # moved by the finished tasks
+    assert "images/s" in term.shown
+    assert [json.loads(line)["image"] for line in out.read_text().splitlines()] == good
+    assert good[3] not in term.shown  # no record on the terminal
 
 
 def _closed_port() -> int:
@@ -269,17 +332,29 @@ def test_template_is_shipped_once_and_tasks_in_flight_are_bounded(images, dask_c
     spy = _Spy(client)
     yielded: set[int] = set()
     most = 0
+    held = None
     for result in search_on_cluster(spy, searcher, good, total=len(good)):
         yielded.add(result.index)
         # tasks out: submitted, some of whose images are not yet yielded
-        out = sum(any(i not in yielded for i, _ in items) for _, items in spy.submitted)
+        out = sum(any(i not in yielded for i, _ in args[1]) for args in spy.submitted[1:])
         most = max(most, out)
+        if len(yielded) == len(good):  # the last record: the batch still holds the searcher
+            held = client.run(
+                lambda dask_worker: [k for k in dask_worker.data if "-searcher-" in str(k)]
+            )
     assert yielded == set(range(len(good)))
-    [(data, kwargs, future)] = spy.scattered
-    assert data is searcher and kwargs["broadcast"] is True
-    assert all(args[0] is future for args in spy.submitted)
+    assert spy.scattered == []
+    # the searcher itself travels in one task; every search task names that task's result
+    [ship, *tasks] = spy.submitted
+    assert ship == (searcher,)
+    assert all(
+        args[0] is not searcher and str(args[0].key).endswith("-searcher-1") for args in tasks
+    )
+    # each worker holds one copy, fetched once (--dask local keeps Dask's memory manager
+    # from dropping it between tasks)
+    assert held is not None and sorted(map(len, held.values())) == [1, 1], held
     assert 1 <= most <= 2 * 2  # two tasks per worker thread
-    assert len(spy.submitted) < len(good) / 2  # several images a task
+    assert len(tasks) < len(good) / 2  # several images a task
 
 
 def test_a_task_whose_workers_kept_dying_is_tried_image_by_image():
@@ -308,6 +383,29 @@ def test_a_task_whose_workers_kept_dying_is_tried_image_by_image():
     assert record.error == "c: the search failed on a Dask worker (ValueError: boom)"
 
 
+def test_a_cluster_without_waldo_ends_the_batch_with_one_line():
+    """Workers, or a scheduler, that cannot import waldo: not an error record per image."""
+    from types import SimpleNamespace
+
+    from waldo_cli.cluster import ClusterError, _Run, _Slot
+
+    run = _Run.__new__(_Run)  # the bookkeeping alone, without a cluster
+    run.client = SimpleNamespace(scheduler=SimpleNamespace(address="tcp://10.0.0.1:8786"))
+    slot = _Slot([(0, ("a", "a"))])
+    missing = ModuleNotFoundError("No module named 'waldo_cli'")
+    with pytest.raises(ClusterError, match="workers of tcp://10.0.0.1:8786 cannot run waldo"):
+        run._finish(slot, "error", (type(missing), missing, None))
+    # what Dask's scheduler raises when it cannot unpickle a graph
+    unread = RuntimeError("Error during deserialization of the task graph. This frequently...")
+    unread.__cause__ = missing
+    with pytest.raises(ClusterError) as caught:
+        run._finish(slot, "error", (RuntimeError, unread, None))
+    assert str(caught.value) == (
+        "the Dask scheduler at tcp://10.0.0.1:8786 cannot read waldo's tasks "
+        "(No module named 'waldo_cli'): install waldo-cli there, the same version"
+    )
+
+
 def test_a_scheduler_lost_mid_batch_is_one_line(images, tmp_path):
     """A cluster in this process, closed while a `waldo find` in another searches on it."""
     from distributed import LocalCluster
@@ -328,6 +426,8 @@ def test_a_scheduler_lost_mid_batch_is_one_line(images, tmp_path):
         + ["--dask", cluster.scheduler_address],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        # how long the client tries to reconnect before it gives up
+        env={**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "3s"},
     )
     fd = proc.stdout.fileno()
     data = _read_line(fd, b"")
@@ -340,15 +440,6 @@ def test_a_scheduler_lost_mid_batch_is_one_line(images, tmp_path):
     assert data.endswith(b"\n") and 1 <= len(data.splitlines()) < 1000
     [line] = err.splitlines()  # the workers may go first, their data with them
     assert line.startswith("waldo: error: ") and cluster.scheduler_address in line, line
-
-
-def _worker_busy_with_waldo(client) -> int | None:
-    """The pid of a worker that is searching for waldo now, if one is."""
-    pids = client.run(os.getpid, on_error="ignore")
-    for worker, keys in client.processing().items():
-        if any(str(key).startswith("waldo-search") for key in keys):
-            return pids[worker]
-    return None
 
 
 def _read_line(fd: int, data: bytes, lines: int = 1) -> bytes:
@@ -412,39 +503,127 @@ def test_ctrl_c_cancels_and_leaves_whole_records(images, dask_cluster, address, 
     assert client.run_on_scheduler(waldo_tasks) == []  # nothing left running for nobody
 
 
-def test_workers_killed_mid_batch_cost_no_record(images, dask_cluster, address, tmp_path):
+def _processes_with(marker: str) -> list[int]:
+    """This user's processes whose environment holds MARKER."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (entry / "environ").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_at_a_terminal_stops_a_local_cluster(images, tmp_path):
+    """Ctrl-C reaches waldo and its worker processes alike: 130, whole records, none left over."""
+    template, _ = images
+    listing, _ = _slow_list(images, tmp_path, 1000)
+    out = tmp_path / "hits.jsonl"
+    marker = f"waldo-ctrl-c-{os.getpid()}-{time.monotonic_ns()}"
+    command = (
+        f"exec waldo find -t {template} --files-from {listing} --jsonl --dask local --jobs 2"
+        f" > {out}"
+    )
+    with _at_a_terminal(command, WALDO_TEST_MARK=marker) as term:
+        term.expect("searching")
+        _until(lambda: out.exists() and out.read_bytes().count(b"\n") >= 3)
+        term.send("\x03")
+        status = term.wait()
+        screen = term.shown
+    assert status == 130, screen
+    assert "waldo: interrupted" in screen and "Traceback" not in screen
+    data = out.read_bytes()
+    assert data.endswith(b"\n")
+    lines = data.decode().splitlines()
+    assert 3 <= len(lines) < 1000
+    assert all(json.loads(line)["matches"][0]["x"] == 70 for line in lines)
+    # the scheduler and worker processes went with it
+    _until(lambda: not _processes_with(marker), seconds=30)
+
+
+def _worker_pids(cluster) -> set[int]:
+    """The worker processes now alive, as their nannies know them (no message to any worker)."""
+    return {pid for nanny in list(cluster.workers.values()) if (pid := nanny.pid) is not None}
+
+
+def _reading(pids: set[int], fifo: Path) -> set[int]:
+    """Which of these processes have FIFO open."""
+    readers = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):  # one that just died
+            fds = Path(f"/proc/{pid}/fd")
+            if any(os.path.realpath(fd) == str(fifo) for fd in fds.iterdir()):
+                readers.add(pid)
+    return readers
+
+
+def _until(what, seconds: float = 90, proc=None):
+    """Poll what() until it is true, and return its value; fail if PROC ends first."""
+    deadline = time.monotonic() + seconds
+    while not (value := what()):
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"waldo ended ({proc.returncode}) first: {err.decode()!r}")
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what.__doc__ or what}"
+        time.sleep(0.05)
+    return value
+
+
+def _writer_once_read(fifo: Path, proc) -> int:
+    """A write end of FIFO, opened once a worker is reading it (its search then waits for us)."""
+
+    def opened():
+        """a worker to open the FIFO"""
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: nobody reads it yet
+            return None
+
+    return _until(opened, proc=proc)
+
+
+def test_workers_killed_mid_batch_cost_no_record(images, local_session, address, tmp_path):
     """kill -9 of a worker while it searches, then of every worker: each image exactly once.
 
+    Two of the images are FIFOs: a worker reading one waits until the test
+    writes the image into it, so each kill lands mid-task, whatever the load.
     The first: the scheduler runs the dead worker's tasks again elsewhere. The
-    second takes every copy of the scattered searcher with it: waldo ships it
-    again, to the workers that come back, and sends the cancelled tasks again.
+    second takes every copy of the searcher with it: the scheduler rebuilds it
+    on the workers that come back.
     """
-    _, client = dask_cluster
+    cluster = local_session.cluster
     template, _ = images
-    count = 150
+    count = 120
     listing, names = _slow_list(images, tmp_path, count)
+    picture = (tmp_path / "big.png").read_bytes()
+    gates = [Path(names[k]) for k in (15, 80)]
+    for gate in gates:
+        gate.unlink()
+        os.mkfifo(gate)
     proc = subprocess.Popen(
         [WALDO, "find", "-t", template, "--files-from", listing, "--jsonl", "--dask", address],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    fd = proc.stdout.fileno()
-    data = _read_line(fd, b"")
-    deadline = time.monotonic() + 30
-    while (pid := _worker_busy_with_waldo(client)) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pid is not None, "no worker was searching"
-    os.kill(pid, signal.SIGKILL)
-    data = _read_line(fd, data, data.count(b"\n") + 1)
-    everyone = list(client.run(os.getpid, on_error="ignore").values())
-    for other in everyone:
-        os.kill(other, signal.SIGKILL)
-    while chunk := os.read(fd, 1 << 16):
-        data += chunk
-    proc.wait(timeout=120)
-    assert proc.returncode == 0, proc.stderr.read().decode()
-    got = [json.loads(line) for line in data.decode().splitlines()]
+    killed: set[int] = set()
+    for gate, everyone in zip(gates, (False, True), strict=True):
+        writer = _writer_once_read(gate, proc)
+        [reader] = _until(lambda gate=gate: _reading(_worker_pids(cluster), gate), proc=proc)
+        victims = _worker_pids(cluster) | {reader} if everyone else {reader}
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        killed |= victims
+        # the task runs again on a worker that lives: it opens the FIFO anew
+        _until(
+            lambda gate=gate, gone=set(killed): _reading(_worker_pids(cluster) - gone, gate),
+            proc=proc,
+        )
+        os.set_blocking(writer, True)
+        with open(writer, "wb") as fh:
+            fh.write(picture)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err.decode()
+    got = [json.loads(line) for line in out.decode().splitlines()]
     assert [r["image"] for r in got] == names  # each image exactly once, in order
     assert all((r["matches"][0]["x"], r["matches"][0]["y"]) == (70, 50) for r in got)
-    alive = set(client.run(os.getpid, on_error="ignore").values())
-    assert pid not in alive and not alive & set(everyone)  # they really died
+    assert not killed & _worker_pids(cluster)  # they really died, and others took over

@@ -5,9 +5,14 @@ The only module that imports Dask's ``distributed`` (and, on the workers,
 
 How a batch runs there:
 
-- The template is loaded once, by the caller, and the ``Searcher`` is
-  scattered to every worker once (``broadcast=True``); each task names it
-  and gets the worker's copy, which prepares the template on its first search.
+- The template is loaded once, by the caller, and the ``Searcher`` is sent
+  to the cluster once, as a task of its own that returns it; each search task
+  names that task's result, which a worker fetches once (from a peer) and
+  keeps: the worker's copy prepares the template on its first search. Not
+  scattered data: Dask forgets scattered data when every worker holding it
+  dies, and cancels the tasks that name it, and scattering it again pushes it
+  to workers the scheduler may not yet know are dead. A task's result the
+  scheduler rebuilds by itself, on workers that live.
 - Images go out in tasks of several images each (``TaskSizer``): half a
   second of work per task or more, so that Dask's cost per task (some
   milliseconds) stays small beside it and the scheduler is never the limit,
@@ -23,10 +28,12 @@ How a batch runs there:
   elsewhere, and a task that raised is retried (``retries``). Each task's
   records reach the client once, so each image is reported exactly once. A
   task whose workers kept dying is tried again image by image; an image that
-  still kills its worker gets an error record, and the batch goes on. Where
-  every worker holding the searcher died at once (a cluster of one), the
-  scheduler forgets it and the tasks that named it: it is shipped again and
-  they are sent again.
+  still kills its worker gets an error record, and the batch goes on. Tasks
+  cancelled by someone else (another client, a restart of the cluster) are
+  sent again, a few times.
+- Standard input (``-``) is read here, on the client, and its bytes travel
+  with their task; whatever is wrong with it (closed, too long) is that
+  image's error record, as in a local batch.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from distributed.scheduler import KilledWorker
 
 from waldo_cli.batch import Source, search_source
 from waldo_cli.errors import ImageReadError, WaldoError
+from waldo_cli.io import read_source, read_stream
 from waldo_cli.jit import skip_extension_scan
 from waldo_cli.pool import usable_cores
 from waldo_cli.results import ImageResult
@@ -179,8 +187,11 @@ def open_session(address: str, workers: int | None = None, timeout: float | None
 # search three times the system time (None unsets it). Its statistical
 # profiler, 20 ms event-loop checks and frequent memory and system polls kept
 # an idle two-worker cluster at 0.18 CPU seconds a second, 0.02 without
-# (benchmarks/bench_cluster.py).
+# (benchmarks/bench_cluster.py). Dask's active memory manager drops every
+# copy of the searcher but one where no task waits for it, every 2 s: the
+# workers would fetch it again, and prepare the template again.
 _LOCAL_CONFIG = {
+    "distributed.scheduler.active-memory-manager.start": False,
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "500ms",
@@ -252,6 +263,54 @@ class TaskOutcome:
     seconds: float
 
 
+def hold_searcher(searcher: Searcher) -> Searcher:
+    """The searcher itself (runs on a worker): a result the scheduler can rebuild if lost."""
+    return searcher
+
+
+@dataclass(frozen=True)
+class Unread:
+    """An image the client could not read (standard input closed or too long): its error."""
+
+    error: str
+
+
+def portable(source: Source) -> Source:
+    """What can travel to a worker: a path, URL or bytes as they are, a stream as its bytes.
+
+    A stream (standard input), and a path under ``/dev/`` or ``/proc/``
+    (``/dev/stdin``, ``/dev/fd/63`` from ``<(...)``, a device), is this
+    process's, not a worker's: read here, bounded as ``read_image`` bounds
+    it. One that cannot be read becomes ``Unread``, its error record's text.
+    Other paths are the workers' to read (not even looked at here: a list of
+    millions on a network filesystem).
+
+    >>> import io
+    >>> portable(("-", io.BytesIO(b"png?"))), portable(("a.png", "a.png"))
+    (('-', b'png?'), ('a.png', 'a.png'))
+    >>> portable(("-", None))
+    ('-', Unread(error='-: standard input is closed'))
+    """
+    name, data = source
+    if isinstance(data, bytes):
+        return source
+    if isinstance(data, (bytearray, memoryview)):
+        return name, bytes(data)
+    try:
+        if isinstance(data, str):
+            if not data.startswith(_THIS_MACHINE):
+                return source
+            read = read_source(data)
+            return name, read if isinstance(read, bytes) else data
+        return name, read_stream(data, name)
+    except ImageReadError as exc:
+        return name, Unread(str(exc))
+
+
+# Paths that name this process's streams and devices, never a worker's files
+_THIS_MACHINE = ("/dev/", "/proc/")
+
+
 def search_task(searcher: Searcher, items: list[tuple[int, Source]]) -> TaskOutcome:
     """Search a few images on a worker: one record each, errors included (runs there).
 
@@ -263,6 +322,9 @@ def search_task(searcher: Searcher, items: list[tuple[int, Source]]) -> TaskOutc
     results = []
     loading = 0.0  # the kernels' one-time loading, not the images' cost
     for index, (name, data) in items:
+        if isinstance(data, Unread):
+            results.append(ImageResult(index, name, error=data.error))
+            continue
         if isinstance(data, str) and _is_url(data):
             try:
                 data = _fetch(name, data)
@@ -387,10 +449,12 @@ def search_on_cluster(
     client : distributed.Client
         Connected to a scheduler with workers.
     searcher : Searcher
-        The prepared template and options; scattered to every worker once.
-    sources : iterable of (name, path, URL or bytes)
+        The prepared template and options; sent once, fetched once by each
+        worker.
+    sources : iterable of (name, path, URL, bytes or binary stream)
         The images, read lazily as the window moves on. Workers read paths
-        and URLs themselves; bytes travel with their task.
+        and URLs themselves; bytes, and a stream's bytes (read here), travel
+        with their task.
     ordered : bool
         Yield in input order (default), or as tasks finish.
     total : int, optional
@@ -441,6 +505,7 @@ class _Run:
         self.retries = retries
         self.prefix = f"waldo-search-{uuid.uuid4().hex[:12]}"
         self.tasks = 0
+        self.ships = 0
         self.template = searcher
         self.searcher = self._ship()
         self.threads = self._count_threads()
@@ -453,15 +518,25 @@ class _Run:
         self.fixed: int | None = None  # images per task, where not the sizer's
 
     def _ship(self) -> Future:
-        """Scatter the searcher to every worker: what each task names instead of a copy."""
-        try:
-            return self.client.scatter(self.template, broadcast=True, hash=False)
-        except TimeoutError:
-            raise ClusterError(f"the Dask cluster at {self._address} has no workers") from None
-        except OSError:  # distributed's CommClosedError among them
-            raise ClusterError(
-                f"lost the connection to the Dask scheduler at {self._address}"
-            ) from None
+        """Send the searcher, once: a task that returns it, which every search task names.
+
+        A worker fetches its result once, from a peer, before its first
+        search, and keeps it. Where every worker holding it dies, the
+        scheduler runs the task again on a worker that lives; nothing here
+        has to notice, and the scheduler never pushes it to a worker that may
+        have just died, as scattering it again would.
+        """
+        self.ships += 1
+        # a large template travels in the graph once, as meant: Dask's warning
+        # about large graphs is for data repeated in many tasks
+        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1 PiB"}):
+            return self.client.submit(
+                hold_searcher,
+                self.template,
+                key=f"{self.prefix}-searcher-{self.ships}",
+                pure=False,
+                retries=self.retries,
+            )
 
     @property
     def _address(self) -> str:
@@ -480,6 +555,8 @@ class _Run:
         return len(self.waiting) if self.ordered else len(self.running)
 
     def _submit(self, slot: _Slot) -> None:
+        if self.searcher.status in ("error", "cancelled"):  # someone cancelled it, or gave up
+            self.searcher = self._ship()
         self.tasks += 1
         slot.future = self.client.submit(
             search_task,
@@ -498,7 +575,7 @@ class _Run:
             self.sizer.threads = self.threads
         while not self.exhausted and self._out() < self.window:
             size = self.fixed or self.sizer.size(self.remaining)
-            items = list(islice(self.numbered, size))
+            items = [(index, portable(source)) for index, source in islice(self.numbered, size)]
             if not items:
                 self.exhausted = True
                 return
@@ -531,12 +608,9 @@ class _Run:
             if self.client.status != "running":
                 raise ClusterError(f"lost the connection to the Dask scheduler at {self._address}")
             if slot.cancelled < _RESUBMITS:
-                # every worker that held the searcher died at once (one worker,
-                # restarted): the scheduler forgets scattered data it lost, and
-                # the tasks that needed it; ship it again and send them again
+                # another client cancelled it, or the cluster was restarted
+                # (the searcher with it, which _submit sends again)
                 slot.cancelled += 1
-                if self.searcher.status != "finished":
-                    self.searcher = self._ship()
                 self._submit(slot)
                 return []
             why = getattr(outcome, "msg", None) or getattr(outcome, "reason", None) or status
@@ -548,6 +622,12 @@ class _Run:
             raise ClusterError(
                 f"the Dask workers of {self._address} cannot run waldo's search "
                 f"({_one_line(exc)}): install waldo-cli there, the same version"
+            )
+        if isinstance(exc, RuntimeError) and "deserialization of the task graph" in str(exc):
+            # the scheduler unpickles the tasks too: it needs waldo as well
+            raise ClusterError(
+                f"the Dask scheduler at {self._address} cannot read waldo's tasks "
+                f"({_one_line(exc.__cause__ or exc)}): install waldo-cli there, the same version"
             )
         if isinstance(exc, KilledWorker) and len(slot.items) > 1:
             # one of them may be what kills the workers: find out which
@@ -575,6 +655,7 @@ class _Run:
     def cancel(self) -> None:
         """Cancel every task still out (a consumer that stopped early, Ctrl-C)."""
         futures = [slot.future for slot in self.running.values() if slot.future is not None]
+        futures.append(self.searcher)
         self.running.clear()
         self.waiting.clear()
         if futures and self.client.status == "running":
