@@ -130,33 +130,18 @@ def test_unordered_gives_the_same_records(images, address):
     assert sorted(records(remote.stdout), key=key) == sorted(records(local.stdout), key=key)
 
 
-def waldo(*args, **kwargs):
-    """The installed waldo in a subprocess."""
-    return subprocess.run(
-        [WALDO, *map(str, args)], capture_output=True, timeout=300, check=False, **kwargs
-    )
+def test_streams_of_this_machine_are_read_here(images, address):
+    """Standard input (a real one, which a worker could not unpickle) and `<(cat a.png)`.
 
-
-def test_image_bytes_from_stdin_travel_with_their_task(images, address):
-    """A real standard input (not a stream a worker could unpickle), read by the client."""
-    template, paths = images
-    data = Path(paths[0]).read_bytes()
-    local = waldo("find", "-t", template, paths[1], "-", "--jsonl", input=data)
-    remote = waldo("find", "-t", template, paths[1], "-", "--jsonl", "--dask", address, input=data)
-    assert remote.returncode == local.returncode == 0, remote.stderr
-    assert records(remote.stdout.decode()) == records(local.stdout.decode())
-    assert records(remote.stdout.decode())[1]["image"] == "-"
-    assert records(remote.stdout.decode())[1]["matches"] != []
-
-
-def test_process_substitution_is_read_here(images, address):
-    """`<(cat a.png)` names this shell's pipe, /dev/fd/63: the workers have fds of their own."""
+    <(...) names this shell's pipe, /dev/fd/63: the workers have fds of their own.
+    """
     template, paths = images
 
     def find(*flags):
         argv = [WALDO, "find", "-t", template, "--jsonl", *flags]
         return subprocess.run(
-            ["bash", "-c", 'exec "$@" <(cat "$IMAGE") /dev/null', "bash", *map(str, argv)],
+            ["bash", "-c", 'exec "$@" - <(cat "$IMAGE") /dev/null', "bash", *map(str, argv)],
+            input=Path(paths[1]).read_bytes(),
             capture_output=True,
             timeout=300,
             env={**os.environ, "IMAGE": paths[0]},
@@ -165,7 +150,8 @@ def test_process_substitution_is_read_here(images, address):
     local, remote = find(), find("--dask", address)
     assert remote.returncode == local.returncode == 2, remote.stderr  # /dev/null is empty
     assert records(remote.stdout.decode()) == records(local.stdout.decode())
-    piped, null = records(remote.stdout.decode())
+    stdin, piped, null = records(remote.stdout.decode())
+    assert stdin["image"] == "-" and stdin["matches"] != []
     assert piped["image"].startswith("/dev/fd/") and piped["matches"] != []
     assert null["image"] == "/dev/null" and null["error"].startswith("/dev/null: ")
 
