@@ -50,6 +50,16 @@ SKIPPED = {
     "_WALDO_COMPLETE=fish_source waldo > ~/.config/fish/completions/waldo.fish": (
         "writes into the user's fish set-up: tests/test_completion.py runs the script in fish"
     ),
+    (
+        "waldo find -t logo.png --files-from scans.txt --jsonl --dask tcp://scheduler:8786"
+        " > hits.jsonl"
+    ): ("placeholder files and scheduler: tests/test_cluster.py runs --dask on a local cluster"),
+    "waldo find -t logo.png scans/*.png --jsonl --dask local --jobs 4": (
+        "placeholder files (scans/, logo.png): tests/test_cluster.py runs --dask local"
+    ),
+    "waldo find -t logo.png --files-from urls.txt --csv --dask tcp://scheduler:8786 --unordered": (
+        "placeholder files and scheduler: tests/test_cluster.py runs --unordered on a local cluster"
+    ),
     "waldo conv photo.jpg --kernel sobel --out edges.png": "placeholder file (photo.jpg)",
     "waldo conv photo.jpg --kernel gauss:2 --out blurred.npy": "placeholder file (photo.jpg)",
     "waldo conv photo.jpg --kernel layer1.npy --pad none --json --out h.npy": (
