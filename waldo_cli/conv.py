@@ -126,6 +126,8 @@ def _load_npy(path: str, channels: int) -> np.ndarray:
                 raise WaldoError(f"{path}: not a NumPy .npy file (no .npy header)")
             fh.seek(0)
             loaded = np.load(fh, allow_pickle=False)
+    except WaldoError:  # a ValueError too: keep its own message
+        raise
     except FileNotFoundError:
         raise WaldoError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -1,21 +1,27 @@
 """The errors waldo raises: one base class, a few precise subclasses.
 
 Every message names the object and the rule it broke, so the command line can
-print it as a single line.
+print it as a single line. As scientific Python expects, every one of them is a
+``ValueError`` (an argument value waldo cannot use), and the two about files,
+``ImageReadError`` and ``OutputError``, are also an ``OSError``: ``except
+ValueError`` and ``except OSError`` catch what they would catch from NumPy or
+Pillow, and ``except WaldoError`` everything waldo raises.
 
 >>> str(TemplateTooLargeError((41, 45), (30, 30)))
 'template 45×41 is larger than image 30×30'
+>>> isinstance(ImageReadError("a.png", "no such file"), (ValueError, OSError))
+True
 """
 
 from __future__ import annotations
 
 
-class WaldoError(Exception):
-    """Base class of every error waldo raises on bad input."""
+class WaldoError(ValueError):
+    """Base class of every error waldo raises on bad input: a ``ValueError``."""
 
 
-class ImageReadError(WaldoError):
-    """A file could not be read as an image.
+class ImageReadError(WaldoError, OSError):
+    """A file could not be read as an image: an ``OSError`` as well as a ``WaldoError``.
 
     Parameters
     ----------
@@ -51,5 +57,5 @@ class ShapeError(WaldoError):
     """An array has a shape, dtype or content the engine cannot use."""
 
 
-class OutputError(WaldoError):
-    """An output file cannot be written where the user asked."""
+class OutputError(WaldoError, OSError):
+    """An output file cannot be written where the user asked (an ``OSError`` too)."""

@@ -405,7 +405,9 @@ def write_atomically(path: str | os.PathLike[str], write: Any) -> None:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError):
+        # an OutputError or ImageReadError from ``write`` is an OSError too,
+        # and already says what went wrong
+        if isinstance(exc, OSError) and not isinstance(exc, WaldoError):
             raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
         raise
 

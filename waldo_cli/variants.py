@@ -48,21 +48,24 @@ def parse_range(text: str, what: str) -> list[float]:
     >>> parse_range("0.5:1:0.25", "scales"), parse_range("0,90,180", "rotations")
     ([0.5, 0.75, 1.0], [0.0, 90.0, 180.0])
     """
+    # only the conversions are guarded: a WaldoError is a ValueError too, and
+    # the rules below must keep their own messages
     try:
         if ":" in text:
             start, stop, step = (float(part) for part in text.split(":"))
-            if step <= 0:
-                raise WaldoError(f"{what} {text!r}: the step must be positive")
-            count = math.floor((stop - start) / step + 1e-9) + 1
-            if count < 1:
-                raise WaldoError(f"{what} {text!r}: the range is empty")
-            values = [round(start + i * step, 10) for i in range(count)]
         else:
             values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise WaldoError(
             f"{what} {text!r}: give start:stop:step or a comma list of numbers"
         ) from None
+    if ":" in text:
+        if step <= 0:
+            raise WaldoError(f"{what} {text!r}: the step must be positive")
+        count = math.floor((stop - start) / step + 1e-9) + 1
+        if count < 1:
+            raise WaldoError(f"{what} {text!r}: the range is empty")
+        values = [round(start + i * step, 10) for i in range(count)]
     if not values:
         raise WaldoError(f"{what} {text!r}: no values")
     if len(values) > _MAX_VARIANTS:
