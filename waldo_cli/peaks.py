@@ -14,19 +14,28 @@ __all__ = ["Match", "best_over_variants", "find_peaks", "refine_peak"]
 
 
 def _ranked_candidates(
-    scores: np.ndarray, lower: bool, threshold: float | None, count: int
+    scores: np.ndarray,
+    lower: bool,
+    threshold: float | None,
+    count: int,
+    scored: np.ndarray | None = None,
 ) -> np.ndarray:
     """Flat indices of (at least) the ``count`` best scores that pass, best first.
 
     Ties are ranked by position (row-major), so results never depend on the
-    sort algorithm.
+    sort algorithm. ``scored``: where the map holds a score (a map with NaN
+    where no window is); None when it does everywhere.
     """
     flat = scores.ravel()
     # the cut-off score of the count best, then the places that reach it: no
     # copy of the map beyond the one partition needs, and no index array as
     # long as the map (huge maps stay affordable)
-    if threshold is not None:
-        passes = flat <= threshold if lower else flat >= threshold
+    if threshold is not None or scored is not None:
+        if threshold is not None:  # NaN passes no threshold
+            passes = flat <= threshold if lower else flat >= threshold
+        else:
+            assert scored is not None
+            passes = scored.ravel().copy()
         if np.count_nonzero(passes) > count:
             cutoff = _kth_best(flat[passes], count, lower)
             # every candidate tied with the worst one taken stays, so the
@@ -103,7 +112,7 @@ def find_peaks(
     method: str,
     template_shape: tuple[int, int],
     *,
-    top_k: int = 1,
+    top_k: int | None = 1,
     threshold: float | None = None,
     min_distance: int | None = None,
     subpixel: bool = False,
@@ -113,14 +122,17 @@ def find_peaks(
     Parameters
     ----------
     scores : (H', W') array_like
-        A score map from ``match_template``.
+        A score map from ``match_template``. NaN marks a place where no
+        window was scored (outside a search region, say): it is never a
+        match and never any match's rival.
     method : str
         The method that made it; the two ``sqdiff`` methods rank the smallest
         score best, the others the largest.
     template_shape : (h, w)
         The template's height and width, reported as each match's size.
-    top_k : int
-        At most this many matches (≥ 1).
+    top_k : int or None
+        At most this many matches (≥ 1); None for every peak that passes the
+        threshold (``waldo find -k all``), still suppressed.
     threshold : float, optional
         Only scores at least this good count (≥ for correlation methods,
         ≤ for ``sqdiff`` methods). None keeps every score.
@@ -135,7 +147,12 @@ def find_peaks(
     Returns
     -------
     list of Match
-        Best first; ties go to the topmost, then leftmost place.
+        Best first; ties go to the topmost, then leftmost place. Each
+        carries its ``margin``: its score minus the best score outside its
+        suppression window (the other way round for ``sqdiff``, so that
+        positive always means better): how far the best match stands above
+        everything else (near 0: a coin toss), how far the others fall
+        behind it. None when every scored place lies inside that window.
 
     Examples
     --------
@@ -143,10 +160,13 @@ def find_peaks(
     >>> scores[4, 4] = 0.7
     >>> [(m.x, m.y) for m in find_peaks(scores, "ccoeff_normed", (4, 4), top_k=3)]
     [(1, 1), (4, 4), (3, 0)]
+    >>> every = find_peaks(scores, "ccoeff_normed", (4, 4), top_k=None, threshold=0.5)
+    >>> [(m.x, m.y, round(m.margin, 2)) for m in every]
+    [(1, 1, 0.2), (4, 4, -0.2)]
     """
     lower = lower_is_better(method)
-    if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
-        raise WaldoError(f"top_k must be a positive integer, got {top_k!r}")
+    if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
+        raise WaldoError(f"top_k must be a positive integer or None (every peak), got {top_k!r}")
     h, w = (int(v) for v in template_shape)
     if min_distance is None:
         min_distance = max(1, min(h, w) // 2)
@@ -157,26 +177,78 @@ def find_peaks(
     if scores.ndim != 2 or scores.size == 0:
         raise WaldoError(f"scores must be a non-empty 2-D array, got shape {scores.shape}")
     rows, cols = scores.shape
+    # a float map may mark unscored places with NaN
+    scored = ~np.isnan(scores) if scores.dtype.kind == "f" else None
+    if scored is not None and scored.all():
+        scored = None
 
-    matches: list[Match] = []
+    peaks: list[tuple[int, int]] = []
     taken = np.zeros(scores.shape, bool)
-    budget = max(64 * int(top_k), 1024)
+    budget = scores.size if top_k is None else max(64 * int(top_k), 1024)
     while True:
-        candidates = _ranked_candidates(scores, lower, threshold, budget)
-        matches.clear()
+        candidates = _ranked_candidates(scores, lower, threshold, budget, scored)
+        peaks.clear()
         taken[:] = False
         for flat_index in candidates:
             y, x = divmod(int(flat_index), cols)
             if taken[y, x]:
                 continue
-            px, py = refine_peak(scores, x, y, lower) if subpixel else (x, y)
-            matches.append(Match(x=px, y=py, width=w, height=h, score=float(scores[y, x])))
-            if len(matches) == top_k:
-                return matches
+            peaks.append((y, x))
+            if len(peaks) == top_k:
+                break
             taken[max(0, y - reach + 1) : y + reach, max(0, x - reach + 1) : x + reach] = True
-        if budget >= scores.size or candidates.size < budget:
-            return matches
-        budget *= 4
+        else:
+            if budget < scores.size and candidates.size >= budget:
+                budget *= 4
+                continue
+        break
+    margins = _margins(scores, lower, scored, peaks, reach)
+    matches = []
+    for (y, x), margin in zip(peaks, margins, strict=True):
+        px, py = refine_peak(scores, x, y, lower) if subpixel else (x, y)
+        score = float(scores[y, x])
+        matches.append(Match(x=px, y=py, width=w, height=h, score=score, margin=margin))
+    return matches
+
+
+def _margins(
+    scores: np.ndarray,
+    lower: bool,
+    scored: np.ndarray | None,
+    peaks: list[tuple[int, int]],
+    reach: int,
+) -> list[float | None]:
+    """Each peak's score minus the best score outside its suppression window.
+
+    Signed so that positive is better; None when no scored place lies outside it.
+
+    A window holds at most (2·reach − 1)² places, so among the map's that many
+    plus one best places at least one lies outside any window: ranking those
+    few is enough, however many peaks there are.
+    """
+    if not peaks:
+        return []
+    available = scores.size if scored is None else int(np.count_nonzero(scored))
+    count = min((2 * reach - 1) ** 2 + 1, available)
+    ranked = _ranked_candidates(scores, lower, None, count, scored)
+    ys, xs = np.divmod(ranked, scores.shape[1])
+    values = scores.ravel()[ranked].astype(np.float64)
+    margins: list[float | None] = []
+    # peaks in chunks, each against every ranked place at once (-k all may
+    # give thousands of peaks)
+    chunk = max(1, (1 << 22) // ranked.size)
+    for start in range(0, len(peaks), chunk):
+        py, px = np.array(peaks[start : start + chunk]).T
+        outside = (np.abs(ys[None, :] - py[:, None]) >= reach) | (
+            np.abs(xs[None, :] - px[:, None]) >= reach
+        )
+        first = outside.argmax(axis=1)
+        found = outside[np.arange(len(first)), first]
+        mine = scores[py, px].astype(np.float64)
+        rival = values[first]
+        for ok, margin in zip(found, rival - mine if lower else mine - rival, strict=True):
+            margins.append(float(margin) if ok else None)
+    return margins
 
 
 def best_over_variants(

@@ -49,6 +49,20 @@ class Match:
         With a search over template variants: the size factor, the
         counter-clockwise turn in degrees and the mirroring of the variant
         that matched (width and height are then that variant's).
+    cx, cy : float, optional
+        The window's centre, x + width / 2 and y + height / 2, in the
+        continuous coordinates in which pixel (x, y) covers [x, x+1) × [y, y+1).
+        A search fills them in; ``find_peaks`` leaves them None.
+    margin : float, optional
+        The score minus the best score outside the match's suppression
+        window, signed so that positive is better (see ``find_peaks``); None
+        when no window lies outside it. Not compared by ``==``.
+    template : str, optional
+        The template that matched, as the user named it (a search fills it in).
+    corners : ((x, y), (x, y), (x, y), (x, y)), optional
+        For a turned or scaled variant: where the template's own top-left,
+        top-right, bottom-right and bottom-left corners lie in the image, as
+        drawn (same coordinates as cx, cy).
     """
 
     x: int | float
@@ -59,17 +73,30 @@ class Match:
     scale: float | None = None
     angle: float | None = None
     flip: bool | None = None
+    cx: float | None = None
+    cy: float | None = None
+    # derived from the map, not part of what the match is
+    margin: float | None = field(default=None, compare=False)
+    template: str | None = None
+    corners: tuple[tuple[float, float], ...] | None = None
 
-    def to_dict(self) -> dict[str, float | int | bool]:
-        """The match as a JSON-ready dict: x, y, width, height, score (and the variant's fields).
+    def to_dict(self) -> dict[str, Any]:
+        """The match as a JSON-ready dict: x, y, width, height, score (and what else it knows).
 
         >>> Match(3, 4, 10, 8, 0.5).to_dict()
         {'x': 3, 'y': 4, 'width': 10, 'height': 8, 'score': 0.5}
         >>> Match(3, 4, 10, 8, 0.5, scale=1.5, angle=90.0, flip=False).to_dict()["angle"]
         90.0
+        >>> Match(3, 4, 10, 8, 0.5, cx=8.0, cy=8.0, margin=0.25, template="t.png").to_dict()
+        {'x': 3, 'y': 4, 'width': 10, 'height': 8, 'score': 0.5, 'cx': 8.0, 'cy': 8.0,
+         'margin': 0.25, 'template': 't.png'}
         """
         doc = {key: value for key, value in asdict(self).items() if value is not None}
         doc["score"] = float32_value(self.score)
+        if self.margin is not None:
+            doc["margin"] = float32_value(self.margin)
+        if self.corners is not None:
+            doc["corners"] = [[x, y] for x, y in self.corners]
         return doc
 
 
