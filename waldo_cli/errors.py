@@ -44,13 +44,26 @@ class TemplateTooLargeError(WaldoError):
     ----------
     template_shape, image_shape : (rows, columns)
         The two shapes; the message prints them as width×height.
+    name : str, optional
+        The template's name, for a search of several (then in the message).
+
+    Examples
+    --------
+    >>> str(TemplateTooLargeError((41, 45), (30, 30), name="b.png"))
+    'template b.png 45×41 is larger than image 30×30'
     """
 
-    def __init__(self, template_shape: tuple[int, int], image_shape: tuple[int, int]):
+    def __init__(
+        self,
+        template_shape: tuple[int, int],
+        image_shape: tuple[int, int],
+        name: str | None = None,
+    ):
         self.template_shape = tuple(template_shape)
         self.image_shape = tuple(image_shape)
         (th, tw), (ih, iw) = self.template_shape, self.image_shape
-        super().__init__(f"template {tw}×{th} is larger than image {iw}×{ih}")
+        named = "" if name is None else f"{name} "
+        super().__init__(f"template {named}{tw}×{th} is larger than image {iw}×{ih}")
 
 
 class ShapeError(WaldoError):

@@ -256,6 +256,7 @@ def best_over_variants(
     maps: Iterable[np.ndarray | None],
     shapes: Sequence[tuple[int, int]],
     method: str,
+    offsets: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge score maps of different template sizes on the image's grid, by window centre.
 
@@ -267,6 +268,10 @@ def best_over_variants(
     shapes : (h, w) of each variant
     method : str
         Decides whether the best score is the largest or the smallest.
+    offsets : (row, column) of each map, optional
+        The grid pixel the window of each map's [0, 0] is centred on, for
+        maps of part of the image (a search region); by default
+        ((h-1)//2, (w-1)//2), where a map of the whole image starts.
 
     Returns
     -------
@@ -288,10 +293,11 @@ def best_over_variants(
     # float32 holds every score exactly: they come as float32
     best = np.full((height, width), np.inf if lower else -np.inf, np.float32)
     which = np.full((height, width), -1, np.int32)
-    for index, (scores, (h, w)) in enumerate(zip(maps, shapes, strict=True)):
+    if offsets is None:
+        offsets = [((h - 1) // 2, (w - 1) // 2) for h, w in shapes]
+    for index, (scores, (top, left)) in enumerate(zip(maps, offsets, strict=True)):
         if scores is None:
             continue
-        top, left = (h - 1) // 2, (w - 1) // 2
         region = best[top : top + scores.shape[0], left : left + scores.shape[1]]
         chosen = which[top : top + scores.shape[0], left : left + scores.shape[1]]
         better = scores < region if lower else scores > region

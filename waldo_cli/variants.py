@@ -21,7 +21,7 @@ from PIL import Image
 from waldo_cli.errors import WaldoError
 from waldo_cli.peaks import best_over_variants
 
-__all__ = ["Variant", "best_over_variants", "make_variants", "parse_range"]
+__all__ = ["Variant", "best_over_variants", "make_variants", "parse_range", "template_corners"]
 
 _MAX_VARIANTS = 5000
 
@@ -177,3 +177,56 @@ def make_variants(
                 )
                 variants.append(Variant(float(scale), float(angle), mirrored, p, m))
     return variants
+
+
+def template_corners(
+    variant: Variant, template_shape: tuple[int, int], x: float, y: float
+) -> tuple[tuple[float, float], ...]:
+    """Where the template's own corners lie in an image, for a variant's window at (x, y).
+
+    A variant is the template resized, then turned about its centre, then
+    mirrored (``make_variants``); its window is the turned copy's bounding
+    box, centred on the template's centre. The template's top-left,
+    top-right, bottom-right and bottom-left corners go through the same
+    steps, in continuous coordinates where pixel (x, y) covers
+    [x, x+1) × [y, y+1).
+
+    Parameters
+    ----------
+    variant : Variant
+        The variant that matched.
+    template_shape : (h, w)
+        The template's own size, before the variant was made.
+    x, y : float
+        The top-left corner of the variant's window in the image.
+
+    Returns
+    -------
+    four (x, y) pairs
+        Rounded to 1/1000 of a pixel.
+
+    Examples
+    --------
+    A 4 wide, 2 high template turned by 90° counter-clockwise: its top-left
+    corner ends up at the bottom left of a 2 wide, 4 high window.
+
+    >>> v = make_variants(np.zeros((2, 4, 1), np.float32), None, [1], [90], False)[0]
+    >>> template_corners(v, (2, 4), 10, 20)
+    ((10.0, 24.0), (10.0, 20.0), (12.0, 20.0), (12.0, 24.0))
+    """
+    h0, w0 = template_shape
+    hs, ws = h0, w0
+    if variant.scale != 1.0:  # the size make_variants resized it to
+        hs, ws = max(1, round(h0 * variant.scale)), max(1, round(w0 * variant.scale))
+    height, width = variant.shape
+    cx, cy = x + width / 2, y + height / 2
+    turn = math.radians(variant.angle)
+    cos, sin = math.cos(turn), math.sin(turn)
+    corners = []
+    for u, v in ((-ws / 2, -hs / 2), (ws / 2, -hs / 2), (ws / 2, hs / 2), (-ws / 2, hs / 2)):
+        # counter-clockwise on the screen, where y grows downwards
+        tx, ty = u * cos + v * sin, -u * sin + v * cos
+        if variant.flip:
+            tx = -tx
+        corners.append((round(cx + tx, 3) + 0.0, round(cy + ty, 3) + 0.0))
+    return tuple(corners)
