@@ -37,6 +37,10 @@ def float32_value(value: float) -> float:
 class Match:
     """One place where the template matched.
 
+    >>> m = Match(x=3, y=4, width=10, height=8, score=0.5)
+    >>> m.x + m.width, m.to_dict()["score"]
+    (13, 0.5)
+
     Attributes
     ----------
     x, y : int, or float with sub-pixel refinement
@@ -102,7 +106,14 @@ class Match:
 
 @dataclass(frozen=True)
 class FindReport:
-    """Everything ``waldo find`` reports about one search."""
+    """Everything ``waldo find`` reports about one search of one image for one template.
+
+    ``image_size`` is (W, H) and ``template_size`` (w, h); ``extra`` holds
+    the rest of the JSON document (engine, best, region, ...).
+
+    >>> FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [], 0.1).to_dict()["matches"]
+    []
+    """
 
     image: str
     template: str
@@ -137,20 +148,30 @@ class FindReport:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """The outcome for one image of a batch: a report, or the error that stopped it."""
+    """The outcome for one image of a batch: a report per template, or the error that stopped it.
+
+    ``report`` is the first template's, ``others`` those of the second and
+    later templates of a search for several (``reports`` has them all).
+    """
 
     index: int
     image: str
     report: FindReport | None = None
     error: str | None = None
+    others: tuple[FindReport, ...] = ()
+
+    @property
+    def reports(self) -> tuple[FindReport, ...]:
+        """Every template's report, in the templates' order (none after an error)."""
+        return () if self.report is None else (self.report, *self.others)
 
     @property
     def matched(self) -> bool:
-        """Whether at least one match passed the threshold."""
-        return self.report is not None and bool(self.report.matches)
+        """Whether at least one match of any template passed the threshold."""
+        return any(report.matches for report in self.reports)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON Lines record: the report's document, or ``{"image", "error"}``.
+        """The JSON Lines record: the (first) report's document, or ``{"image", "error"}``.
 
         >>> ImageResult(0, "gone.png", error="gone.png: no such file").to_dict()
         {'image': 'gone.png', 'error': 'gone.png: no such file'}
@@ -158,3 +179,14 @@ class ImageResult:
         if self.report is None:
             return {"image": self.image, "error": self.error}
         return self.report.to_dict()
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """Its JSON Lines records: one per template, or the one error record.
+
+        >>> r = FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [], 0.5)
+        >>> [d["template"] for d in ImageResult(0, "a.png", r, others=(r, r)).to_dicts()]
+        ['t.png', 't.png', 't.png']
+        """
+        if self.report is None:
+            return [self.to_dict()]
+        return [report.to_dict() for report in self.reports]
