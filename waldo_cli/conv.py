@@ -509,7 +509,7 @@ def write_features(
     for d in range(stack.shape[2]):
         plane = stack[:, :, d]
         if not npy:
-            save_image(to_grey8(plane, mappings[d]), paths[d], protect)
+            save_image(to_grey8(plane, mappings[d]), paths[d], protect=protect)
         summaries.append(
             ChannelSummary(
                 channel=d,

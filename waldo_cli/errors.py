@@ -17,7 +17,15 @@ from __future__ import annotations
 
 
 class WaldoError(ValueError):
-    """Base class of every error waldo raises on bad input: a ``ValueError``."""
+    """Base class of every error waldo raises on bad input: a ``ValueError``.
+
+    >>> from waldo_cli import match_template
+    >>> try:
+    ...     match_template([[1.0]], [[1.0]], "tm_nothing")
+    ... except ValueError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, WaldoError))
+    WaldoError True
+    """
 
 
 class ImageReadError(WaldoError, OSError):

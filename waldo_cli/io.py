@@ -181,7 +181,7 @@ def _to_pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def read_image(
-    source: str | os.PathLike[str] | BinaryIO | bytes, name: str | None = None
+    source: str | os.PathLike[str] | BinaryIO | bytes, *, name: str | None = None
 ) -> LoadedImage:
     """Read an image file into float32 pixels, keeping its alpha channel apart.
 
@@ -201,7 +201,8 @@ def read_image(
     ------
     ImageReadError
         Missing, empty, truncated, undecodable or oversized (decompression
-        bomb) files, and images with no pixels.
+        bomb) files, and images with no pixels: an ``OSError`` (and a
+        ``ValueError``, as every ``WaldoError``).
 
     Examples
     --------
@@ -268,6 +269,19 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
 def to_grey(pixels: np.ndarray) -> np.ndarray:
     """Convert (H, W, 3) colour pixels to (H, W, 1) luma with Pillow's weights.
 
+    Parameters
+    ----------
+    pixels : (H, W, 3) ndarray
+        Colour pixels on the 0–255 scale.
+
+    Returns
+    -------
+    (H, W, 1) float32 ndarray
+        ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B, not rounded (Pillow's
+        ``convert("L")`` rounds to 8 bits).
+
+    Examples
+    --------
     >>> to_grey(np.full((1, 1, 3), 100, np.float32))[0, 0, 0]
     np.float32(100.0)
     """
@@ -421,6 +435,7 @@ def _umask() -> int:
 def save_image(
     picture: Image.Image | np.ndarray,
     path: str | os.PathLike[str],
+    *,
     protect: tuple[str | os.PathLike[str], ...] = (),
 ) -> Path:
     """Save a picture atomically, in the format its file name asks for.

@@ -58,7 +58,7 @@ def _kth_best(values: np.ndarray, count: int, lower: bool) -> float:
     return np.partition(values, kth)[kth]
 
 
-def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tuple[float, float]:
+def refine_peak(scores: np.ndarray, x: int, y: int, *, lower: bool = False) -> tuple[float, float]:
     """Sub-pixel position of a peak: the extremum of a quadratic fitted to its 3×3 neighbourhood.
 
     A least-squares fit of f = a + b·dx + c·dy + d·dx² + e·dx·dy + g·dy² to the
@@ -68,6 +68,22 @@ def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tupl
     half a pixel; peaks on the map's edge are refined along the free axis
     only.
 
+    Parameters
+    ----------
+    scores : (H', W') array_like
+        A score map.
+    x, y : int
+        The peak: column and row in the map.
+    lower : bool
+        The best score is the smallest (the ``sqdiff`` methods).
+
+    Returns
+    -------
+    (x, y) : float
+        The refined column and row.
+
+    Examples
+    --------
     >>> yy, xx = np.mgrid[:7, :7]
     >>> bump = np.exp(-((xx - 3.3) ** 2 + (yy - 2.8) ** 2) / 4)
     >>> [round(v, 1) for v in refine_peak(bump, 3, 3)]
@@ -205,7 +221,7 @@ def find_peaks(
     margins = _margins(scores, lower, scored, peaks, reach)
     matches = []
     for (y, x), margin in zip(peaks, margins, strict=True):
-        px, py = refine_peak(scores, x, y, lower) if subpixel else (x, y)
+        px, py = refine_peak(scores, x, y, lower=lower) if subpixel else (x, y)
         score = float(scores[y, x])
         matches.append(Match(x=px, y=py, width=w, height=h, score=score, margin=margin))
     return matches

@@ -107,6 +107,12 @@ class ScoreMap:
     origin : (row, column)
         Where ``values[0, 0]`` lies on the image: (0, 0), but for a search
         region, or a padded search region reaching the image's edge.
+
+    Examples
+    --------
+    >>> m = ScoreMap(np.zeros((3, 4), np.float32), TOP_LEFT, (5, 5), origin=(10, 20))
+    >>> m.centre_offset, m.on_grid((20, 30))[12, 22]
+    ((2, 2), np.float32(0.0))
     """
 
     values: np.ndarray
@@ -171,6 +177,17 @@ class SearchResult:
         The score map and its geometry.
     plans : tuple of Plan
         What ran: one plan, or one per template variant.
+
+    Examples
+    --------
+    >>> image = LoadedImage(np.arange(120, dtype=np.float32).reshape(10, 12, 1) % 7, None,
+    ...                     "L", "i.png")
+    >>> template = LoadedImage(image.pixels[2:5, 3:7].copy(), None, "L", "t.png")
+    >>> result = Searcher(template, SearchOptions(pad="zero")).search(image)
+    >>> result.pixels.shape, result.scores.values.shape, result.scores.indexed_by
+    ((10, 12, 1), (10, 12), 'window centre')
+    >>> result.engine, result.report.to_dict()["best"]["score"]
+    ('direct', 1.0)
     """
 
     report: FindReport
@@ -425,14 +442,15 @@ class Searcher:
                 flat, energy = masked.flat, masked.t_sq
             else:
                 flat, energy = prepared.flat, prepared.sq
-            where = ""
+            kinds = ("one flat colour, 1×1 or fully transparent", "all black or fully transparent")
             if variant is not None and (variant.scale != 1.0 or variant.angle or variant.flip):
                 h, w = variant.shape
-                where = f" at scale {variant.scale:g}, angle {variant.angle:g} ({w}×{h})"
+                # what made the copy degenerate: its size (or a turn) says it
+                kinds = (f"{w}×{h} at scale {variant.scale:g}, angle {variant.angle:g}",) * 2
             if method == "ccoeff_normed" and flat:
-                return f"has no variance{where} (one flat colour, 1×1 or fully transparent)"
+                return f"has no variance ({kinds[0]})"
             if method == "ccorr_normed" and energy <= 0:
-                return f"has no energy{where} (all black or fully transparent)"
+                return f"has no energy ({kinds[1]})"
         return None
 
     def plans_for(self, image_shape: tuple[int, ...]) -> list[Plan]:
