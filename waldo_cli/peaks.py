@@ -193,10 +193,14 @@ def find_peaks(
     if scores.ndim != 2 or scores.size == 0:
         raise WaldoError(f"scores must be a non-empty 2-D array, got shape {scores.shape}")
     rows, cols = scores.shape
-    # a float map may mark unscored places with NaN
-    scored = ~np.isnan(scores) if scores.dtype.kind == "f" else None
-    if scored is not None and scored.all():
-        scored = None
+    # the best place, for the margins; argmax (argmin) stops at the first NaN, so
+    # this one pass also tells whether the map marks unscored places with NaN
+    best = int(np.argmin(scores) if lower else np.argmax(scores))
+    scored = None
+    if np.isnan(scores.flat[best]):
+        scored = ~np.isnan(scores)
+        if scored.any():
+            best = int(np.nanargmin(scores) if lower else np.nanargmax(scores))
 
     peaks: list[tuple[int, int]] = []
     taken = np.zeros(scores.shape, bool)
@@ -218,7 +222,7 @@ def find_peaks(
                 budget *= 4
                 continue
         break
-    margins = _margins(scores, lower, scored, peaks, reach)
+    margins = _margins(scores, lower, scored, peaks, reach, divmod(best, cols))
     matches = []
     for (y, x), margin in zip(peaks, margins, strict=True):
         px, py = refine_peak(scores, x, y, lower=lower) if subpixel else (x, y)
@@ -233,37 +237,41 @@ def _margins(
     scored: np.ndarray | None,
     peaks: list[tuple[int, int]],
     reach: int,
+    best: tuple[int, int],
 ) -> list[float | None]:
     """Each peak's score minus the best score outside its suppression window.
 
     Signed so that positive is better; None when no scored place lies outside it.
-
-    A window holds at most (2·reach − 1)² places, so among the map's that many
-    plus one best places at least one lies outside any window: ranking those
-    few is enough, however many peaks there are.
+    The map's best place is outside most peaks' windows, and is then the
+    answer; only a window holding it (the best match's, mostly) needs a pass
+    over the rest of the map. So a few passes serve any number of peaks.
     """
     if not peaks:
         return []
-    available = scores.size if scored is None else int(np.count_nonzero(scored))
-    count = min((2 * reach - 1) ** 2 + 1, available)
-    ranked = _ranked_candidates(scores, lower, None, count, scored)
-    ys, xs = np.divmod(ranked, scores.shape[1])
-    values = scores.ravel()[ranked].astype(np.float64)
+    by, bx = best
+    pick = (
+        (np.nanmin if lower else np.nanmax) if scored is not None else (np.min if lower else np.max)
+    )
     margins: list[float | None] = []
-    # peaks in chunks, each against every ranked place at once (-k all may
-    # give thousands of peaks)
-    chunk = max(1, (1 << 22) // ranked.size)
-    for start in range(0, len(peaks), chunk):
-        py, px = np.array(peaks[start : start + chunk]).T
-        outside = (np.abs(ys[None, :] - py[:, None]) >= reach) | (
-            np.abs(xs[None, :] - px[:, None]) >= reach
-        )
-        first = outside.argmax(axis=1)
-        found = outside[np.arange(len(first)), first]
-        mine = scores[py, px].astype(np.float64)
-        rival = values[first]
-        for ok, margin in zip(found, rival - mine if lower else mine - rival, strict=True):
-            margins.append(float(margin) if ok else None)
+    for y, x in peaks:
+        if max(abs(by - y), abs(bx - x)) >= reach:
+            rival: float | None = float(scores[by, bx])
+        else:
+            y0, y1 = max(0, y - reach + 1), y + reach
+            x0, x1 = max(0, x - reach + 1), x + reach
+            parts = [scores[:y0], scores[y1:], scores[y0:y1, :x0], scores[y0:y1, x1:]]
+            # a part of only NaN has no best (nanmax would warn)
+            found = [
+                float(pick(part))
+                for part in parts
+                if part.size and (scored is None or not np.isnan(part).all())
+            ]
+            rival = None if not found else (min(found) if lower else max(found))
+        if rival is None:
+            margins.append(None)
+        else:
+            score = float(scores[y, x])
+            margins.append(rival - score if lower else score - rival)
     return margins
 
 

@@ -832,13 +832,13 @@ def _best_place(values: np.ndarray, method: str) -> tuple[int, int] | None:
     if values.size == 0:
         return None
     lower = lower_is_better(method)
-    if np.isnan(values).any():
+    # argmax and argmin stop at a NaN: one pass when there is none
+    flat = int(np.argmin(values) if lower else np.argmax(values))
+    if np.isnan(values.flat[flat]):
         if np.isnan(values).all():
             return None
-        flat = np.nanargmin(values) if lower else np.nanargmax(values)
-    else:
-        flat = np.argmin(values) if lower else np.argmax(values)
-    row, col = divmod(int(flat), values.shape[1])
+        flat = int(np.nanargmin(values) if lower else np.nanargmax(values))
+    row, col = divmod(flat, values.shape[1])
     return row, col
 
 
