@@ -266,6 +266,18 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     return read_image(path).pixels
 
 
+def image_extensions() -> frozenset[str]:
+    """The file extensions Pillow reads as images, in lower case with their dot.
+
+    What ``waldo find -t FOLDER`` takes from a folder.
+
+    >>> {".png", ".jpg", ".tif"} <= image_extensions(), ".txt" in image_extensions()
+    (True, False)
+    """
+    Image.init()
+    return frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
 def to_grey(pixels: np.ndarray) -> np.ndarray:
     """Convert (H, W, 3) colour pixels to (H, W, 1) luma with Pillow's weights.
 

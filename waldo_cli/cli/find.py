@@ -440,10 +440,9 @@ def _template_list(args: FindArgs) -> list[str]:
     given twice (by any name), is said: the first an error, the second a
     note, and the file is searched once.
     """
-    from PIL import Image
+    from waldo_cli.io import image_extensions
 
-    Image.init()
-    known = {ext.lower() for ext in Image.registered_extensions()}
+    known = image_extensions()
     templates: list[str] = []
     seen: dict[str, str] = {}
     for given in args.template_paths:
