@@ -564,7 +564,8 @@ def _check_pictures(args: FindArgs, images: list[str], templates: list[str]) -> 
         for option, folder in folders.items():
             if folder is not None:
                 _make_folder(option, folder)
-        pictures.guard_inputs(inputs)
+        if pictures.any:
+            pictures.guard_inputs(inputs)
         if args.heatmap_path is not None or args.heatmap_dir is not None or args.show == "heatmap":
             from waldo_cli.render import colormap_table
 

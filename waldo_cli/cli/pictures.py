@@ -116,7 +116,7 @@ class Pictures:
             names.add(os.path.abspath(name))
             try:
                 stat = os.stat(name)
-            except OSError:
+            except (OSError, ValueError):  # missing, or no possible name (a NUL in it)
                 continue
             files.add((stat.st_dev, stat.st_ino))
         self._input_names, self._input_files = frozenset(names), frozenset(files)
@@ -134,7 +134,7 @@ class Pictures:
         if not same and self._input_files:
             try:
                 stat = os.stat(path)
-            except OSError:
+            except (OSError, ValueError):
                 pass
             else:
                 same = (stat.st_dev, stat.st_ino) in self._input_files
