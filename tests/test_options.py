@@ -229,6 +229,18 @@ REGIONS = {
 }
 
 
+@pytest.mark.parametrize("where", REGIONS)
+def test_region_touching_a_border_equals_the_crop(scene, where):
+    """Without --pad, a region at any border is its crop, shifted: no window leaves it."""
+    image, template = scene
+    x, y, w, h = REGIONS[where]
+    options = {"top_k": None, "threshold": 0.2}
+    region = _search(image, template, region=(x, y, w, h), **options)
+    crop = _search(image[y : y + h, x : x + w], template, **options)
+    assert _where(region) == [(mx + x, my + y, mw, mh) for mx, my, mw, mh in _where(crop)]
+    np.testing.assert_array_equal(region.scores.values, crop.scores.values)
+
+
 @pytest.mark.parametrize("pad", ["zero", "reflect", "edge"])
 @pytest.mark.parametrize("where", REGIONS)
 def test_padded_region_at_an_edge_lets_windows_hang_over_it(scene, pad, where):

@@ -292,7 +292,7 @@ def find_command(**kwargs: Any) -> int:
     path of '-' reads the image from standard input. A grey file matched with
     a colour one is matched in grey.
 
-    In batch mode the template is loaded once, images are searched JOBS at a
+    In batch mode the templates are loaded once, images are searched JOBS at a
     time, results come out in the order the images were given, each as soon
     as it and those before it are done, and an image that cannot be searched
     gets an error record (or a line on stderr) while the batch goes on.

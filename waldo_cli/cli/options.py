@@ -93,6 +93,10 @@ class TopK(click.ParamType):
 
     name = "N|all"
 
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        """``N|all``, as typed (Click would shout it)."""
+        return "N|all"
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         """The count as an int ≥ 1, None for ``all``, or a usage error naming the option."""
         if value is None or isinstance(value, int) and not isinstance(value, bool):
