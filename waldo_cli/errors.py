@@ -54,6 +54,8 @@ class TemplateTooLargeError(WaldoError):
         The two shapes; the message prints them as width×height.
     name : str, optional
         The template's name, for a search of several (then in the message).
+    note : str
+        Appended to the message (which template variant, say).
 
     Examples
     --------
@@ -66,12 +68,13 @@ class TemplateTooLargeError(WaldoError):
         template_shape: tuple[int, int],
         image_shape: tuple[int, int],
         name: str | None = None,
+        note: str = "",
     ):
         self.template_shape = tuple(template_shape)
         self.image_shape = tuple(image_shape)
         (th, tw), (ih, iw) = self.template_shape, self.image_shape
         named = "" if name is None else f"{name} "
-        super().__init__(f"template {named}{tw}×{th} is larger than image {iw}×{ih}")
+        super().__init__(f"template {named}{tw}×{th} is larger than image {iw}×{ih}{note}")
 
 
 class ShapeError(WaldoError):

@@ -71,6 +71,10 @@ BATCH_COLUMNS = ("image", "rank", "x", "y", "width", "height", "score")
 CSV_COLUMNS = (*BATCH_COLUMNS, "cx", "cy", "template", "corners")
 
 
+# columns that hold a file's name: escaped where the format cannot hold any name
+_NAME_COLUMNS = frozenset({"image", "template"})
+
+
 def batch_columns(fmt: str, templates: int = 1) -> tuple[str, ...]:
     """The columns of batch TSV (``tsv``) or CSV (``csv``) output.
 
@@ -145,8 +149,24 @@ def batch_rows(
 
 
 def tsv_lines(result: ImageResult, columns: tuple[str, ...] = BATCH_COLUMNS) -> str:
-    """Tab-separated rows for one image, each ending in a newline."""
-    return "".join("\t".join(str(v) for v in row) + "\n" for row in batch_rows(result, columns))
+    r"""Tab-separated rows for one image, each ending in a newline.
+
+    The image's name is one field whatever it holds: a tab, a newline, a
+    backslash or a byte that is not UTF-8 is escaped (``names.tsv_field``).
+
+    >>> from waldo_cli.results import Match
+    >>> r = FindReport("a\tb.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0)
+    >>> tsv_lines(ImageResult(0, "a\tb.png", report=r))
+    'a\\tb.png\t1\t1\t2\t2\t2\t3.00000e+00\n'
+    """
+    from waldo_cli.names import tsv_field
+
+    names = [column in _NAME_COLUMNS for column in columns]
+    return "".join(
+        "\t".join(tsv_field(str(v)) if name else str(v) for name, v in zip(names, row, strict=True))
+        + "\n"
+        for row in batch_rows(result, columns)
+    )
 
 
 def csv_lines(result: ImageResult, columns: tuple[str, ...] = BATCH_COLUMNS) -> str:
@@ -157,8 +177,14 @@ def csv_lines(result: ImageResult, columns: tuple[str, ...] = BATCH_COLUMNS) -> 
     >>> print(csv_lines(ImageResult(0, "a,b.png", report=r)), end="")
     "a,b.png",1,1,2,2,2,3.00000e+00
     """
+    from waldo_cli.names import display_name
+
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(batch_rows(result, columns))
+    names = [column in _NAME_COLUMNS for column in columns]
+    csv.writer(buffer, lineterminator="\n").writerows(
+        [display_name(str(v)) if name else v for name, v in zip(names, row, strict=True)]
+        for row in batch_rows(result, columns)
+    )
     return buffer.getvalue()
 
 

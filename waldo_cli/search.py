@@ -379,22 +379,68 @@ class Searcher:
 
         return self._cached(channels, make)
 
-    def _variants_for(self, channels: int) -> list[tuple[Any, PreparedTemplate, Any]]:
-        def make() -> list[tuple[Any, PreparedTemplate, Any]]:
-            from waldo_cli.variants import make_variants
+    def _variants_for(
+        self, channels: int, bound: tuple[int, int] | None, name: str | None = None
+    ) -> list[tuple[Any, PreparedTemplate, Any]]:
+        """The variants that fit in ``bound`` (rows, columns), where windows may lie.
 
-            pixels, _, mask = self._prepared_for(channels)
-            variants = make_variants(
-                pixels, mask, self.options.scales, self.options.angles, self.options.flip
+        Each is made (resampled and prepared) once, when a search first
+        needs it; sizes are known beforehand, so a variant larger than the
+        image (or its search region) is never made.
+
+        Raises
+        ------
+        TemplateTooLargeError
+            No variant fits (naming the template when ``name`` is given).
+        """
+        every = self._specs(channels)
+        if not every:
+            raise WaldoError("no template variants: give at least one scale and one angle")
+        chosen = [spec for spec in every if spec.fits(bound)]
+        if not chosen:
+            assert bound is not None  # without a bound only MAX_VARIANT_PIXELS leaves one out
+            smallest = min(every, key=lambda spec: (spec.shape[0] * spec.shape[1], spec.shape))
+            raise TemplateTooLargeError(
+                smallest.shape,
+                bound,
+                name=name,
+                note=f" (the smallest of {len(every)} template variant(s), at scale "
+                f"{smallest.scale:g} and angle {smallest.angle:g})",
             )
-            return [(v, prepare_template(v.pixels), v.mask) for v in variants]
+        return [self._variant(channels, spec) for spec in chosen]
+
+    def _variant(self, channels: int, spec: Any) -> tuple[Any, PreparedTemplate, Any]:
+        """One variant (``variants.make_variant``), made and prepared once."""
+        from waldo_cli.variants import make_variant
+
+        def make() -> tuple[Any, PreparedTemplate, Any]:
+            pixels, _, mask = self._prepared_for(channels)
+            variant = make_variant(pixels, mask, spec)
+            return variant, prepare_template(variant.pixels), variant.mask
+
+        return self._cached(("variant", channels, spec), make)
+
+    def _specs(self, channels: int) -> list[Any]:
+        """Every variant to be searched (``variants.list_variants``), made or not."""
+        from waldo_cli.variants import list_variants
+
+        def make() -> list[Any]:
+            pixels = self._prepared_for(channels)[0]
+            shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+            o = self.options
+            return list_variants(shape, o.scales, o.angles, o.flip)
 
         return self._cached(("variants", channels), make)
 
-    def _templates_for(self, channels: int) -> list[tuple[Any, PreparedTemplate, Any]]:
-        """What a search in ``channels`` correlates: (variant or None, prepared, mask)."""
+    def _templates_for(
+        self, channels: int, bound: tuple[int, int] | None, name: str | None = None
+    ) -> list[tuple[Any, PreparedTemplate, Any]]:
+        """What a search in ``channels`` correlates: (variant or None, prepared, mask).
+
+        With variants, those that fit in ``bound`` (``_variants_for``).
+        """
         if self.options.variants:
-            return self._variants_for(channels)
+            return self._variants_for(channels, bound, name)
         _, prepared, mask = self._prepared_for(channels)
         return [(None, prepared, mask)]
 
@@ -436,7 +482,19 @@ class Searcher:
             return None
         if channels is None:
             channels = 1 if self.options.grey else self.template.channels
-        for variant, prepared, mask in self._templates_for(channels):
+        if self.options.variants:
+            # a copy loses its variance by shrinking (to a point, at worst): the
+            # copies no larger than the template are checked, the larger ones
+            # (which an image may never need) are not made for this
+            h, w = self._prepared_for(channels)[0].shape[:2]
+            found = [
+                self._variant(channels, spec)
+                for spec in self._specs(channels)
+                if spec.shape[0] * spec.shape[1] <= h * w
+            ]
+        else:
+            found = self._templates_for(channels, None)
+        for variant, prepared, mask in found:
             if mask is not None:
                 masked = prepared.masked(as_mask(mask, prepared.shape), method == "ccoeff_normed")
                 flat, energy = masked.flat, masked.t_sq
@@ -461,6 +519,25 @@ class Searcher:
         outside it).
         """
         return _lay_out([self], image_shape).plans
+
+    def check_fits(self, width: int, height: int) -> None:
+        """Refuse an image of this size before it is decoded, if the template cannot fit in it.
+
+        Only for a plain search (variants may be smaller, padding lets any
+        template fit): the size comes from the file's header.
+
+        Raises
+        ------
+        TemplateTooLargeError
+            The template is taller or wider than the image.
+        """
+        self._check_fits(width, height)
+
+    def _check_fits(self, width: int, height: int, name: str | None = None) -> None:
+        o = self.options
+        h, w = self.template.height, self.template.width
+        if not o.variants and o.pad == "none" and (h > height or w > width):
+            raise TemplateTooLargeError((h, w), (height, width), name=name)
 
     def kernels_for(self, image_shape: tuple[int, ...]) -> set[str]:
         """The compiled kernels a search of an (H, W, C) image would call."""
@@ -534,6 +611,11 @@ class MultiSearcher:
         """Threads each search runs on."""
         return self.searchers[0].threads
 
+    def check_fits(self, width: int, height: int) -> None:
+        """``Searcher.check_fits`` for every template, naming the one that cannot fit."""
+        for searcher in self.searchers:
+            searcher._check_fits(width, height, name=searcher.template.path)
+
     def plans_for(self, image_shape: tuple[int, ...]) -> list[Plan]:
         """What a search of an (H, W, C) image would run, for every template, without running it."""
         return _lay_out(self.searchers, image_shape).plans
@@ -556,19 +638,28 @@ class MultiSearcher:
         return _search(self.searchers, loaded)
 
 
-def _view(options: SearchOptions, image_shape: tuple[int, ...], margins: tuple[int, ...]) -> _View:
-    """Where a search of an (H, W, C) image reads, given the largest pad widths of its templates."""
+def _rect(options: SearchOptions, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) of the part of an (H, W, C) image searched: the region, or all of it."""
     height, width = int(image_shape[0]), int(image_shape[1])
     if options.region is None:
-        rect = (0, height, 0, width)
-    else:
-        x, y, w, h = options.region
-        if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
-            raise WaldoError(
-                f"region {x},{y},{w},{h} is not inside the image ({width}×{height}): "
-                "X,Y,W,H must give a rectangle of it"
-            )
-        rect = (y, y + h, x, x + w)
+        return 0, height, 0, width
+    x, y, w, h = options.region
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise WaldoError(
+            f"region {x},{y},{w},{h} is not inside the image ({width}×{height}): "
+            "X,Y,W,H must give a rectangle of it"
+        )
+    return y, y + h, x, x + w
+
+
+def _view(
+    options: SearchOptions,
+    image_shape: tuple[int, ...],
+    rect: tuple[int, int, int, int],
+    margins: tuple[int, ...],
+) -> _View:
+    """Where a search of an (H, W, C) image reads, given the largest pad widths of its templates."""
+    height, width = int(image_shape[0]), int(image_shape[1])
     padded = options.pad != "none"
     top, bottom, left, right = margins
     y0, y1, x0, x1 = rect
@@ -588,13 +679,7 @@ def _view(options: SearchOptions, image_shape: tuple[int, ...], margins: tuple[i
 def _lay_out(searchers: Sequence[Searcher], image_shape: tuple[int, ...]) -> _Layout:
     """Everything about a search that the image's shape decides: jobs, groups, plans."""
     o = searchers[0].options
-    channels_of = [s._channels(image_shape) for s in searchers]
-    templates = [s._templates_for(c) for s, c in zip(searchers, channels_of, strict=True)]
-    shapes = [p.shape[:2] for found in templates for _, p, _ in found]
-    widths = [pad_widths(shape) for shape in shapes]
-    margins = tuple(max(w[axis][side] for w in widths) for axis in (0, 1) for side in (0, 1))
-    view = _view(o, image_shape, margins)
-    views = {c: view for c in set(channels_of)}
+    rect = _rect(o, image_shape)
     if o.region is not None:
         x, y, w, h = o.region
         for s in searchers:
@@ -604,6 +689,19 @@ def _lay_out(searchers: Sequence[Searcher], image_shape: tuple[int, ...]) -> _La
                     f"region {x},{y},{w},{h} ({w}×{h}) is smaller than the template{named} "
                     f"({s.template.width}×{s.template.height})"
                 )
+    channels_of = [s._channels(image_shape) for s in searchers]
+    # variants larger than the searched part of the image are never made
+    bound = (rect[1] - rect[0], rect[3] - rect[2])
+    several = len(searchers) > 1
+    templates = [
+        s._templates_for(c, bound, s.template.path if several else None)
+        for s, c in zip(searchers, channels_of, strict=True)
+    ]
+    shapes = [p.shape[:2] for found in templates for _, p, _ in found]
+    widths = [pad_widths(shape) for shape in shapes]
+    margins = tuple(max(w[axis][side] for w in widths) for axis in (0, 1) for side in (0, 1))
+    view = _view(o, image_shape, rect, margins)
+    views = {c: view for c in set(channels_of)}
     rows, cols = view.shape
     jobs: list[list[_Job]] = []
     for owner, (found, channels) in enumerate(zip(templates, channels_of, strict=True)):
@@ -873,7 +971,14 @@ def _result(
     y0, y1, x0, x1 = view.rect
     if o.variants:
         extra: dict[str, Any] = {
-            "variants": {"scales": list(o.scales), "angles": list(o.angles), "flip": o.flip}
+            "variants": {
+                "scales": list(o.scales),
+                "angles": list(o.angles),
+                "flip": o.flip,
+                "searched": len(jobs),
+                # larger than the image (or its region, or MAX_VARIANT_PIXELS): never made
+                "skipped": len(searcher._specs(jobs[0].channels)) - len(jobs),
+            }
         }
     else:
         from waldo_cli.params import template_param_counts

@@ -14,8 +14,12 @@ import click
 
 from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError, usage_error
 from waldo_cli.cli.options import (
+    DIRECTORY,
+    FILE,
     FiniteFloat,
     MethodName,
+    OptionalValueCommand,
+    OptionalValueOption,
     Region,
     TopK,
     convolve_option,
@@ -35,12 +39,13 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     from rich.console import Console
 
 
-@click.command("find")
-@click.argument("paths", nargs=-1, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
+@click.command("find", cls=OptionalValueCommand)
+@click.argument("paths", nargs=-1, type=FILE, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
 @click.option(
     "-t",
     "--template",
     "template_paths",
+    type=FILE,
     metavar="TEMPLATE",
     multiple=True,
     help="Search for TEMPLATE in every image given: then every argument is an image (batch mode). "
@@ -49,6 +54,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 )
 @click.option(
     "--files-from",
+    type=FILE,
     metavar="FILE",
     default=None,
     help="Also read image paths from FILE, one per line ('-' for standard input), "
@@ -71,6 +77,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--mask",
     "mask_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Weights for the template's pixels, an image of its size (black = ignore, "
@@ -127,7 +134,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     default=None,
     metavar="START:STOP:STEP|LIST",
     help="Also search the template resized by these factors, e.g. 0.5:2:0.1 (stop "
-    "included) or 0.8,1.25; the template's own size is always searched too. Each match "
+    "included) or 0.8,1.25; the template's own size is always searched too. At most 1000 "
+    "values, every one finite; sizes larger than the image are skipped. Each match "
     "reports its scale.",
 )
 @click.option(
@@ -137,7 +145,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     help="Also search the template turned by these angles in degrees, counter-"
     "clockwise, e.g. 90,180,270 (exact) or -30:30:5 (the corners a turn adds "
     "are masked out); the upright template is always searched too, and angles are "
-    "taken modulo 360 (0:360:90 searches 0° once). Each match reports its angle.",
+    "taken modulo 360 (0:360:90 searches 0° once); at most 1000 values. Each match "
+    "reports its angle.",
 )
 @click.option(
     "--flip",
@@ -198,6 +207,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--heatmap",
     "heatmap_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Write the score map as a picture on the image's pixel grid (each score "
@@ -206,6 +216,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--overlay",
     "overlay_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Write the image with a box, rank and score for every match. The format "
@@ -214,6 +225,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--scores",
     "scores_path",
+    type=FILE,
     metavar="PATH.npy",
     default=None,
     help="Write the raw scores as a float32 .npy array on the image's pixel grid, as the "
@@ -221,12 +233,14 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 )
 @click.option(
     "--heatmap-dir",
+    type=DIRECTORY,
     metavar="DIR",
     default=None,
     help="Write one heatmap per image into DIR, named after the image (.png).",
 )
 @click.option(
     "--overlay-dir",
+    type=DIRECTORY,
     metavar="DIR",
     default=None,
     help="Write one overlay per image into DIR, named after the image (.png).",
@@ -234,6 +248,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--crops",
     "crops_dir",
+    type=DIRECTORY,
     metavar="DIR",
     default=None,
     help="Write each match's window as a PNG into DIR: IMAGE-RANK.png "
@@ -250,13 +265,14 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option("--no-legend", is_flag=True, help="Leave the legend off the heatmap.")
 @click.option(
     "--show",
+    cls=OptionalValueOption,
     type=click.Choice(["overlay", "heatmap"]),
     is_flag=False,
     flag_value="overlay",
     default=None,
-    help="On a terminal, draw the overlay (or the heatmap: --show heatmap) with "
-    "coloured half blocks above the table. Does nothing off a terminal or "
-    "with --json.",
+    help="On a terminal, draw the overlay (or the heatmap: --show=heatmap, the value "
+    "after '=') with coloured half blocks above the table. Does nothing off a "
+    "terminal or with --json.",
 )
 @click.option(
     "--engine",
@@ -476,22 +492,22 @@ def _note(args: FindArgs, message: str) -> None:
 
 
 def _read_file_list(files_from: str, quiet: bool = False, null: bool = False) -> list[str]:
-    """Image paths from a file (or stdin), one per line (or NUL-separated); blanks skipped."""
-    from waldo_cli.errors import ImageReadError
+    """Image paths from a file (or stdin), as ``io.read_file_list`` reads them.
+
+    One per line, split on newlines only (one trailing carriage return and a
+    byte-order mark dropped; blank lines skipped), or with ``null`` (-0)
+    separated by NUL bytes; with bounded lines and total; names that are not
+    UTF-8 still name their files.
+    """
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_file_list
 
     try:
-        if files_from == "-":
-            text = sys.stdin.read()
-        else:
-            with open(files_from, encoding="utf-8", errors="surrogateescape") as fh:
-                text = fh.read()
-    except OSError as exc:
+        return read_file_list(files_from, null=null)
+    except WaldoError as exc:
         if quiet:
             raise click.exceptions.Exit(EXIT_ERROR) from None
-        raise WaldoUsageError(str(ImageReadError(files_from, exc.strerror or str(exc)))) from None
-    if null:  # names may hold newlines; only NUL ends one
-        return [name for name in text.split("\0") if name]
-    return [line for line in text.splitlines() if line.strip()]
+        raise WaldoUsageError(str(exc)) from None
 
 
 def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -519,7 +535,7 @@ def _check_pictures(args: FindArgs, images: list[str], templates: list[str]) -> 
     """Refuse bad picture paths and colormaps before any work is done; where pictures go."""
     from waldo_cli.cli.pictures import Pictures, unique_stems
     from waldo_cli.errors import OutputError, WaldoError
-    from waldo_cli.io import check_output_path
+    from waldo_cli.io import check_output_path, check_output_paths
 
     folders = {
         "--heatmap-dir": args.heatmap_dir,
@@ -534,8 +550,9 @@ def _check_pictures(args: FindArgs, images: list[str], templates: list[str]) -> 
     template_stems, notes = unique_stems(templates)
     for note in notes:
         _note(args, note)
-    # every input is protected: the mask and the file list as much as the images
-    inputs = (*images, *templates, *(p for p in (args.mask_path, args.files_from) if p))
+    # every input is protected, through links: the mask and the file list as much as the
+    # images; and no two outputs may be one file
+    inputs = (*images, *templates, args.mask_path, args.files_from)
     pictures = Pictures(
         templates=tuple(templates),
         heatmap=args.heatmap_path,
@@ -552,15 +569,12 @@ def _check_pictures(args: FindArgs, images: list[str], templates: list[str]) -> 
     try:
         given = pictures.fixed_paths()
         for path, picture in given:
-            check_output_path(path, inputs, image=picture)
             if not picture and not path.lower().endswith(".npy"):
                 raise OutputError(
                     f"{path}: --scores writes a NumPy array; give a name ending in .npy"
                 )
-        if len({os.path.abspath(p) for p, _ in given}) < len(given):
-            raise OutputError(
-                f"{given[0][0]}: --heatmap, --overlay and --scores name the same file"
-            )
+            check_output_path(path, inputs, image=picture)
+        check_output_paths((path for path, _ in given), inputs, image=False)
         for option, folder in folders.items():
             if folder is not None:
                 _make_folder(option, folder)
@@ -777,12 +791,17 @@ def _search_with_pictures(
 def _find_one(args: FindArgs, searcher: Any, image: str, pictures: Any) -> int:
     """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
     from waldo_cli.errors import WaldoError
-    from waldo_cli.io import read_image
+    from waldo_cli.io import image_size, read_image, read_source
 
     # rich only for what a terminal may get (its import is felt in shell loops)
     out = None if args.as_json or args.quiet else stdout_console()
     try:
         name, data = image_source(image)
+        if isinstance(data, str):
+            # a FIFO or device read once; a file's header checked before decoding
+            data = read_source(data)
+            if isinstance(data, str):
+                searcher.check_fits(*image_size(data, name))
         loaded = read_image(data, name=name)
         [result] = _search(searcher, loaded, args.quiet)
         report = result.report

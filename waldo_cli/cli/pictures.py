@@ -101,7 +101,7 @@ class Pictures:
     _input_names: frozenset[str] = frozenset()
     _input_files: frozenset[tuple[int, int]] = frozenset()
 
-    def guard_inputs(self, inputs: Sequence[str]) -> None:
+    def guard_inputs(self, inputs: Sequence[str | None]) -> None:
         """Remember the inputs, and refuse now any picture named after an image that is one.
 
         Raises
@@ -272,6 +272,10 @@ class PictureSearcher:
     def kernels_for(self, image_shape: tuple[int, ...]) -> set[str]:
         """The wrapped searcher's kernels."""
         return set(self.searcher.kernels_for(image_shape))
+
+    def check_fits(self, width: int, height: int) -> None:
+        """The wrapped searcher's check of an image's size, from its header."""
+        self.searcher.check_fits(width, height)
 
     def search_iter(self, loaded: Any) -> Iterator[Any]:
         """Search one image and write its pictures; the results, as the searcher gives them."""
