@@ -7,8 +7,9 @@ How a batch runs there:
 
 - The template is loaded once, by the caller, and the ``Searcher`` is sent
   to the cluster once, as a task of its own that returns it; each search task
-  names that task's result, which a worker fetches once (from a peer) and
-  keeps: the worker's copy prepares the template on its first search. Not
+  names that task's result, copied to every worker once it is there (Dask
+  sends a task only to workers holding what it names), and kept: the
+  worker's copy prepares the template on its first search. Not
   scattered data: Dask forgets scattered data when every worker holding it
   dies, and cancels the tasks that name it, and scattering it again pushes it
   to workers the scheduler may not yet know are dead. A task's result the
@@ -62,7 +63,7 @@ from waldo_cli.io import read_source, read_stream
 from waldo_cli.jit import skip_extension_scan
 from waldo_cli.pool import usable_cores
 from waldo_cli.results import ImageResult
-from waldo_cli.search import Searcher
+from waldo_cli.search import MultiSearcher, Searcher
 
 __all__ = [
     "ClusterError",
@@ -92,6 +93,8 @@ RETRIES = 2
 _RESUBMITS = 3
 # How often the window follows workers that join or leave.
 _RECOUNT_SECONDS = 5.0
+# How long copying the searcher to every worker may take (it is a few kilobytes).
+_SPREAD_SECONDS = 10.0
 
 
 class ClusterError(WaldoError):
@@ -263,7 +266,7 @@ class TaskOutcome:
     seconds: float
 
 
-def hold_searcher(searcher: Searcher) -> Searcher:
+def hold_searcher(searcher: Searcher | MultiSearcher) -> Searcher | MultiSearcher:
     """The searcher itself (runs on a worker): a result the scheduler can rebuild if lost."""
     return searcher
 
@@ -311,7 +314,7 @@ def portable(source: Source) -> Source:
 _THIS_MACHINE = ("/dev/", "/proc/")
 
 
-def search_task(searcher: Searcher, items: list[tuple[int, Source]]) -> TaskOutcome:
+def search_task(searcher: Searcher | MultiSearcher, items: list[tuple[int, Source]]) -> TaskOutcome:
     """Search a few images on a worker: one record each, errors included (runs there).
 
     ``items`` are (index, (name, path, URL or bytes)). Paths are read from
@@ -434,7 +437,7 @@ class _Slot:
 
 def search_on_cluster(
     client: Client,
-    searcher: Searcher,
+    searcher: Searcher | MultiSearcher,
     sources: Iterable[Source],
     *,
     ordered: bool = True,
@@ -448,9 +451,9 @@ def search_on_cluster(
     ----------
     client : distributed.Client
         Connected to a scheduler with workers.
-    searcher : Searcher
-        The prepared template and options; sent once, fetched once by each
-        worker.
+    searcher : Searcher or MultiSearcher
+        The prepared template (or templates) and options; sent once, fetched
+        once by each worker.
     sources : iterable of (name, path, URL, bytes or binary stream)
         The images, read lazily as the window moves on. Workers read paths
         and URLs themselves; bytes, and a stream's bytes (read here), travel
@@ -492,7 +495,7 @@ class _Run:
     def __init__(
         self,
         client: Client,
-        searcher: Searcher,
+        searcher: Searcher | MultiSearcher,
         sources: Iterable[Source],
         ordered: bool,
         total: int | None,
@@ -516,6 +519,7 @@ class _Run:
         self.done = as_completed(with_results=True, raise_errors=False, loop=client.loop)
         self.exhausted = False
         self.fixed: int | None = None  # images per task, where not the sizer's
+        self.spread = False
 
     def _ship(self) -> Future:
         """Send the searcher, once: a task that returns it, which every search task names.
@@ -537,6 +541,17 @@ class _Run:
                 pure=False,
                 retries=self.retries,
             )
+
+    def _spread(self) -> None:
+        """Copy the searcher to every worker, once it is there: all of them then take tasks.
+
+        The scheduler sends a task only to workers that hold what it names;
+        without copies, the others would get tasks only by stealing them. Best
+        effort: a worker that just died fails it, and stealing still works.
+        """
+        self.spread = True
+        with contextlib.suppress(OSError, TimeoutError):
+            self.client.replicate([self.searcher], callback_timeout=_SPREAD_SECONDS)
 
     @property
     def _address(self) -> str:
@@ -601,6 +616,8 @@ class _Run:
     def _finish(self, slot: _Slot, status: str, outcome: Any) -> list[ImageResult]:
         """Take a task's outcome: its records, or its images sent again one by one."""
         if status == "finished":
+            if not self.spread:  # the searcher is on a worker now
+                self._spread()
             self.sizer.record(outcome.seconds, len(slot.items))
             slot.results = outcome.results
             return slot.results

@@ -32,8 +32,17 @@ def check_dask(args: FindArgs) -> None:
         return
     if args.single:
         raise usage_error("--dask searches a batch: give the template with -t")
-    if (args.heatmap_path, args.overlay_path, args.show) != (None, None, None):
-        raise usage_error("--heatmap, --overlay and --show are drawn here, not with --dask")
+    if (args.heatmap_path, args.overlay_path, args.show, args.scores_path) != (None,) * 4:
+        raise usage_error(
+            "--heatmap, --overlay, --scores and --show are for one image searched here, "
+            "not with --dask"
+        )
+    folders = {"--heatmap-dir": args.heatmap_dir, "--overlay-dir": args.overlay_dir}
+    folders["--crops"] = args.crops_dir
+    given = [option for option, folder in folders.items() if folder is not None]
+    if given:
+        # they would be written where each search runs: on the workers' machines
+        raise usage_error(f"{' and '.join(given)}: pictures are not written from --dask workers")
     if args.dask != "local" and args.jobs is not None:
         raise usage_error(
             "--jobs sets the worker processes of --dask local; "
