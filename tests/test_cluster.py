@@ -618,7 +618,21 @@ def test_workers_killed_mid_batch_cost_no_record(images, local_session, address,
         os.set_blocking(writer, True)
         with open(writer, "wb") as fh:
             fh.write(picture)
-    out, err = proc.communicate(timeout=180)
+    try:
+        out, err = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+
+        def states(dask_scheduler):
+            return {
+                str(k): (ts.state, ts.processing_on and ts.processing_on.address)
+                for k, ts in dask_scheduler.tasks.items()
+                if str(k).startswith("waldo-search") and ts.state != "memory"
+            }
+
+        state = local_session.client.run_on_scheduler(states)
+        pytest.fail(f"waldo hung: {len(out.splitlines())} records; tasks: {state}; {err!r}")
     assert proc.returncode == 0, err.decode()
     got = [json.loads(line) for line in out.decode().splitlines()]
     assert [r["image"] for r in got] == names  # each image exactly once, in order

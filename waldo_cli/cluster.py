@@ -7,9 +7,10 @@ How a batch runs there:
 
 - The template is loaded once, by the caller, and the ``Searcher`` is sent
   to the cluster once, as a task of its own that returns it; each search task
-  names that task's result, copied to every worker once it is there (Dask
-  sends a task only to workers holding what it names), and kept: the
-  worker's copy prepares the template on its first search. Not
+  names that task's result. Dask sends a task to a worker that holds what
+  it names, and an idle worker steals tasks from busy ones, fetching the
+  searcher from a peer once; each worker keeps its copy, which prepares the
+  template on its first search. Not
   scattered data: Dask forgets scattered data when every worker holding it
   dies, and cancels the tasks that name it, and scattering it again pushes it
   to workers the scheduler may not yet know are dead. A task's result the
@@ -93,8 +94,6 @@ RETRIES = 2
 _RESUBMITS = 3
 # How often the window follows workers that join or leave.
 _RECOUNT_SECONDS = 5.0
-# How long copying the searcher to every worker may take (it is a few kilobytes).
-_SPREAD_SECONDS = 10.0
 
 
 class ClusterError(WaldoError):
@@ -519,7 +518,6 @@ class _Run:
         self.done = as_completed(with_results=True, raise_errors=False, loop=client.loop)
         self.exhausted = False
         self.fixed: int | None = None  # images per task, where not the sizer's
-        self.spread = False
 
     def _ship(self) -> Future:
         """Send the searcher, once: a task that returns it, which every search task names.
@@ -541,17 +539,6 @@ class _Run:
                 pure=False,
                 retries=self.retries,
             )
-
-    def _spread(self) -> None:
-        """Copy the searcher to every worker, once it is there: all of them then take tasks.
-
-        The scheduler sends a task only to workers that hold what it names;
-        without copies, the others would get tasks only by stealing them. Best
-        effort: a worker that just died fails it, and stealing still works.
-        """
-        self.spread = True
-        with contextlib.suppress(OSError, TimeoutError):
-            self.client.replicate([self.searcher], callback_timeout=_SPREAD_SECONDS)
 
     @property
     def _address(self) -> str:
@@ -616,8 +603,6 @@ class _Run:
     def _finish(self, slot: _Slot, status: str, outcome: Any) -> list[ImageResult]:
         """Take a task's outcome: its records, or its images sent again one by one."""
         if status == "finished":
-            if not self.spread:  # the searcher is on a worker now
-                self._spread()
             self.sizer.record(outcome.seconds, len(slot.items))
             slot.results = outcome.results
             return slot.results
