@@ -53,3 +53,25 @@ class ShapeError(WaldoError):
 
 class OutputError(WaldoError):
     """An output file cannot be written where the user asked."""
+
+
+class FilterReadError(WaldoError):
+    """A file could not be read as a learned filter (not one, damaged, or too new).
+
+    Parameters
+    ----------
+    path : str
+        The file, as the user named it.
+    reason : str
+        What went wrong, in a few words.
+
+    Examples
+    --------
+    >>> str(FilterReadError("logo.npz", "not a waldo filter"))
+    'logo.npz: not a waldo filter'
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

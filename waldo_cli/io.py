@@ -295,6 +295,32 @@ def reconcile_channels(image: np.ndarray, template: np.ndarray) -> tuple[np.ndar
     raise WaldoError(f"cannot match a {ct}-channel template against a {ci}-channel image")
 
 
+def reconcile_filter(image: np.ndarray, learned: Any) -> np.ndarray:
+    """The image in the channels a learned filter reads, as ``reconcile_channels`` does.
+
+    A grey filter searches a colour image made grey (luma); a colour filter
+    cannot search a grey image, since colour cannot be invented for it.
+
+    >>> from waldo_cli.templates import LearnedFilter
+    >>> grey = LearnedFilter(np.ones((2, 2, 1), np.float32), 0.0, colour="grey")
+    >>> reconcile_filter(np.zeros((4, 4, 3), np.float32), grey).shape
+    (4, 4, 1)
+    """
+    channels = image.shape[2]
+    if channels == learned.channels:
+        return image
+    if channels == 3 and learned.channels == 1:
+        return to_grey(image)
+    if channels == 1 and learned.channels == 3:
+        raise WaldoError(
+            f"{learned.name} was learned on colour images; it cannot search a grey image "
+            "(colour cannot be invented for it)"
+        )
+    raise WaldoError(
+        f"cannot search a {channels}-channel image with a {learned.channels}-channel filter"
+    )
+
+
 def _output_format(path: Path) -> str:
     """The Pillow format a file name asks for, or raise OutputError."""
     from waldo_cli.errors import OutputError

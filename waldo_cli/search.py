@@ -1,8 +1,8 @@
 """One search of one image: a template (and its mask and variants) → a typed SearchResult.
 
-``Searcher`` holds a template loaded once, with what every image needs of
-it (prepared per channel count, variants made once), and searches images
-one at a time, from any number of threads. A search is planned before it
+``Searcher`` holds a template loaded once (or a learned filter), with what
+every image needs of it (prepared per channel count, variants made once),
+and searches images one at a time, from any number of threads. A search is planned before it
 runs (``engine.plan_match``/``plan_matches``: the Plan is what runs, what
 ``--json`` reports and what the first-run notice reads), then scored, then
 its peaks found and turned into image coordinates, in this one place.
@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from waldo_cli.engine import match_template, match_templates, plan_match, plan_matches
-from waldo_cli.io import LoadedImage, reconcile_channels
+from waldo_cli.io import LoadedImage, reconcile_channels, reconcile_filter
 from waldo_cli.jit import load_kernels
 from waldo_cli.methods import DEFAULT_METHOD
 from waldo_cli.peaks import best_over_variants, find_peaks
 from waldo_cli.plan import Plan, engines_used
 from waldo_cli.pool import SHARED
 from waldo_cli.results import FindReport, Match
-from waldo_cli.templates import PreparedTemplate, prepare_template
+from waldo_cli.templates import LearnedFilter, PreparedTemplate, prepare_template
 
 # Score maps of template variants searched together, at most: on a huge image
 # the variants are searched in groups, each merged before the next is made.
@@ -53,10 +53,15 @@ class SearchOptions:
     angles: tuple[float, ...] = (0.0,)
     flip: bool = False
     threads: int | None = None
+    own_scales: bool = True
 
     @property
     def variants(self) -> bool:
-        """Whether the template is searched at several sizes, turns or mirrored."""
+        """Whether the template is searched at several sizes, turns or mirrored.
+
+        ``own_scales``: a learned filter given ``scales=(1.0,)`` is searched at
+        the scales it was learned for (``LearnedFilter.scales``).
+        """
         return self.scales != (1.0,) or self.angles != (0.0,) or self.flip
 
 
@@ -151,15 +156,44 @@ class Searcher:
     with a grey version of a colour template. A searcher may be shared by
     threads (its caches are filled under a lock) and pickled (for process
     or cluster executors; the caches are rebuilt there).
+
+    ``template`` may be a learned filter (``load_filter``): it is then
+    searched with its own method, ``learned`` (``options.method`` must say
+    so), with no mask; a grey filter searches colour images made grey, a
+    colour filter refuses grey images. Its copies for ``scales``, ``angles``
+    and ``flip`` are its kernel resized (and divided by the scale squared, so
+    that a larger copy sums as many pixels' worth of evidence), turned or
+    mirrored; the bias stays.
     """
 
-    template: LoadedImage
+    template: LoadedImage | LearnedFilter
     options: SearchOptions
     mask: np.ndarray | None = None
     mask_source: str | None = None
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     # reentrant: variants are made from the prepared template, under the lock
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        from dataclasses import replace
+
+        from waldo_cli.errors import WaldoError
+        from waldo_cli.methods import DEFAULT_METHOD, LEARNED
+
+        learned = self.learned
+        if learned is None:
+            return
+        if self.options.method not in (DEFAULT_METHOD, LEARNED.name):
+            raise WaldoError(
+                f"{learned.name} is a learned filter, scored by method 'learned', "
+                f"not {self.options.method!r}"
+            )
+        if self.mask is not None:
+            raise WaldoError(f"{learned.name} is a learned filter: it takes no mask")
+        options = replace(self.options, method=LEARNED.name)
+        if options.scales == (1.0,) and options.own_scales and learned.scales != (1.0,):
+            options = replace(options, scales=(1.0, *(s for s in learned.scales if s != 1.0)))
+        self.options = options
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -175,18 +209,40 @@ class Searcher:
         """Threads each search runs on."""
         return self.options.threads or SHARED.threads
 
+    @property
+    def learned(self) -> LearnedFilter | None:
+        """The learned filter searched for, or None for a template."""
+        return self.template if isinstance(self.template, LearnedFilter) else None
+
+    @property
+    def _size(self) -> tuple[int, int]:
+        """(h, w) of the template or the filter's kernel."""
+        if isinstance(self.template, LearnedFilter):
+            return self.template.shape[:2]
+        return self.template.height, self.template.width
+
+    def _reconcile(self, pixels: np.ndarray) -> np.ndarray:
+        """The image in the channels it is searched in (grey if either is grey)."""
+        if isinstance(self.template, LearnedFilter):
+            return reconcile_filter(pixels, self.template)
+        return reconcile_channels(pixels, self.template.pixels)[0]
+
     def _cached(self, key: Any, make: Callable[[], T]) -> T:
         with self._lock:
             if key not in self._cache:
                 self._cache[key] = make()
             return self._cache[key]
 
-    def _prepared_for(
-        self, channels: int
-    ) -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
+    def _prepared_for(self, channels: int) -> tuple[np.ndarray, Any, np.ndarray | None]:
+        learned = self.learned
+        if learned is not None:
+            return learned.kernel, learned, None
+        assert isinstance(self.template, LoadedImage)
+        template = self.template
+
         def make() -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
             probe = np.zeros((1, 1, channels), np.float32)
-            _, pixels = reconcile_channels(probe, self.template.pixels)
+            _, pixels = reconcile_channels(probe, template.pixels)
             mask = self.mask
             if mask is not None and mask.ndim == 3 and mask.shape[2] != pixels.shape[2]:
                 _, mask = reconcile_channels(np.zeros((1, 1, pixels.shape[2])), mask)
@@ -194,20 +250,33 @@ class Searcher:
 
         return self._cached(channels, make)
 
-    def _variants_for(self, channels: int) -> list[tuple[Any, PreparedTemplate, Any]]:
-        def make() -> list[tuple[Any, PreparedTemplate, Any]]:
+    def _variants_for(self, channels: int) -> list[tuple[Any, Any, Any]]:
+        def make() -> list[tuple[Any, Any, Any]]:
             from waldo_cli.variants import make_variants
 
             pixels, _, mask = self._prepared_for(channels)
             variants = make_variants(
                 pixels, mask, self.options.scales, self.options.angles, self.options.flip
             )
+            learned = self.learned
+            if learned is not None:
+                # a copy s times larger sums s² times as many pixels; the
+                # corners a turn adds are zero weights, so no mask is needed
+                return [
+                    (v, learned.with_kernel(v.pixels / np.float32(v.scale * v.scale)), None)
+                    for v in variants
+                ]
             return [(v, prepare_template(v.pixels), v.mask) for v in variants]
 
         return self._cached(("variants", channels), make)
 
     def _channels(self, image_shape: tuple[int, ...]) -> int:
-        """The channels a search of an (H, W, C) image runs in (grey if either is grey)."""
+        """The channels a search of an (H, W, C) image runs in (grey if either is grey).
+
+        A colour filter keeps the image's own channels (and refuses a grey one).
+        """
+        if isinstance(self.template, LearnedFilter) and self.template.channels == 3:
+            return int(image_shape[2])
         return min(int(image_shape[2]), self.template.channels)
 
     def _groups(self, image_shape: tuple[int, ...]) -> Iterator[list[int]]:
@@ -282,7 +351,7 @@ class Searcher:
             The image cannot be searched (too small, channels that cannot be
             reconciled).
         """
-        pixels, _ = reconcile_channels(loaded.pixels, self.template.pixels)
+        pixels = self._reconcile(loaded.pixels)
         # the one-time loading of the kernels is not the search's own time
         compile_seconds = load_kernels(self.plans_for(pixels.shape))
         started = time.perf_counter()
@@ -292,16 +361,20 @@ class Searcher:
             matches, scores, plans, extra = self._search_one(pixels)
         seconds = time.perf_counter() - started
         o = self.options
+        learned = self.learned
+        th, tw = self._size
+        template = self.template
         report = FindReport(
             image=loaded.path,
-            template=self.template.path,
+            template=template.name if isinstance(template, LearnedFilter) else template.path,
             method=o.method,
             image_size=(loaded.width, loaded.height),
-            template_size=(self.template.width, self.template.height),
+            template_size=(tw, th),
             matches=matches,
             seconds=seconds,
             threshold=o.threshold,
             extra={
+                **({"filter": learned.name} if learned is not None else {}),
                 "engine": engines_used(plans),
                 "threads": self.threads,
                 "mask": self.mask_source,
@@ -316,7 +389,7 @@ class Searcher:
 
     def _peaks(self, values: np.ndarray) -> list[Match]:
         o = self.options
-        th, tw = self.template.pixels.shape[:2]
+        th, tw = self._size
         return find_peaks(
             values,
             o.method,
@@ -334,7 +407,7 @@ class Searcher:
 
         o = self.options
         _, prepared, mask = self._prepared_for(pixels.shape[2])
-        (height, width, channels), (h, w, _) = pixels.shape, prepared.shape
+        (height, width, _), (h, w, channels) = pixels.shape, prepared.shape
         plan = plan_match(
             pixels.shape,
             prepared,
@@ -355,7 +428,11 @@ class Searcher:
             matches,
             scores,
             [plan],
-            {"parameters": template_param_counts(height, width, h, w, channels)},
+            {
+                "parameters": template_param_counts(
+                    height, width, h, w, channels, bias=self.learned is not None
+                )
+            },
         )
 
     def _search_variants(
@@ -391,6 +468,6 @@ class Searcher:
         for peak in self._peaks(best):
             variant = variants[which[round(peak.y), round(peak.x)]][0]
             matches.append(_variant_match(peak, variant.shape, True, variant))
-        th, tw = self.template.pixels.shape[:2]
+        th, tw = self._size
         extra = {"variants": {"scales": list(o.scales), "angles": list(o.angles), "flip": o.flip}}
         return matches, ScoreMap(best, CENTRE, (th, tw)), plans, extra
