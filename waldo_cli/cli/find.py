@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 
 @click.command("find")
 @click.argument("paths", nargs=-1, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
+# TEMPLATE may be a filter learned by `waldo learn` (a .npz file)
 @click.option(
     "-t",
     "--template",
@@ -51,7 +52,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     type=click.Choice(METHODS),
     default=DEFAULT_METHOD,
     show_default=True,
-    help="How windows are scored (OpenCV's TM_* methods).",
+    help="How windows are scored (OpenCV's TM_* methods). A learned filter is scored by "
+    "its own method, learned.",
 )
 @click.option(
     "--mask",
@@ -225,6 +227,11 @@ def find_command(**kwargs: Any) -> int:
     path of '-' reads the image from standard input. A grey file matched with
     a colour one is matched in grey.
 
+    TEMPLATE may be a filter learned by `waldo learn` (FILTER.npz): it is
+    scored by method "learned", its calibrated "waldoness" (about 1 for a
+    typical example, 0.5 the default threshold), at the scales it was
+    learned for unless --scales says otherwise; it takes no mask.
+
     In batch mode the template is loaded once, images are searched JOBS at a
     time, results come out in the order the images were given, each as soon
     as it and those before it are done, and an image that cannot be searched
@@ -311,6 +318,29 @@ def _check_usage(args: FindArgs) -> None:
         raise usage_error("give --threshold or --no-threshold, not both")
     if args.no_mask and args.mask_path is not None:
         raise usage_error("give --mask or --no-mask, not both")
+
+
+def _check_filter_usage(args: FindArgs, loaded: Any) -> FindArgs:
+    """With a learned filter: its own method (an explicit other one is refused), no mask."""
+    from dataclasses import replace
+
+    from waldo_cli.methods import LEARNED
+    from waldo_cli.templates import LearnedFilter
+
+    if not isinstance(loaded, LearnedFilter):
+        return args
+    ctx = click.get_current_context(silent=True)
+    given = (
+        ctx is not None
+        and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT
+    )
+    if given and args.method != LEARNED.name:
+        raise usage_error(
+            f"{loaded.name} is a learned filter, scored by its own method: leave out --method"
+        )
+    if args.mask_path is not None:
+        raise usage_error(f"{loaded.name} is a learned filter: it takes no --mask")
+    return replace(args, method=LEARNED.name)
 
 
 def _inputs(args: FindArgs) -> tuple[list[str], str]:
@@ -428,6 +458,16 @@ def _load_searcher(
         loaded, mask, source = _read_template(args, template)
     except WaldoError as exc:
         raise _input_error(args, str(exc)) from None
+    filtered = _check_filter_usage(args, loaded)
+    if filtered is not args:
+        from dataclasses import replace
+
+        options = replace(
+            options,
+            method=filtered.method,
+            threshold=filtered.limit,
+            own_scales=args.scales is None,
+        )
     _note_threads(args)
     return Searcher(loaded, options, mask=mask, mask_source=source)
 
@@ -483,9 +523,12 @@ def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]
         The template or the mask cannot be read, or they differ in size.
     """
     from waldo_cli.errors import ShapeError
+    from waldo_cli.filters import is_filter_file, load_filter
     from waldo_cli.io import read_image
 
     name, data = image_source(template)
+    if is_filter_file(data):
+        return load_filter(data, name=name), None, None
     loaded = read_image(data, name=name)
     if args.mask_path is not None:
         mask_name, mask_data = image_source(args.mask_path)
