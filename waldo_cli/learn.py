@@ -7,28 +7,31 @@ from examples of the target (boxes in scenes, or crops) and from everything
 that is not the target (the rest of those scenes, and images without it).
 
 The method is a whitened linear discriminant (LDA; "WHO", Hariharan, Malik
-and Ramanan, ECCV 2012), with hard negatives:
+and Ramanan, ECCV 2012) whose negatives are mostly hard negatives:
 
 1. Every window of every scene is a negative. Their mean μ₀ and covariance
-   Σ are not gathered window by window (millions of them): a window's
-   covariance depends only on the offset between two of its pixels, so Σ is
-   read off the images' autocorrelations, one FFT per image and channel
-   pair (``window_moments``). Σ is regularised by λ·tr(Σ)/d on its
-   diagonal (``regularisation``).
-2. The examples, each copied with small random changes (``augment``:
-   mirrored, 0.9–1.1 times the size, turned up to 5°, moved a little,
-   brightness and contrast ±10%, slightly blurred), give the positives'
-   mean μ₊.
-3. w = Σ⁻¹(μ₊ − μ₋), one linear solve in float64. The negatives' mean μ₋
-   starts as μ₀; then the filter searches the training scenes, the best
-   peaks that are not the target are the hard negatives (decoys), and μ₋
-   moves towards their mean: μ₋ = (1 − α) μ₀ + α μ_hard (``HARD_WEIGHT``),
-   and w is solved again. Σ stays that of the background, so a few
-   hundred decoys cannot make it singular.
-4. The scores are calibrated on examples held out of the learning (k-fold,
-   by scene): 1 is a typical held-out example, 0.5 (the default threshold)
-   the point that best separates held-out examples from the best peak
-   elsewhere in their scenes.
+   Σ₀ are not gathered window by window (millions of them): a window's
+   covariance depends only on the offset between two of its pixels, so Σ₀
+   is read off the images' autocorrelations, one FFT per image and channel
+   pair (``window_moments``).
+2. The examples, scaled to the filter's height and each copied with small
+   random changes (``augment``: mirrored, 0.9–1.1 times the size, turned up
+   to 5°, moved a little, slightly blurred, brightness and contrast ±10%),
+   give the positives' mean μ₊.
+3. w = (Σ₋ + λ tr(Σ₋)/d I)⁻¹ (μ₊ − μ₋), one linear solve in float64, with
+   w kept to sum to zero in each channel (so a window's overall brightness
+   or tint does not count). First Σ₋, μ₋ = Σ₀, μ₀; then the filter searches
+   the training scenes and its 200 best peaks in each that are not the
+   target are the hard negatives (the decoys); the negatives become 20%
+   every window and 80% hard negatives (``HARD_WEIGHT``, in mean and
+   covariance), and w is solved again; twice. The background keeps Σ₋
+   well conditioned however few the decoys.
+4. The scales to search are the sizes the examples came in (``scales``).
+5. The scores are calibrated on examples held out of the learning (5-fold,
+   by image): 1 is a typical held-out example, 0.5 (the default threshold)
+   the score that best separates held-out examples from the best peaks
+   clear of them. Scores are on a scale where the background's mean is 0
+   and the training positives' mean 1, the same for every fold.
 
 A MOSSE-style correlation filter and ridge regression on patches were
 measured against it; the README gives the numbers and the reasons.
@@ -239,7 +242,6 @@ def _hard_negatives(
 
 
 SCALE_STEP = 1.045  # between the scales a filter is searched at by default
-BLUR = 0.0
 
 
 def _centre(matrix: np.ndarray, channels: int, both: bool = True) -> np.ndarray:
@@ -720,8 +722,7 @@ def learn_filter(
 
     def learning_grid(e: Example) -> np.ndarray:
         pixels = to_grey(e.pixels) if grey and e.pixels.shape[2] == 3 else e.pixels
-        out = _coarse_grid(pixels, factor) / np.float32(255) - np.float32(0.5)
-        return _blur(out, BLUR) if BLUR else out
+        return _coarse_grid(pixels, factor) / np.float32(255) - np.float32(0.5)
 
     units = _Units(
         features=[learning_grid(e) for e in everything],

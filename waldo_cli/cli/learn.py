@@ -180,10 +180,13 @@ def summary_lines(training: dict[str, Any], output: str, seconds: float) -> list
     ...        "positives": 80, "hard_negatives": 10, "colour": "rgb", "parameters": 136,
     ...        "scales": [1.0], "regularisation": 0.01,
     ...        "trained": {"found": 2, "of": 2, "examples": [0.9, 1.0, 1.1],
-    ...                    "best_clear": [0.0, 0.1, 0.2]}, "held_out": {}}
+    ...                    "best_clear": [0.0, 0.1, 0.2]},
+    ...        "held_out": {"folds": 2, "found": 1, "of": 2, "examples": [0.4, 1.0, 1.6],
+    ...                     "best_clear": [0.1, 0.2, 0.3]}}
     >>> print("\n".join(summary_lines(doc, "f.npz", 1.5)))
     waldo learn: 2 examples (2 in scenes, 0 crops); negatives from 2 scenes and 0 images
     filter 5×9×3 (rgb) = 136 parameters; 80 positives with copies, 10 hard negatives, λ 0.01
+    held out (2-fold): found 1 of 2 at 0.5; examples 0.40–1.60 (median 1.00); best peak clear of them 0.30
     trained on: found 2 of 2 at 0.5; examples 0.90–1.10 (median 1.00); best peak clear of them 0.20
     wrote f.npz in 1.50 s
     """
@@ -217,6 +220,11 @@ def summary_lines(training: dict[str, Any], output: str, seconds: float) -> list
         lines.append(
             f"{label}{folds}: found {part['found']} of {part['of']} at 0.5; examples "
             f"{low:.2f}–{high:.2f} (median {mid:.2f}); best peak clear of them {clear[-1]:.2f}"
+        )
+    if not training.get("held_out"):
+        lines.append(
+            "note: calibrated on the training examples themselves (hold-out needs two images or "
+            "more): new examples will score lower than these"
         )
     lines.append(f"wrote {output} in {seconds:.2f} s")
     return lines
