@@ -186,8 +186,8 @@ def summary_lines(training: dict[str, Any], output: str, seconds: float) -> list
     >>> print("\n".join(summary_lines(doc, "f.npz", 1.5)))
     waldo learn: 2 examples (2 in scenes, 0 crops); negatives from 2 scenes and 0 images
     filter 5×9×3 (rgb) = 136 parameters; 80 positives with copies, 10 hard negatives, λ 0.01
-    held out (2-fold): found 1 of 2 at 0.5; examples 0.40–1.60 (median 1.00); best peak clear of them 0.30
-    trained on: found 2 of 2 at 0.5; examples 0.90–1.10 (median 1.00); best peak clear of them 0.20
+    held out (2-fold): found 1 of 2 at 0.5; examples 0.40–1.60 (median 1.00); best other peak 0.30
+    trained on: found 2 of 2 at 0.5; examples 0.90–1.10 (median 1.00); best other peak 0.20
     wrote f.npz in 1.50 s
     """
     w, h = training["size"]
@@ -219,7 +219,7 @@ def summary_lines(training: dict[str, Any], output: str, seconds: float) -> list
         folds = f" ({part['folds']}-fold)" if "folds" in part else ""
         lines.append(
             f"{label}{folds}: found {part['found']} of {part['of']} at 0.5; examples "
-            f"{low:.2f}–{high:.2f} (median {mid:.2f}); best peak clear of them {clear[-1]:.2f}"
+            f"{low:.2f}–{high:.2f} (median {mid:.2f}); best other peak {clear[-1]:.2f}"
         )
     if not training.get("held_out"):
         lines.append(
