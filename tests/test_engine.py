@@ -331,5 +331,14 @@ def test_bad_arrays_raise_shape_error(image, template, pattern):
 
 
 def test_unknown_method_is_an_error():
+    # "TM_CCOEFF" was the unknown name here until #16 made OpenCV's spellings aliases
     with pytest.raises(WaldoError, match="unknown method"):
-        match_template(np.zeros((5, 5)), np.zeros((2, 2)), "TM_CCOEFF")
+        match_template(np.zeros((5, 5)), np.zeros((2, 2)), "TM_CROSS")
+
+
+@pytest.mark.parametrize("spelling", ["TM_CCOEFF", "cv2.TM_CCOEFF", "CCOEFF", "cv.tm_ccoeff"])
+def test_opencv_spellings_name_the_same_method(spelling, rng):
+    image, template = rng.random((12, 14, 3)), rng.random((3, 4, 3))
+    np.testing.assert_array_equal(
+        match_template(image, template, spelling), match_template(image, template, "ccoeff")
+    )

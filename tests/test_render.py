@@ -310,8 +310,7 @@ def test_show_draws_half_blocks_on_a_terminal(what):
         "find",
         SAMPLE,
         SAMPLE_TEMPLATE,
-        "--show",
-        what,
+        f"--show={what}",
         env={"FORCE_COLOR": "1", "COLUMNS": "60", "LINES": "40"},
     )
     assert result.exit_code == 0

@@ -22,6 +22,21 @@ def as_hwc(array: object, what: str) -> np.ndarray:
     >>> as_hwc(np.zeros((2, 3)), "image").shape
     (2, 3, 1)
     """
+    return as_hwc_peak(array, what)[0]
+
+
+def as_hwc_peak(array: object, what: str) -> tuple[np.ndarray, float]:
+    """``as_hwc``, and a bound on the array's magnitude as float32 holds it.
+
+    The bound is the largest absolute value for float arrays (found by the
+    same pass that checks them), and the dtype's for the others: the engine
+    sizes its float32 correlation maps by it.
+
+    >>> as_hwc_peak(np.array([[-3.0, 2.0]]), "image")[1]
+    3.0
+    >>> as_hwc_peak(np.zeros((1, 1), np.uint8), "image")[1]
+    255.0
+    """
     arr = np.asarray(array)
     if arr.dtype.kind not in "biuf":
         raise ShapeError(
@@ -37,9 +52,14 @@ def as_hwc(array: object, what: str) -> np.ndarray:
         # max and min propagate NaN; anything beyond float32's range would
         # become inf once converted
         high, low = float(arr.max()), float(arr.min())
-        if not (np.isfinite(high) and np.isfinite(low)) or max(high, -low) > _FLOAT32_MAX:
+        peak = max(high, -low)
+        if not (np.isfinite(high) and np.isfinite(low)) or peak > _FLOAT32_MAX:
             raise ShapeError(f"{what} holds NaN or infinite values (after conversion to float32)")
-    return arr
+        return arr, peak
+    if arr.dtype.kind == "b":
+        return arr, 1.0
+    info = np.iinfo(arr.dtype)
+    return arr, float(max(info.max, -int(info.min)))
 
 
 def as_planar(img: np.ndarray) -> np.ndarray:

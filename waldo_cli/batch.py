@@ -14,7 +14,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from waldo_cli.errors import ImageReadError, WaldoError
-from waldo_cli.io import read_image
+from waldo_cli.io import image_size, read_image, read_source
 from waldo_cli.results import FindReport, ImageResult
 from waldo_cli.search import Searcher, SearchOptions
 
@@ -27,6 +27,12 @@ def search_source(searcher: Searcher, index: int, source: Source) -> ImageResult
     """Read and search one image; whatever is wrong with it becomes its error record."""
     name, data = source
     try:
+        if isinstance(data, str):
+            # a FIFO or device is read once, here; a file's header says, before
+            # anything is decoded, whether the template can fit
+            data = read_source(data)
+            if isinstance(data, str):
+                searcher.check_fits(*image_size(data, name))
         loaded = read_image(data, name=name)
         result = searcher.search(loaded)
     except ImageReadError as exc:  # names the file already

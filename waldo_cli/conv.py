@@ -32,6 +32,13 @@ KERNEL_NAMES = ("sobel-x", "sobel-y", "sobel", "laplace", "gauss:σ", "box:k")
 # The largest side a named kernel may have (gauss up to σ ≈ 166, box up to k = 1001):
 # a larger one is almost surely a typo, and would allocate gigabytes before failing.
 MAX_SIDE = 1001
+# The most a kernel file may hold, checked from its header before it is read:
+# output channels D (as many as a large CNN layer), and weights of the
+# (h, w, C, D) kernel it becomes (128 MiB as float64).
+MAX_OUTPUTS = 1024
+MAX_WEIGHTS = 1 << 24
+# The most H may take (H×W×D float32), checked before it is computed.
+MAX_FEATURE_BYTES = 4 << 30
 
 _SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _LAPLACE = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
@@ -115,8 +122,10 @@ def _box(spec: str, size_text: str) -> np.ndarray:
     return np.full((size, size), 1.0 / (size * size))
 
 
-def _load_npy(path: str, channels: int) -> np.ndarray:
-    """A kernel file as (h, w, C, D) float64, or a WaldoError naming the file and its shape."""
+def _read_npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, data offset) from a .npy file's header, without reading its data."""
+    from numpy.lib import format as npy
+
     try:
         with open(path, "rb") as fh:
             head = fh.read(6)
@@ -125,25 +134,35 @@ def _load_npy(path: str, channels: int) -> np.ndarray:
             if head != b"\x93NUMPY":
                 raise WaldoError(f"{path}: not a NumPy .npy file (no .npy header)")
             fh.seek(0)
-            loaded = np.load(fh, allow_pickle=False)
+            version = npy.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(fh)
+            elif version == (2, 0):
+                shape, _, dtype = npy.read_array_header_2_0(fh)
+            else:
+                major, minor = version
+                raise WaldoError(f"{path}: .npy format version {major}.{minor} is not read")
+            return tuple(int(n) for n in shape), dtype, fh.tell()
     except FileNotFoundError:
         raise WaldoError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise WaldoError(f"{path}: is a directory, not a .npy file") from None
     except PermissionError:
         raise WaldoError(f"{path}: permission denied") from None
-    except (OSError, ValueError, EOFError) as exc:
-        if "pickle" in str(exc):  # np.load's word for an array of Python objects
-            raise WaldoError(f"{path}: the array holds Python objects, not numbers") from None
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise WaldoError(f"{path}: a damaged .npy file ({reason})") from None
-    shape = tuple(int(n) for n in loaded.shape)
-    if loaded.dtype.kind not in "biuf":
+
+
+def _check_npy_header(path: str, shape: tuple[int, ...], dtype: np.dtype, channels: int) -> None:
+    """Refuse a kernel file by its header: dtype, rank, sides and size, before any data is read."""
+    if dtype.hasobject:
+        raise WaldoError(f"{path}: the array holds Python objects, not numbers")
+    if dtype.kind not in "biuf":
         raise WaldoError(
-            f"{path}: the kernel has dtype {loaded.dtype}; a real (bool, integer "
-            "or float) array is needed"
+            f"{path}: the kernel has dtype {dtype}; a real (bool, integer or float) array is needed"
         )
-    if loaded.ndim not in (2, 3, 4):
+    if len(shape) not in (2, 3, 4):
         raise WaldoError(
             f"{path}: the kernel has shape {shape}; expected (h, w), (h, w, C) or (h, w, C, D)"
         )
@@ -155,17 +174,52 @@ def _load_npy(path: str, channels: int) -> np.ndarray:
             f"{path}: the kernel has shape {shape}; its height and width must be "
             "odd, so that it has a centre pixel"
         )
+    if len(shape) > 2 and shape[2] != channels:
+        raise WaldoError(
+            f"{path}: the kernel has shape {shape}, so it takes {shape[2]} input "
+            f"channel(s), but the image has {channels}"
+        )
+    outputs = shape[3] if len(shape) == 4 else channels if len(shape) == 2 else 1
+    if outputs > MAX_OUTPUTS:
+        raise WaldoError(
+            f"{path}: the kernel has shape {shape}, {outputs} output channels; "
+            f"at most {MAX_OUTPUTS}"
+        )
+    weights = h * w * channels * outputs  # of the (h, w, C, D) kernel it becomes
+    if weights > MAX_WEIGHTS:
+        raise WaldoError(
+            f"{path}: the kernel has shape {shape}, {weights} weights as (h, w, C, D); "
+            f"at most {MAX_WEIGHTS}"
+        )
+
+
+def _load_npy(path: str, channels: int) -> np.ndarray:
+    """A kernel file as (h, w, C, D) float64, or a WaldoError naming the file and its shape.
+
+    The header is read and checked first (``MAX_OUTPUTS``, ``MAX_WEIGHTS``,
+    and a file long enough for the data it declares), so a file that
+    declares a huge array is refused before anything is allocated.
+    """
+    shape, dtype, offset = _read_npy_header(path)
+    _check_npy_header(path, shape, dtype, channels)
+    declared = offset + math.prod(shape) * dtype.itemsize
+    try:
+        if os.path.getsize(path) < declared:
+            raise WaldoError(
+                f"{path}: a damaged .npy file (its header declares {shape} {dtype}, "
+                f"{declared} bytes, but the file is shorter)"
+            )
+        with open(path, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise WaldoError(f"{path}: a damaged .npy file ({reason})") from None
     kernel = loaded.astype(np.float64)
     # the engine computes in float32: a weight beyond its range would become inf there
     if not np.isfinite(kernel).all() or np.abs(kernel).max() > np.finfo(np.float32).max:
         raise WaldoError(f"{path}: the kernel holds NaN or infinite values (as float32)")
     if kernel.ndim == 2:
         return depthwise(kernel, channels)
-    if kernel.shape[2] != channels:
-        raise WaldoError(
-            f"{path}: the kernel has shape {shape}, so it takes {shape[2]} input "
-            f"channel(s), but the image has {channels}"
-        )
     return kernel if kernel.ndim == 4 else kernel[:, :, :, None]
 
 
@@ -181,7 +235,10 @@ def make_kernel(spec: str, channels: int, *, delta: int | None = None) -> np.nda
         ``gauss:σ`` (2·ceil(3σ)+1 square, sums to 1), ``box:k`` (k×k, k odd,
         sums to 1), or a path ending in ``.npy`` holding an (h, w) filter
         (applied per channel like the named ones), an (h, w, C) one (one
-        output channel) or the full (h, w, C, D) V; h and w odd.
+        output channel) or the full (h, w, C, D) V; h and w odd, at most
+        ``MAX_OUTPUTS`` (1024) output channels and ``MAX_WEIGHTS`` (2**24)
+        weights as (h, w, C, D), checked from the file's header before its
+        data is read.
     channels : int
         C, the channel count of the image the layer will see.
     delta : int, optional
@@ -297,7 +354,8 @@ def apply_layer(
     ------
     ShapeError
         A kernel that is not 4-D, has even sides, disagrees with the image's
-        channels, or (with ``pad="none"``) is larger than the image.
+        channels, or (with ``pad="none"``) is larger than the image; or an H
+        of more than ``MAX_FEATURE_BYTES`` (4 GiB).
 
     Examples
     --------
@@ -331,6 +389,12 @@ def apply_layer(
         out_shape = (height - h + 1, width - w + 1)
     else:
         out_shape = (height, width)
+    size = out_shape[0] * out_shape[1] * outputs * 4
+    if size > MAX_FEATURE_BYTES:
+        raise ShapeError(
+            f"H would be {out_shape[1]}×{out_shape[0]}×{outputs} float32, "
+            f"{size / (1 << 30):.1f} GiB; at most {MAX_FEATURE_BYTES >> 30} GiB"
+        )
     features = np.zeros((*out_shape, outputs), np.float32)
     reads = np.any(v != 0, axis=(0, 1))
     for d in range(outputs):
@@ -442,12 +506,12 @@ def check_outputs(
     >>> len(check_outputs(os.path.join(tempfile.mkdtemp(), "h.png"), 3))
     3
     """
-    from waldo_cli.io import check_output_path
+    from waldo_cli.io import check_output_path, check_output_paths
 
     npy = Path(out).suffix.lower() == ".npy"
     paths = output_paths(out, outputs)
+    check_output_paths(paths, protect, image=False)  # inputs and each other, through links
     for path in paths:
-        check_output_path(path, protect, image=False)
         if not npy:
             try:
                 check_output_path(path, image=True)  # all else passed: only the format is left

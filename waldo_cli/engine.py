@@ -11,11 +11,13 @@ searches with different options may run at once in one process.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
 
-from waldo_cli.arrays import as_hwc, as_mask, as_planar, channel_offsets
+from waldo_cli import jit
+from waldo_cli.arrays import as_hwc, as_hwc_peak, as_mask, as_planar, channel_offsets
 from waldo_cli.errors import ShapeError, TemplateTooLargeError, WaldoError
 from waldo_cli.jit import load_fft, warm_kernels
 from waldo_cli.methods import DEFAULT_METHOD, LEARNED, METHOD_CODES, check_template_method
@@ -68,6 +70,9 @@ _NUMPY_PAD: dict[str, Literal["constant", "reflect", "edge"]] = {
 }
 # at most this many bytes of correlation maps in flight in one shared pass
 _SHARED_BYTES = 256 << 20
+# Correlation maps are float32 (see _run); a map that could exceed this is
+# computed divided by a power of two (exactly, and undone in float64).
+_CORR_LIMIT = 2.0**120
 
 
 def set_threads(threads: int | None) -> int:
@@ -295,7 +300,8 @@ def match_template(
     ----------
     image : (H, W[, C]) array_like
         Any real dtype; computed in float32 (values are rounded to float32
-        first), with products and sums accumulated in float64.
+        first), with products and sums accumulated in float64. Any finite
+        values float32 holds are searched, up to ±3.4e38: see Returns.
     template : (h, w[, C]) array_like, PreparedTemplate or LearnedFilter
         Same channel count as ``image``; h ≤ H and w ≤ W. A template from
         ``prepare_template`` skips the per-call preparation (for batches).
@@ -339,7 +345,12 @@ def match_template(
     -------
     scores : (H-h+1, W-w+1) float32 ndarray
         ``scores[y, x]`` scores the window whose top-left corner is row y,
-        column x. Never NaN or inf.
+        column x. Never NaN or inf: the normed scores are exact (to about
+        1e-7) for any finite input, however large its values or the mask's
+        weights; a raw score (``sqdiff``, ``ccorr``, ``ccoeff``, masked
+        ``sqdiff_normed``) beyond float32's range, which pixels or weights
+        of about 1e19 reach, is saturated at ±3.4028235e38 (float32's
+        largest), on every engine alike.
 
     Raises
     ------
@@ -445,7 +456,7 @@ def match_template(
             threads=threads,
             plan=plan,
         )
-    img = as_hwc(image, "image")
+    img, peak = as_hwc_peak(image, "image")
     prepared = _prepared(template, convolve)
     if convolve and mask is not None:
         mask = as_hwc(mask, "mask")[::-1, ::-1]
@@ -456,13 +467,40 @@ def match_template(
     weights = None if mask is None else as_mask(mask, prepared.shape)
     if plan is None:  # once for the whole image, so that every band agrees
         plan = _plan(img.shape, prepared, weights, method, engine, threads)
-    return _run(img, prepared, weights, method, plan)
+    return _run(img, prepared, weights, method, plan, peak)
+
+
+def _corr_scale(prepared: PreparedTemplate, peak: float) -> float:
+    """A power of two that keeps the template's correlation with any window within float32.
+
+    ``peak`` bounds the image's magnitude. By Cauchy-Schwarz a correlation is
+    at most the template's norm times the window's; 1.0 for any image of
+    ordinary values.
+
+    >>> _corr_scale(prepare_template(np.eye(3)), 255.0)
+    1.0
+    >>> _corr_scale(prepare_template(np.eye(3) * 3e38), 3e38) == 2.0**-138
+    True
+    """
+    h, w, channels = prepared.shape
+    bound = math.sqrt(prepared.energy) * math.sqrt(h * w * channels) * peak
+    if bound <= _CORR_LIMIT:
+        return 1.0
+    return 2.0 ** -math.ceil(math.log2(bound / _CORR_LIMIT))
 
 
 def _run(
-    img: np.ndarray, prepared: PreparedTemplate, weights: np.ndarray | None, method: str, plan: Plan
+    img: np.ndarray,
+    prepared: PreparedTemplate,
+    weights: np.ndarray | None,
+    method: str,
+    plan: Plan,
+    peak: float,
 ) -> np.ndarray:
-    """One search as planned: image (H, W, C) already padded, template already turned."""
+    """One search as planned: image (H, W, C) already padded, template already turned.
+
+    ``peak`` bounds the image's magnitude (see ``arrays.as_hwc_peak``).
+    """
     (height, width, _), (h, w, _) = img.shape, prepared.shape
     out_h, out_w = height - h + 1, width - w + 1
     if plan.constant:
@@ -482,7 +520,9 @@ def _run(
         return scores
     code = METHOD_CODES[method]
     # float32 is enough to hold the correlation: it is at most the norm it is
-    # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score
+    # divided by (Cauchy-Schwarz), so rounding it costs 6e-8 of a score; with
+    # huge pixel values it is held scaled down by a power of two
+    scale = _corr_scale(prepared, peak)
     scores = np.empty((out_h, out_w), np.float32)
     for top in range(0, out_h, band):
         rows = min(band, out_h - top)
@@ -490,32 +530,38 @@ def _run(
         planar = as_planar(img[top : top + rows + h - 1])
         offsets = channel_offsets(planar)
         corr = scores[top : top + rows]  # whole rows: C-contiguous
-        _correlate(planar, prepared, offsets, corr, plan)
-        _finish(planar, offsets, prepared, code, corr, plan.threads)
+        _correlate(planar, prepared, offsets, corr, plan, scale)
+        _finish(planar, offsets, prepared, code, corr, plan.threads, scale)
     return scores
 
 
 def _correlate(
-    planar: np.ndarray, template: PreparedTemplate, offsets: np.ndarray, out: np.ndarray, plan: Plan
+    planar: np.ndarray,
+    template: PreparedTemplate,
+    offsets: np.ndarray,
+    out: np.ndarray,
+    plan: Plan,
+    scale: float = 1.0,
 ) -> None:
-    """The correlation of one template by the plan's engine, into ``out``.
+    """The correlation of one template by the plan's engine, times ``scale``, into ``out``.
 
     image (C, H, W) float32, template prepared (its kernel is centred, so it
-    sums to zero), offsets (C,) float64, out (H-h+1, W-w+1) float32.
+    sums to zero), offsets (C,) float64, out (H-h+1, W-w+1) float32; scale
+    a power of two (``_corr_scale``).
     """
-    from waldo_cli import kernels
-
+    kernels = jit.kernels()
     if plan.engine == "direct":
+        kernel = template.kernel if scale == 1.0 else template.kernel * scale
         SHARED.run_bands(
             kernels._correlate_direct,
-            (planar, template.kernel, out),
+            (planar, kernel, out),
             out.shape[0],
             threads=plan.threads,
         )
     else:
         # out is C-contiguous (whole rows), so this flat view is out itself
         _correlate_shared(
-            planar, offsets, [template], plan.tile or 0, plan.threads, out.reshape(-1)
+            planar, offsets, [template], plan.tile or 0, plan.threads, out.reshape(-1), [scale]
         )
 
 
@@ -526,16 +572,28 @@ def _finish(
     code: int,
     corr: np.ndarray,
     threads: int,
+    scale: float = 1.0,
 ) -> np.ndarray:
-    """Turn a correlation map into the method's scores, in place, and return it."""
-    from waldo_cli import kernels
-
+    """Turn a correlation map (times ``scale``) into the method's scores, in place; return it."""
+    kernels = jit.kernels()
     h, w, _ = prepared.shape
     # the scores overwrite the correlation row by row: one map fewer to
     # allocate (and fault in) per search
     SHARED.run_bands(
         kernels._finish_scores,
-        (code, planar, h, w, offsets, corr, prepared.mean, prepared.energy, prepared.sq, corr),
+        (
+            code,
+            planar,
+            h,
+            w,
+            offsets,
+            corr,
+            1.0 / scale,
+            prepared.mean,
+            prepared.energy,
+            prepared.sq,
+            corr,
+        ),
         corr.shape[0],
         threads=threads,
     )
@@ -549,20 +607,27 @@ def _correlate_shared(
     side: int,
     threads: int,
     flat: np.ndarray | None = None,
+    scales: list[float] | None = None,
 ) -> list[np.ndarray]:
     """The correlation maps of several templates by FFT tiles of ``side`` shared among them.
 
     ``flat``: where the maps go, one after another (a map's own buffer, as a
-    view, for one template); by default a new float32 array.
+    view, for one template); by default a new float32 array. ``scales``: a
+    power of two per template that its map is multiplied by (default 1).
     """
-    from waldo_cli import kernels
-
+    kernels = jit.kernels()
     load_fft()
     _, height, width = planar.shape
     h_max = max(p.shape[0] for p in preps)
     w_max = max(p.shape[1] for p in preps)
     out_shape = (height - h_max + 1, width - w_max + 1)
-    spectra = np.stack([p.spectrum(side) for p in preps])
+    scales = scales or [1.0] * len(preps)
+    spectra = np.stack(
+        [
+            p.spectrum(side) if s == 1.0 else p.spectrum(side) * s
+            for p, s in zip(preps, scales, strict=True)
+        ]
+    )
     shapes = [(height - p.shape[0] + 1, width - p.shape[1] + 1) for p in preps]
     starts = np.cumsum([0] + [oh * ow for oh, ow in shapes])
     if flat is None:
@@ -589,8 +654,7 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
     within a few thousand times the floor below are summed again directly
     by the kernels. Shapes are checked by the caller.
     """
-    from waldo_cli import kernels
-
+    kernels = jit.kernels()
     (height, width, channels), (_, h, w) = img.shape, masked.kern.shape
     out_shape = (height - h + 1, width - w + 1)
     centred = method in ("ccoeff", "ccoeff_normed")
@@ -814,7 +878,7 @@ def match_templates(
             if scores is not None:
                 scores += np.float32(learned.bias)
         return found
-    img = as_hwc(image, "image")
+    img, peak = as_hwc_peak(image, "image")
     masks = _template_masks(templates, masks)
     preps = [_prepared(t, convolve) for t in templates]
     origins: list[tuple[int, int]] | None = None
@@ -823,7 +887,7 @@ def match_templates(
         img, origins = _pad_once(img, preps, pad)
     if plans is None:
         plans = _plans(img.shape, preps, masks, method, engine, threads, convolve)
-    maps = _match_planned(img, preps, masks, method, plans, convolve)
+    maps = _match_planned(img, preps, masks, method, plans, convolve, peak)
     if origins is None:
         return maps
     return [
@@ -841,8 +905,12 @@ def _match_planned(
     method: str,
     plans: list[Plan | None],
     convolve: bool,
+    peak: float,
 ) -> list[np.ndarray | None]:
-    """Run every template's plan on one (padded) image; FFT plans share the image's tiles."""
+    """Run every template's plan on one (padded) image; FFT plans share the image's tiles.
+
+    ``peak`` bounds the image's magnitude (see ``arrays.as_hwc_peak``).
+    """
     (height, width, channels), code = img.shape, METHOD_CODES[method]
     maps: list[np.ndarray | None] = [None] * len(preps)
     planar: np.ndarray | None = None
@@ -862,6 +930,7 @@ def _match_planned(
                 weights,
                 method,
                 plan or _plan(img.shape, prepared, weights, method, "auto", None),
+                peak,
             )
             continue
         if planar is None:
@@ -871,8 +940,9 @@ def _match_planned(
             shared.append(i)
             continue
         corr = np.empty((height - h + 1, width - w + 1), np.float32)
-        _correlate(planar, prepared, offsets, corr, plan)
-        maps[i] = _finish(planar, offsets, prepared, code, corr, plan.threads)
+        scale = _corr_scale(prepared, peak)
+        _correlate(planar, prepared, offsets, corr, plan, scale)
+        maps[i] = _finish(planar, offsets, prepared, code, corr, plan.threads, scale)
     # largest templates first: a group's tile size suits its largest member
     shared.sort(key=lambda i: -max(preps[i].shape[:2]))
     while shared:
@@ -891,10 +961,14 @@ def _match_planned(
             (height - h_max + 1, width - w_max + 1), (h_max, w_max), channels, threads
         )
         assert planar is not None
-        for i, corr in zip(
+        scales = [_corr_scale(preps[i], peak) for i in group]
+        for i, scale, corr in zip(
             group,
-            _correlate_shared(planar, offsets, [preps[i] for i in group], side, threads),
+            scales,
+            _correlate_shared(
+                planar, offsets, [preps[i] for i in group], side, threads, scales=scales
+            ),
             strict=True,
         ):
-            maps[i] = _finish(planar, offsets, preps[i], code, corr, threads)
+            maps[i] = _finish(planar, offsets, preps[i], code, corr, threads, scale)
     return maps

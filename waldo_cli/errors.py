@@ -38,13 +38,17 @@ class TemplateTooLargeError(WaldoError):
     ----------
     template_shape, image_shape : (rows, columns)
         The two shapes; the message prints them as width×height.
+    note : str
+        Appended to the message (which template variant, say).
     """
 
-    def __init__(self, template_shape: tuple[int, int], image_shape: tuple[int, int]):
+    def __init__(
+        self, template_shape: tuple[int, int], image_shape: tuple[int, int], note: str = ""
+    ):
         self.template_shape = tuple(template_shape)
         self.image_shape = tuple(image_shape)
         (th, tw), (ih, iw) = self.template_shape, self.image_shape
-        super().__init__(f"template {tw}×{th} is larger than image {iw}×{ih}")
+        super().__init__(f"template {tw}×{th} is larger than image {iw}×{ih}{note}")
 
 
 class ShapeError(WaldoError):

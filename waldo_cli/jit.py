@@ -4,17 +4,25 @@
 knows which kernels each engine runs (for ``waldo cache`` and the first-run
 notice) and how to load them quickly. Numba is imported only here and in
 ``kernels.py``.
+
+The kernels are imported through ``kernels()``, which first makes sure Numba
+has a cache folder it can write (``cache_dir``): Numba picks its folder when
+the kernels are imported, and without one every search would fail.
 """
 
 from __future__ import annotations
 
-import glob
+import functools
 import os
+import re
+import stat
+import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import ModuleType
-from typing import Protocol
+from typing import Any, Protocol
 
 # The kernels each engine runs, for the cache commands and the first-run notice.
 KERNELS: dict[str, tuple[str, ...]] = {
@@ -23,10 +31,104 @@ KERNELS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _kernels() -> ModuleType:
-    from waldo_cli import kernels
+def _writable(folder: str) -> bool:
+    """Whether Numba can cache in ``folder``: made if need be, and a file can be written there.
 
-    return kernels
+    The test Numba's own cache locators make.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _private_temp_root() -> str:
+    """A folder in the temporary directory that only this user can enter.
+
+    The same one on every run (so compilations are kept) when it is ours
+    and private; a fresh one otherwise (someone else made it first).
+    """
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    root = os.path.join(tempfile.gettempdir(), f"waldo-numba-{uid}")
+    try:
+        os.mkdir(root, 0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return tempfile.mkdtemp(prefix="waldo-numba-")
+    info = os.lstat(root)
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == uid and not info.st_mode & 0o077:
+        return root
+    return tempfile.mkdtemp(prefix="waldo-numba-")
+
+
+def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
+    """(the folder the kernels are cached in, the NUMBA_CACHE_DIR to set or None).
+
+    Numba's own order first: NUMBA_CACHE_DIR, the package's ``__pycache__``,
+    the user's cache folder (``~/.cache/numba``); where it finds none it can
+    write it cannot cache at all, so waldo then names one: ``waldo/numba``
+    in the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``), else a
+    private folder in the temporary directory.
+    """
+    from numba.core.caching import _CacheLocator
+    from numba.misc.appdirs import AppDirs
+
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")
+    subpath = _CacheLocator.get_suitable_cache_subpath(source)
+    given = os.environ.get("NUMBA_CACHE_DIR", "")
+    if given and writable(os.path.join(given, subpath)):
+        return os.path.join(given, subpath), None
+    in_tree = os.path.join(os.path.dirname(source), "__pycache__")
+    if writable(in_tree):
+        return in_tree, None
+    user = os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, subpath)
+    if writable(user):
+        return user, None
+    home = os.path.expanduser("~")
+    caches = os.environ.get("XDG_CACHE_HOME") or (
+        os.path.join(home, ".cache") if os.path.isabs(home) else ""
+    )
+    if os.path.isabs(caches):
+        root = os.path.join(caches, "waldo", "numba")
+        if writable(os.path.join(root, subpath)):
+            return os.path.join(root, subpath), root
+    root = _private_temp_root()
+    return os.path.join(root, subpath), root
+
+
+@functools.cache
+def cache_dir() -> str:
+    """The folder waldo's compiled kernels are cached in, decided once per process.
+
+    Numba's choice when it has one it can write (NUMBA_CACHE_DIR, the
+    package's ``__pycache__``, the user's ``~/.cache/numba``). Otherwise
+    (another user, a read-only install, no home) Numba could not cache and
+    every search would fail, so this sets NUMBA_CACHE_DIR, for this process,
+    to ``waldo/numba`` in the user's cache folder (``$XDG_CACHE_HOME`` or
+    ``~/.cache``) if it can be written, else to a private folder (mode 0700)
+    in the temporary directory. Called before the kernels are imported.
+
+    >>> os.path.isdir(cache_dir())
+    True
+    """
+    folder, root = _decide_cache(_writable)
+    if root is not None:
+        os.environ["NUMBA_CACHE_DIR"] = root
+        config: Any = sys.modules.get("numba.core.config")
+        if config is not None:  # Numba already read the environment
+            config.CACHE_DIR = root
+    return folder
+
+
+def kernels() -> ModuleType:
+    """The ``kernels`` module, imported once Numba has a cache folder it can write."""
+    cache_dir()
+    from waldo_cli import kernels as module
+
+    return module
 
 
 def kernel_names(engines: tuple[str, ...] | None = None) -> set[str]:
@@ -46,6 +148,7 @@ def skip_extension_scan() -> None:
     rocket-fft, which ``load_fft`` imports when the FFT path runs. Scanning
     and importing all of them costs the shell user time on every run.
     """
+    cache_dir()  # before Numba reads its configuration
     from numba.core import entrypoints
 
     entrypoints._already_initialized = True
@@ -56,21 +159,46 @@ def load_fft() -> None:
     import rocket_fft  # noqa: F401
 
 
+def _numba_file_pattern(stem: str, name: str) -> re.Pattern[str]:
+    """The names Numba gives one function's cache files: index ``.nbi`` and data ``.N.nbc``.
+
+    ``<module>.<function>-<first line>.py<major><minor><abi flags>``, then
+    ``.nbi`` or ``.<number>.nbc`` (numba.core.caching), for any line and
+    Python version: older compilations are waldo's too.
+
+    >>> p = _numba_file_pattern("kernels", "_finish_scores")
+    >>> [bool(p.fullmatch(n)) for n in ("kernels._finish_scores-191.py311.nbi",
+    ...  "kernels._finish_scores-191.py313t.2.nbc", "kernels._finish_scores-x.nbi")]
+    [True, True, False]
+    """
+    return re.compile(rf"{re.escape(stem)}\.{re.escape(name)}-\d+\.py\d+[a-z]*\.(?:nbi|\d+\.nbc)")
+
+
 def _cache_files(name: str) -> tuple[str, list[str]]:
-    """The cache folder of one kernel and the files there that belong to it."""
-    kernels = _kernels()
-    folder = getattr(kernels, name)._cache.cache_path
-    stem = os.path.basename(kernels.__file__ or "kernels.py").rsplit(".", 1)[0]
-    return folder, sorted(glob.glob(os.path.join(folder, f"{stem}.{name}-*")))
+    """The cache folder of one kernel and the files Numba wrote there for it (regular files)."""
+    module = kernels()
+    folder = getattr(module, name)._cache.cache_path
+    stem = os.path.basename(module.__file__ or "kernels.py").rsplit(".", 1)[0]
+    pattern = _numba_file_pattern(stem, name)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet: nothing cached
+        return folder, []
+    found = [
+        entry.path
+        for entry in entries
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
+    ]
+    return folder, sorted(found)
 
 
 def is_cached(name: str) -> bool:
     """Whether Numba's on-disk cache holds an index for this kernel's current source."""
-    return os.path.exists(getattr(_kernels(), name)._cache._cache_file._index_path)
+    return os.path.exists(getattr(kernels(), name)._cache._cache_file._index_path)
 
 
 def cache_folders() -> list[str]:
-    """Where the compiled kernels are kept (the package folder if writable, else the user's)."""
+    """Where the compiled kernels are kept (see ``cache_dir``)."""
     return sorted({_cache_files(name)[0] for name in kernel_names()})
 
 
@@ -104,7 +232,7 @@ _LOADING = threading.Lock()
 
 def is_loaded(name: str) -> bool:
     """Whether this process has the kernel's machine code already (compiled or loaded)."""
-    return bool(getattr(_kernels(), name).signatures)
+    return bool(getattr(kernels(), name).signatures)
 
 
 def load_kernels(plans: Iterable[_Planned]) -> float:

@@ -16,12 +16,19 @@ hurts on a shared two-core machine) and start instantly from the cache.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from waldo_cli.jit import cache_dir
+
+cache_dir()  # a cache folder Numba can write, before it picks one for the kernels below
+
+from numba import njit  # noqa: E402
 
 # OpenCV's method numbering (TM_SQDIFF = 0 ... TM_CCOEFF_NORMED = 5).
 SQDIFF, SQDIFF_NORMED, CCORR, CCORR_NORMED, CCOEFF, CCOEFF_NORMED = range(6)
 # The C constants OpenCV's degenerate-window rule is written with.
 FLT_EPSILON = float(np.finfo(np.float32).eps)
+# The largest float32: raw scores beyond it are stored as it (saturated), never inf.
+FLT_MAX = float(np.finfo(np.float32).max)
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
@@ -190,14 +197,27 @@ def _multiply_add(acc, freq, spectrum):  # pragma: no cover - compiled
 
 @njit(cache=True, nogil=True)
 def _finish_scores(
-    method, image, h, w, offsets, corr, template_mean, template_energy, template_sq, out, y0, y1
+    method,
+    image,
+    h,
+    w,
+    offsets,
+    corr,
+    unscale,
+    template_mean,
+    template_energy,
+    template_sq,
+    out,
+    y0,
+    y1,
 ):  # pragma: no cover - compiled
     """Window statistics and OpenCV's formulas, fused: corr and image in, scores out.
 
     image (C, H, W) float32; offsets, template_mean (C,) float64; corr
-    (H-h+1, W-w+1) float32 holds sum((T - mean T) * I); out (H-h+1, W-w+1)
-    float32 (may be corr itself: each row is read before it is written).
-    Fills rows y0 <= y < y1.
+    (H-h+1, W-w+1) float32 holds sum((T - mean T) * I) / unscale (a power of
+    two that kept it within float32); out (H-h+1, W-w+1) float32 (may be
+    corr itself: each row is read before it is written). Raw scores beyond
+    float32 are stored as ±FLT_MAX. Fills rows y0 <= y < y1.
     """
     n_channels, _, width = image.shape
     _, out_w = out.shape
@@ -307,23 +327,25 @@ def _finish_scores(
         dst = out[y]
         if method == CCOEFF:
             for x in range(out_w):
-                dst[x] = row[x]
+                dst[x] = np.float32(min(max(row[x] * unscale, -FLT_MAX), FLT_MAX))
             continue
         for x in range(out_w):
             v = max(var[x], 0.0)  # rounding can leave a flat window a hair below zero
+            c = row[x] * unscale  # float64: the product is exact
             if method == CCOEFF_NORMED:
-                r = np.float64(row[x])
+                r = c
                 e = v
             elif method == SQDIFF or method == SQDIFF_NORMED:
                 # sum (I - T)**2 from centred terms: no cancellation of large
                 # uncentred sums
-                r = max(v + template_energy - 2.0 * row[x] + extra[x], 0.0)
+                r = max(v + template_energy - 2.0 * c + extra[x], 0.0)
                 e = sum2[x]
             else:
-                r = row[x] + extra[x]
+                r = c + extra[x]
                 e = sum2[x]
             if method == SQDIFF or method == CCORR:
-                dst[x] = np.float32(r)
+                # beyond float32 (huge pixel values): saturated, not inf
+                dst[x] = np.float32(min(max(r, -FLT_MAX), FLT_MAX))
             else:
                 # OpenCV's rule: a window with (almost) no energy left after
                 # removing what the method ignores has no norm (t = 0); scores
@@ -425,9 +447,10 @@ def _masked_scores(
     n = dst.shape[0]
     n_channels = offsets.shape[0]
     first = maps[0, y]
+    # raw scores beyond float32 (huge pixels or weights) are saturated, not inf
     if method == CCORR or method == CCOEFF:
         for x in range(n):
-            dst[x] = first[x]
+            dst[x] = min(max(first[x], -FLT_MAX), FLT_MAX)
         return
     num = work[0]
     energy = work[1]  # what the norm's square root is taken of
@@ -455,7 +478,7 @@ def _masked_scores(
             num[x] = max(t_sq - 2.0 * num[x] + sum2[x], 0.0)
         if method == SQDIFF:
             for x in range(n):
-                dst[x] = num[x]
+                dst[x] = min(num[x], FLT_MAX)
             return
     limit_scale = 10.0 * FLT_EPSILON
     # The maps' energies carry an absolute rounding error of up to floor / 10:
@@ -481,7 +504,7 @@ def _masked_scores(
             t = np.sqrt(max(e, 0.0)) * tnorm
             ok = e > max(min(0.5, limit_scale * sum2[x]), floor) and t > 0.0
             # as OpenCV's masked path: a plain ratio, not clamped at 1
-            dst[x] = np.float32(num[x] / max(t, 1e-300) if ok else 1.0)
+            dst[x] = np.float32(min(num[x] / max(t, 1e-300), FLT_MAX) if ok else 1.0)
         return
     for x in range(n):
         e = energy[x]

@@ -72,15 +72,27 @@ DEFAULT_METHOD = "ccoeff_normed"
 METHOD_CODES: dict[str, int] = {record.name: record.code for record in (*_RECORDS, LEARNED)}
 
 
-def method_record(method: str) -> Method:
-    """The record of one of the six methods, else raise WaldoError.
+def _spelling(method: str) -> str:
+    """A method's name as people type it, reduced to the record's key.
 
-    >>> method_record("ccorr").opencv
-    'TM_CCORR'
+    Case does not matter, and OpenCV's spellings are aliases: ``TM_CCOEFF_NORMED``,
+    ``cv2.TM_SQDIFF``, ``cv.TM_CCORR``.
+    """
+    name = method.strip().lower()
+    for prefix in ("cv2.", "cv."):
+        name = name.removeprefix(prefix)
+    return name.removeprefix("tm_")
+
+
+def method_record(method: str) -> Method:
+    """The record of one of the six methods, by any of its spellings, else raise WaldoError.
+
+    >>> method_record("ccorr").opencv, method_record("cv2.TM_CCOEFF_NORMED").name
+    ('TM_CCORR', 'ccoeff_normed')
     """
     from waldo_cli.errors import WaldoError
 
-    record = METHOD_RECORDS.get(method)
+    record = METHOD_RECORDS.get(_spelling(method)) if isinstance(method, str) else None
     if record is None:
         raise WaldoError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     return record
@@ -103,10 +115,10 @@ def check_template_method(method: str) -> str:
 
 
 def check_method(method: str) -> str:
-    """Return ``method`` if it names one of the six methods, else raise.
+    """The canonical name of one of the six methods, by any of its spellings, else raise.
 
-    >>> check_method("ccorr")
-    'ccorr'
+    >>> check_method("ccorr"), check_method("TM_SQDIFF_NORMED")
+    ('ccorr', 'sqdiff_normed')
     """
     return method_record(method).name
 

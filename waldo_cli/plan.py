@@ -105,14 +105,54 @@ def check_engine(engine: str) -> str:
     return engine
 
 
-def _fft_sides(template_side: int) -> tuple[int, ...]:
-    """Tile sides to consider: the calibrated ones, and larger ones for huge templates."""
+def _even_fast_side(least: int) -> int:
+    """The smallest even side of at least ``least`` with no prime factor above 5 (fast FFTs).
+
+    Even, because a tile's real transform keeps side // 2 + 1 columns and the
+    kernels read the side back from that.
+
+    >>> _even_fast_side(2100), _even_fast_side(2049), _even_fast_side(7)
+    (2160, 2160, 8)
+    """
+    best = 2 * least + 2
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            side = three * 2  # even
+            while side < least:
+                side *= 2
+            best = min(best, side)
+            three *= 3
+        five *= 5
+    return best
+
+
+def _fft_sides(template_side: int, image_side: int) -> tuple[int, ...]:
+    """Tile sides to consider for a template's larger side in an image's larger side.
+
+    The calibrated sides at least twice the template's, and, for templates
+    too large for the table, sides doubling beyond it that are at least the
+    template's (a tile must hold one whole window), up to one tile covering
+    the whole image: no larger tile can ever be needed.
+
+    >>> _fft_sides(64, 1024)
+    (128, 160, 192, 256, 320, 384, 512, 640, 768, 1024)
+    >>> _fft_sides(2049, 2100), _fft_sides(1500, 8000)
+    ((2160,), (2048, 4096, 8000))
+    """
     sides = [s for s in _FFT_SIDES if s >= 2 * template_side]
+    # one tile holds the whole image: the largest tile worth a thought
+    whole = _even_fast_side(max(image_side, template_side))
     side = _FFT_SIDES[-1]
     while len(sides) < 3:
         side *= 2
-        sides.append(side)
-    return tuple(sides)
+        if side >= whole:
+            sides.append(whole)
+            break
+        if side >= template_side:
+            sides.append(side)
+    return tuple(sorted(set(sides)))
 
 
 def _tile_seconds(side: int, channels: int) -> float:
@@ -129,8 +169,10 @@ def fft_plan(
 ) -> tuple[float, int]:
     """Predicted seconds and tile side of the FFT path, at its best tile size.
 
-    Tiles are square and at least twice the template's larger side; a tile
-    count that does not divide among the threads is charged for the idle one.
+    Tiles are square and at least twice the template's larger side (or, for
+    templates beyond the calibrated sizes, at least that side, and never
+    larger than one tile holding the whole image); a tile count that does
+    not divide among the threads is charged for the idle one.
 
     >>> fft_plan((961, 961), (64, 64), 3, 2)[1]
     256
@@ -138,7 +180,7 @@ def fft_plan(
     out_h, out_w = out_shape
     h, w = template_shape
     best = (float("inf"), 0)
-    for side in _fft_sides(max(h, w)):
+    for side in _fft_sides(max(h, w), max(out_h + h - 1, out_w + w - 1)):
         tiles = -(-out_h // (side - h + 1)) * -(-out_w // (side - w + 1))
         rounds = -(-tiles // max(1, threads))
         best = min(best, (rounds * _tile_seconds(side, channels), side))

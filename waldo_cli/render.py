@@ -41,6 +41,10 @@ BOX_COLOURS = (
 def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:
     """A (256, 3) uint8 lookup table for a colormap from the ``cmap`` package.
 
+    The colormap is sampled at 256 evenly spaced points, as it interpolates
+    itself: qualitative colormaps (tab10, set1, paired, ...), which have a
+    few colours and no interpolation, become as many equal bands.
+
     Parameters
     ----------
     name : str
@@ -55,11 +59,14 @@ def colormap_table(name: str = DEFAULT_COLORMAP) -> np.ndarray:
     --------
     >>> colormap_table("viridis")[[0, -1]].tolist()
     [[68, 1, 84], [253, 231, 37]]
+    >>> len(np.unique(colormap_table("tab10"), axis=0))
+    10
     """
     from cmap import Colormap
 
     try:
-        lut = Colormap(name).lut(256)
+        # not Colormap.lut(256): a qualitative colormap's lut holds only its N colours
+        lut = Colormap(name)(np.linspace(0.0, 1.0, 256))
     except (ValueError, KeyError, TypeError):
         raise WaldoError(
             f"unknown colormap {name!r} (try viridis, magma, inferno, plasma, cividis, turbo)"
@@ -76,7 +83,12 @@ def score_range(scores: np.ndarray, method: str) -> tuple[float, float]:
     method = check_method(method)
     if method in SCORE_RANGES:
         return SCORE_RANGES[method]
-    return float(np.min(scores)), float(np.max(scores))
+    values = np.asarray(scores)
+    low, high = float(np.min(values)), float(np.max(values))
+    if not (np.isfinite(low) and np.isfinite(high)):  # only finite scores have a place
+        finite = values[np.isfinite(values)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return low, high
 
 
 def goodness(scores: np.ndarray, method: str) -> tuple[np.ndarray, float, float]:
@@ -90,12 +102,16 @@ def goodness(scores: np.ndarray, method: str) -> tuple[np.ndarray, float, float]
     ([[1.0, 0.75, 0.0]], 0.0, 1.0)
     """
     lo, hi = score_range(scores, method)
-    span = hi - lo
-    if span <= 0:
+    if not hi > lo:
         # every window scored the same: nothing stands out
         unit = np.full(scores.shape, 0.5)
     else:
-        unit = np.clip((scores.astype(np.float64) - lo) / span, 0.0, 1.0)
+        # in halves (exactly): neither the range's width nor a distance in it
+        # overflows, whatever the finite scores (±1.7e308 in a float64 map)
+        half_lo = 0.5 * lo
+        unit = np.clip(
+            (0.5 * np.asarray(scores, np.float64) - half_lo) / (0.5 * hi - half_lo), 0.0, 1.0
+        )
     if lower_is_better(method):
         unit = 1.0 - unit
     return unit, lo, hi

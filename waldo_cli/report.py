@@ -98,8 +98,22 @@ def batch_rows(result: ImageResult) -> list[tuple[Any, ...]]:
 
 
 def tsv_lines(result: ImageResult) -> str:
-    """Tab-separated rows for one image, each ending in a newline."""
-    return "".join("\t".join(str(v) for v in row) + "\n" for row in batch_rows(result))
+    r"""Tab-separated rows for one image, each ending in a newline.
+
+    The image's name is one field whatever it holds: a tab, a newline, a
+    backslash or a byte that is not UTF-8 is escaped (``names.tsv_field``).
+
+    >>> from waldo_cli.results import Match
+    >>> r = FindReport("a\tb.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0)
+    >>> tsv_lines(ImageResult(0, "a\tb.png", report=r))
+    'a\\tb.png\t1\t1\t2\t2\t2\t3.00000e+00\n'
+    """
+    from waldo_cli.names import tsv_field
+
+    return "".join(
+        "\t".join([tsv_field(str(row[0])), *(str(v) for v in row[1:])]) + "\n"
+        for row in batch_rows(result)
+    )
 
 
 def csv_lines(result: ImageResult) -> str:
@@ -110,8 +124,12 @@ def csv_lines(result: ImageResult) -> str:
     >>> print(csv_lines(ImageResult(0, "a,b.png", report=r)), end="")
     "a,b.png",1,1,2,2,2,3.00000e+00
     """
+    from waldo_cli.names import display_name
+
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(batch_rows(result))
+    csv.writer(buffer, lineterminator="\n").writerows(
+        (display_name(str(row[0])), *row[1:]) for row in batch_rows(result)
+    )
     return buffer.getvalue()
 
 

@@ -11,6 +11,8 @@ import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from waldo_cli.names import display_name
+
 
 def float32_value(value: float) -> float:
     """The shortest decimal that reads back as the same float32: how scores go into JSON.
@@ -20,6 +22,8 @@ def float32_value(value: float) -> float:
 
     >>> float32_value(0.27418723702430725), float32_value(1.0), float32_value(71272800.0)
     (0.27418724, 1.0, 71272800.0)
+    >>> float32_value(3.4028234663852886e38)  # float32's largest: no shorter decimal rounds to it
+    3.4028235e+38
     """
     try:
         packed = struct.pack("<f", value)
@@ -28,8 +32,11 @@ def float32_value(value: float) -> float:
     single = struct.unpack("<f", packed)[0]
     for digits in range(1, 10):
         shortest = float(f"{single:.{digits}g}")
-        if struct.pack("<f", shortest) == packed:
-            return shortest
+        try:
+            if struct.pack("<f", shortest) == packed:
+                return shortest
+        except OverflowError:  # rounded past float32's largest value: more digits
+            continue
     return float(single)
 
 
@@ -95,8 +102,8 @@ class FindReport:
         ([{'x': 1, 'y': 2, 'width': 2, 'height': 2, 'score': 3.0}], [8, 6])
         """
         doc: dict[str, Any] = {
-            "image": self.image,
-            "template": self.template,
+            "image": display_name(self.image),
+            "template": display_name(self.template),
             "method": self.method,
             "image_size": list(self.image_size),
             "template_size": list(self.template_size),
@@ -129,5 +136,5 @@ class ImageResult:
         {'image': 'gone.png', 'error': 'gone.png: no such file'}
         """
         if self.report is None:
-            return {"image": self.image, "error": self.error}
+            return {"image": display_name(self.image), "error": display_name(self.error or "")}
         return self.report.to_dict()

@@ -2,8 +2,8 @@
 
 ``Searcher`` holds a template loaded once (or a learned filter), with what
 every image needs of it (prepared per channel count, variants made once),
-and searches images one at a time, from any number of threads. A search is planned before it
-runs (``engine.plan_match``/``plan_matches``: the Plan is what runs, what
+and searches images one at a time, from any number of threads. A search is
+planned before it runs (``engine.plan_match``/``plan_matches``: the Plan is what runs, what
 ``--json`` reports and what the first-run notice reads), then scored, then
 its peaks found and turned into image coordinates, in this one place.
 """
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from waldo_cli.engine import match_template, match_templates, plan_match, plan_matches
+from waldo_cli.errors import TemplateTooLargeError, WaldoError
 from waldo_cli.io import LoadedImage, reconcile_channels, reconcile_filter
 from waldo_cli.jit import load_kernels
 from waldo_cli.methods import DEFAULT_METHOD
@@ -250,23 +251,55 @@ class Searcher:
 
         return self._cached(channels, make)
 
-    def _variants_for(self, channels: int) -> list[tuple[Any, Any, Any]]:
-        def make() -> list[tuple[Any, Any, Any]]:
-            from waldo_cli.variants import make_variants
+    def _variants_for(self, image_shape: tuple[int, ...]) -> list[tuple[Any, Any, Any]]:
+        """The variants searched in an (H, W, C) image: those no larger than it.
 
-            pixels, _, mask = self._prepared_for(channels)
-            variants = make_variants(
-                pixels, mask, self.options.scales, self.options.angles, self.options.flip
+        Each is made (resampled and prepared) once, when an image first
+        needs it; sizes are known beforehand, so a variant larger than the
+        image is never made.
+        """
+        from waldo_cli.variants import make_variant
+
+        channels = self._channels(image_shape)
+        height, width = int(image_shape[0]), int(image_shape[1])
+        every = self._specs(channels)
+        if not every:
+            raise WaldoError("no template variants: give at least one scale and one angle")
+        chosen = [spec for spec in every if spec.fits((height, width))]
+        if not chosen:
+            smallest = min(every, key=lambda spec: (spec.shape[0] * spec.shape[1], spec.shape))
+            raise TemplateTooLargeError(
+                smallest.shape,
+                (height, width),
+                f" (the smallest of {len(every)} template variant(s), at scale "
+                f"{smallest.scale:g} and angle {smallest.angle:g})",
             )
-            learned = self.learned
-            if learned is not None:
-                # a copy s times larger sums s² times as many pixels; the
-                # corners a turn adds are zero weights, so no mask is needed
-                return [
-                    (v, learned.with_kernel(v.pixels / np.float32(v.scale * v.scale)), None)
-                    for v in variants
-                ]
-            return [(v, prepare_template(v.pixels), v.mask) for v in variants]
+
+        def made(spec: Any) -> tuple[Any, Any, Any]:
+            def make() -> tuple[Any, Any, Any]:
+                pixels, _, mask = self._prepared_for(channels)
+                variant = make_variant(pixels, mask, spec)
+                learned = self.learned
+                if learned is not None:
+                    # a copy s times larger sums s² times as many pixels; the
+                    # corners a turn adds are zero weights, so no mask is needed
+                    scale = np.float32(variant.scale * variant.scale)
+                    return variant, learned.with_kernel(variant.pixels / scale), None
+                return variant, prepare_template(variant.pixels), variant.mask
+
+            return self._cached(("variant", channels, spec), make)
+
+        return [made(spec) for spec in chosen]
+
+    def _specs(self, channels: int) -> list[Any]:
+        """Every variant to be searched (``variants.list_variants``), made or not."""
+        from waldo_cli.variants import list_variants
+
+        def make() -> list[Any]:
+            pixels = self._prepared_for(channels)[0]
+            shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+            o = self.options
+            return list_variants(shape, o.scales, o.angles, o.flip)
 
         return self._cached(("variants", channels), make)
 
@@ -282,7 +315,7 @@ class Searcher:
     def _groups(self, image_shape: tuple[int, ...]) -> Iterator[list[int]]:
         """Variants searched together, keeping at most _VARIANT_BYTES of score maps alive."""
         height, width = image_shape[:2]
-        variants = self._variants_for(self._channels(image_shape))
+        variants = self._variants_for(image_shape)
         padded = self.options.pad != "none"
         group: list[int] = []
         size = 0
@@ -295,7 +328,7 @@ class Searcher:
                 group, size = [], 0
 
     def _plan_group(self, image_shape: tuple[int, ...], group: list[int]) -> list[Plan | None]:
-        variants = self._variants_for(self._channels(image_shape))
+        variants = self._variants_for(image_shape)
         o = self.options
         return plan_matches(
             image_shape[:2] + (self._channels(image_shape),),
@@ -338,6 +371,22 @@ class Searcher:
             )
         ]
 
+    def check_fits(self, width: int, height: int) -> None:
+        """Refuse an image of this size before it is decoded, if the template cannot fit in it.
+
+        Only for a plain search (variants may be smaller, padding lets any
+        template fit): the size comes from the file's header.
+
+        Raises
+        ------
+        TemplateTooLargeError
+            The template is taller or wider than the image.
+        """
+        o = self.options
+        h, w = self._size
+        if not o.variants and o.pad == "none" and (h > height or w > width):
+            raise TemplateTooLargeError((h, w), (height, width))
+
     def kernels_for(self, image_shape: tuple[int, ...]) -> set[str]:
         """The compiled kernels a search of an (H, W, C) image would call."""
         return {name for plan in self.plans_for(image_shape) for name in plan.kernels}
@@ -352,13 +401,14 @@ class Searcher:
             reconciled).
         """
         pixels = self._reconcile(loaded.pixels)
+        planned = self.plans_for(pixels.shape)
         # the one-time loading of the kernels is not the search's own time
-        compile_seconds = load_kernels(self.plans_for(pixels.shape))
+        compile_seconds = load_kernels(planned)
         started = time.perf_counter()
         if self.options.variants:
             matches, scores, plans, extra = self._search_variants(pixels)
         else:
-            matches, scores, plans, extra = self._search_one(pixels)
+            matches, scores, plans, extra = self._search_one(pixels, planned[0])
         seconds = time.perf_counter() - started
         o = self.options
         learned = self.learned
@@ -401,23 +451,13 @@ class Searcher:
         )
 
     def _search_one(
-        self, pixels: np.ndarray
+        self, pixels: np.ndarray, plan: Plan
     ) -> tuple[list[Match], ScoreMap, list[Plan], dict[str, Any]]:
         from waldo_cli.params import template_param_counts
 
         o = self.options
         _, prepared, mask = self._prepared_for(pixels.shape[2])
         (height, width, _), (h, w, channels) = pixels.shape, prepared.shape
-        plan = plan_match(
-            pixels.shape,
-            prepared,
-            o.method,
-            engine=o.engine,
-            mask=mask,
-            pad=o.pad,
-            convolve=o.convolve,
-            threads=self.threads,
-        )
         values = match_template(
             pixels, prepared, o.method, mask=mask, pad=o.pad, convolve=o.convolve, plan=plan
         )
@@ -441,7 +481,7 @@ class Searcher:
         """Every variant on one image; matches suppressed across all of them."""
         o = self.options
         height, width, channels = pixels.shape
-        variants = self._variants_for(channels)
+        variants = self._variants_for(pixels.shape)
         padded = o.pad != "none"
         plans: list[Plan] = []
 
@@ -469,5 +509,14 @@ class Searcher:
             variant = variants[which[round(peak.y), round(peak.x)]][0]
             matches.append(_variant_match(peak, variant.shape, True, variant))
         th, tw = self._size
-        extra = {"variants": {"scales": list(o.scales), "angles": list(o.angles), "flip": o.flip}}
+        extra = {
+            "variants": {
+                "scales": list(o.scales),
+                "angles": list(o.angles),
+                "flip": o.flip,
+                "searched": len(variants),
+                # larger than the image (or MAX_VARIANT_PIXELS): left out, never made
+                "skipped": len(self._specs(channels)) - len(variants),
+            }
+        }
         return matches, ScoreMap(best, CENTRE, (th, tw)), plans, extra

@@ -7,6 +7,14 @@ engine; their score maps are merged on the image's own grid, indexed by
 window centre, keeping the best score at each place and which variant gave it
 (``peaks.best_over_variants``). Pillow does the resampling, so this module
 imports PIL, like ``render.py``.
+
+Limits, so that no option runs away: every value finite, at most
+``MAX_VALUES`` (1000) values per option and ``MAX_VARIANTS`` (5000)
+variants in all, counted before anything is made; each variant's size is
+known before it is resampled (``variant_shape``), and a variant larger
+than the image searched, or than ``MAX_VARIANT_PIXELS``, is never made.
+Angles equal modulo 360° and scales that give the same size are searched
+once.
 """
 
 from __future__ import annotations
@@ -21,9 +29,31 @@ from PIL import Image
 from waldo_cli.errors import WaldoError
 from waldo_cli.peaks import best_over_variants
 
-__all__ = ["Variant", "best_over_variants", "make_variants", "parse_range", "warp_box"]
+__all__ = [
+    "MAX_VALUES",
+    "MAX_VARIANTS",
+    "MAX_VARIANT_PIXELS",
+    "Variant",
+    "VariantSpec",
+    "best_over_variants",
+    "list_variants",
+    "make_variant",
+    "make_variants",
+    "parse_range",
+    "variant_shape",
+    "warp_box",
+]
 
-_MAX_VARIANTS = 5000
+# At most this many values per option (--scales, --rotations), counted before
+# any is made: a typo such as 0.5:1:1e-6 would otherwise run for hours.
+MAX_VALUES = 1000
+# At most this many variants in all (scales × angles × 2 with flip).
+MAX_VARIANTS = 5000
+# A variant with more pixels than this is never made (with or without an
+# image to fit in): 64 Mpx, 256 MiB a channel as float32.
+MAX_VARIANT_PIXELS = 1 << 26
+# variant_shape's sides stop here: larger ones fit nothing anyway
+_HUGE_SIDE = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -42,8 +72,49 @@ class Variant:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
 
 
+@dataclass(frozen=True)
+class VariantSpec:
+    """A variant before it is made: how it will be made and the (h, w) it will have."""
+
+    scale: float
+    angle: float
+    flip: bool
+    shape: tuple[int, int]
+
+    def fits(self, bound: tuple[int, int] | None = None) -> bool:
+        """Whether the variant may be made: within ``bound`` (rows, columns) and the pixel cap.
+
+        At most ``bound`` in both sides, if given, and ``MAX_VARIANT_PIXELS``.
+
+        >>> VariantSpec(2.0, 0.0, False, (8, 12)).fits((10, 10))
+        False
+        """
+        h, w = self.shape
+        inside = bound is None or (h <= bound[0] and w <= bound[1])
+        return inside and h * w <= MAX_VARIANT_PIXELS
+
+
+def _count(text: str, what: str, start: float, stop: float, step: float) -> int:
+    """How many values start:stop:step holds, checked against MAX_VALUES before any is made."""
+    if step <= 0:
+        raise WaldoError(f"{what} {text!r}: the step must be positive")
+    span = (stop - start) / step  # finite operands; inf when the quotient overflows
+    if span < -1e-9:
+        raise WaldoError(f"{what} {text!r}: the range is empty")
+    # not span < ...: also when the quotient overflowed to inf
+    count = math.floor(span + 1e-9) + 1 if span < MAX_VALUES + 1 else MAX_VALUES + 1
+    if count > MAX_VALUES:
+        raise WaldoError(
+            f"{what} {text!r}: more than {MAX_VALUES} values; at most {MAX_VALUES} per option"
+        )
+    return count
+
+
 def parse_range(text: str, what: str) -> list[float]:
     """``start:stop:step`` (stop included) or a comma list, as floats.
+
+    Every value must be finite, and an option holds at most ``MAX_VALUES``
+    (1000) values; a range is counted before any value is made.
 
     >>> parse_range("0.5:1:0.25", "scales"), parse_range("0,90,180", "rotations")
     ([0.5, 0.75, 1.0], [0.0, 90.0, 180.0])
@@ -51,23 +122,100 @@ def parse_range(text: str, what: str) -> list[float]:
     try:
         if ":" in text:
             start, stop, step = (float(part) for part in text.split(":"))
-            if step <= 0:
-                raise WaldoError(f"{what} {text!r}: the step must be positive")
-            count = math.floor((stop - start) / step + 1e-9) + 1
-            if count < 1:
-                raise WaldoError(f"{what} {text!r}: the range is empty")
-            values = [round(start + i * step, 10) for i in range(count)]
+            numbers = [start, stop, step]
         else:
-            values = [float(part) for part in text.split(",") if part.strip()]
+            parts = [part for part in text.split(",") if part.strip()]
+            if len(parts) > MAX_VALUES:
+                raise WaldoError(f"{what}: {len(parts)} values; at most {MAX_VALUES} per option")
+            numbers = [float(part) for part in parts]
     except ValueError:
         raise WaldoError(
             f"{what} {text!r}: give start:stop:step or a comma list of numbers"
         ) from None
+    if not all(math.isfinite(n) for n in numbers):
+        raise WaldoError(f"{what} {text!r}: every number must be finite (not inf or nan)")
+    if ":" in text:
+        count = _count(text, what, start, stop, step)
+        values = [round(start + i * step, 10) for i in range(count)]
+    else:
+        values = numbers
     if not values:
         raise WaldoError(f"{what} {text!r}: no values")
-    if len(values) > _MAX_VARIANTS:
-        raise WaldoError(f"{what} {text!r}: {len(values)} values is too many")
     return values
+
+
+def _quarter_turns(angle: float) -> int | None:
+    """Quarter turns, when ``angle`` is a multiple of 90° (turned exactly); else None."""
+    turns = angle / 90.0
+    return int(round(turns)) % 4 if abs(turns - round(turns)) < 1e-9 else None
+
+
+def variant_shape(shape: tuple[int, int], scale: float, angle: float) -> tuple[int, int]:
+    """The (h, w) of an (h, w) template resized by ``scale`` and turned by ``angle``.
+
+    Computed as Pillow sizes the results (``resize``, then ``rotate`` with
+    ``expand``), without making them. Sides beyond 2**62 (absurd scales)
+    are given as 2**62.
+
+    >>> variant_shape((10, 20), 0.5, 90), variant_shape((10, 20), 1.0, 30)
+    ((10, 5), (20, 24))
+    """
+    h, w = shape
+    if scale != 1.0:
+        # as floats first: a huge scale must not become a huge integer
+        h, w = (max(1, round(min(side * scale, _HUGE_SIDE))) for side in (h, w))
+    quarter = _quarter_turns(angle)
+    if quarter is not None:
+        return (w, h) if quarter % 2 else (h, w)
+    # Pillow's Image.rotate(expand=True): the turned corners' bounding box
+    a = -math.radians(angle % 360.0)
+    cos, sin = round(math.cos(a), 15), round(math.sin(a), 15)
+    cx, cy = w / 2, h / 2
+    tx = cos * -cx + sin * -cy + cx
+    ty = -sin * -cx + cos * -cy + cy
+    xs = [cos * x + sin * y + tx for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    ys = [-sin * x + cos * y + ty for x, y in ((0, 0), (w, 0), (w, h), (0, h))]
+    turned_w = math.ceil(max(xs)) - math.floor(min(xs))
+    turned_h = math.ceil(max(ys)) - math.floor(min(ys))
+    return min(turned_h, _HUGE_SIDE), min(turned_w, _HUGE_SIDE)
+
+
+def list_variants(
+    shape: tuple[int, int], scales: Sequence[float], angles: Sequence[float], flip: bool
+) -> list[VariantSpec]:
+    """The variants of an (h, w) template, in the order they are made, with their sizes.
+
+    Nothing is resampled. Angles equal modulo 360° (0 and 360, -90 and 270)
+    are one angle, the first given; scales that resize the template to the
+    same size are one scale, the first given.
+
+    >>> [(v.scale, v.angle, v.shape) for v in list_variants((4, 6), [1, 1.01, 2], [0, 360], False)]
+    [(1.0, 0.0, (4, 6)), (2.0, 0.0, (8, 12))]
+
+    Raises
+    ------
+    WaldoError
+        A scale that is not positive, or more than ``MAX_VARIANTS``
+        combinations.
+    """
+    if any(not s > 0 for s in scales):
+        raise WaldoError("scales must be positive")
+    count = len(scales) * len(angles) * (2 if flip else 1)
+    if count > MAX_VARIANTS:
+        raise WaldoError(f"{count} template variants is too many (at most {MAX_VARIANTS})")
+    turns: dict[float, float] = {}
+    for angle in angles:
+        # 360 is 0 again; rounded so that 359.9999999999 is too
+        turns.setdefault(round(float(angle) % 360.0, 9) % 360.0, float(angle))
+    sizes: dict[tuple[int, int], float] = {}
+    for scale in scales:
+        sizes.setdefault(variant_shape(shape, float(scale), 0.0), float(scale))
+    return [
+        VariantSpec(scale, angle, mirrored, variant_shape(shape, scale, angle))
+        for scale in sizes.values()
+        for angle in turns.values()
+        for mirrored in ((False, True) if flip else (False,))
+    ]
 
 
 def _resample(plane: np.ndarray, op: Callable[[Image.Image], Image.Image]) -> np.ndarray:
@@ -91,9 +239,8 @@ def _transform(
             mask = np.dstack(
                 [np.clip(_resample(mask[:, :, c], resize), 0, None) for c in range(mask.shape[2])]
             )
-    turns = angle / 90.0
-    if abs(turns - round(turns)) < 1e-9:
-        k = int(round(turns)) % 4
+    k = _quarter_turns(angle)
+    if k is not None:
         pixels = np.rot90(pixels, k)  # counter-clockwise, exactly
         mask = None if mask is None else np.rot90(mask, k)
     else:
@@ -128,12 +275,25 @@ def _transform(
     return pixels, mask
 
 
+def make_variant(pixels: np.ndarray, mask: np.ndarray | None, spec: VariantSpec) -> Variant:
+    """Make one variant from ``list_variants``: the template resized, turned and mirrored.
+
+    >>> spec = list_variants((4, 6), [0.5], [90], False)[0]
+    >>> make_variant(np.ones((4, 6, 1), np.float32), None, spec).shape
+    (3, 2)
+    """
+    p, m = _transform(np.asarray(pixels, np.float32), mask, spec.scale, spec.angle, spec.flip)
+    return Variant(spec.scale, spec.angle, spec.flip, p, m)
+
+
 def make_variants(
     pixels: np.ndarray,
     mask: np.ndarray | None,
     scales: Sequence[float],
     angles: Sequence[float],
     flip: bool,
+    *,
+    fits: tuple[int, int] | None = None,
 ) -> list[Variant]:
     """Every combination of scale, angle and (with ``flip``) mirroring, made once.
 
@@ -149,10 +309,23 @@ def make_variants(
         Counter-clockwise turns in degrees; multiples of 90 are exact.
     flip : bool
         Also search each copy mirrored left to right.
+    fits : (rows, columns), optional
+        Leave out the variants larger than this (the image they are for).
+        Sizes are checked before anything is resampled.
 
     Returns
     -------
     list of Variant
+        As ``list_variants`` lists them: angles equal modulo 360° and
+        scales giving the same size are made once (the first given), and
+        variants larger than ``fits`` or ``MAX_VARIANT_PIXELS`` are left out
+        (the list may be empty).
+
+    Raises
+    ------
+    WaldoError
+        A scale that is not positive, or more than ``MAX_VARIANTS``
+        combinations.
 
     Examples
     --------
@@ -160,20 +333,12 @@ def make_variants(
     >>> [(v.scale, v.angle, v.flip, v.shape) for v in vs][:3]
     [(1.0, 0.0, False, (4, 6)), (1.0, 0.0, True, (4, 6)), (1.0, 90.0, False, (6, 4))]
     """
-    if any(s <= 0 for s in scales):
-        raise WaldoError("scales must be positive")
-    count = len(scales) * len(angles) * (2 if flip else 1)
-    if count > _MAX_VARIANTS:
-        raise WaldoError(f"{count} template variants is too many (at most {_MAX_VARIANTS})")
-    variants = []
-    for scale in scales:
-        for angle in angles:
-            for mirrored in (False, True) if flip else (False,):
-                p, m = _transform(
-                    np.asarray(pixels, np.float32), mask, float(scale), float(angle), mirrored
-                )
-                variants.append(Variant(float(scale), float(angle), mirrored, p, m))
-    return variants
+    shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+    return [
+        make_variant(pixels, mask, spec)
+        for spec in list_variants(shape, scales, angles, flip)
+        if spec.fits(fits)
+    ]
 
 
 def warp_box(

@@ -12,13 +12,14 @@ that ``waldo --help``, ``--version`` and ``params`` never pay for them.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
 import click
 
 from waldo_cli import __version__
-from waldo_cli.cli.terminal import die_of_sigpipe
+from waldo_cli.cli.terminal import die_of_sigpipe, flush_stdout, install_cleanup_handlers
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -71,12 +72,25 @@ class WaldoGroup(click.Group):
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
                 # Click's hint, kept on the same line: errors are one line
                 message += f" (try '{exc.ctx.command_path} -h' for help)"
-            click.echo(f"{name}: error: {message}", err=True)
+            _say(f"{name}: error: {message}")
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt):
-            click.echo(f"{name}: interrupted", err=True)
+            _say(f"{name}: interrupted")
             sys.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:
+            die_of_sigpipe()
+        except OSError as exc:
+            # the library turns every file it reads or writes into a WaldoError:
+            # what reaches here is a standard stream that cannot be written
+            _say(f"{name}: error: cannot write the output: {exc.strerror or exc}")
+            sys.exit(EXIT_ERROR)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _say(line: str) -> None:
+    """One line on stderr; if stderr itself cannot be written, nothing (the status tells)."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(line, err=True)
 
 
 @click.group(cls=WaldoGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,8 +105,29 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``waldo`` console script."""
-    cli.main(args=argv, prog_name="waldo")
+    """Entry point of the ``waldo`` console script.
+
+    Before Click runs: standard streams that cannot take a character
+    (``PYTHONIOENCODING=ascii`` and an accented name) escape it instead of
+    failing, a closed stdout is one line and exit 2, and SIGTERM or SIGHUP
+    while a picture is written remove its partial file. After: whatever is
+    still buffered for stdout is written, and a stream that cannot take it
+    (``/dev/full``) is one line and exit 2, not Python's "Exception ignored".
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(OSError, ValueError):
+                reconfigure(errors="backslashreplace")
+    if sys.stdout is None:
+        _say("waldo: error: standard output is closed; give waldo somewhere to write")
+        sys.exit(EXIT_ERROR)
+    install_cleanup_handlers()
+    try:
+        cli.main(args=argv, prog_name="waldo")
+    except SystemExit as exit:
+        flush_stdout()
+        raise exit from None
 
 
 # The commands import the exit codes and WaldoUsageError from here, so they are

@@ -11,7 +11,8 @@ def cache_group() -> None:
 
     The first search compiles the kernels it needs (a few seconds) and keeps
     them in the package's folder, or in the user's cache folder when that is
-    not writable (NUMBA_CACHE_DIR overrides both); later runs load them.
+    not writable, or in a private folder in the temporary directory when
+    neither is (NUMBA_CACHE_DIR overrides all); later runs load them.
     """
 
 

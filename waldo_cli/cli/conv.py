@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from waldo_cli.cli import WaldoUsageError
-from waldo_cli.cli.options import convolve_option, json_option
+from waldo_cli.cli.options import FILE, convolve_option, json_option
 from waldo_cli.cli.terminal import image_source
+
+if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
+
+# waldo_cli.conv.KERNEL_NAMES as they are typed, up to their parameter. Not
+# imported from there: completion runs at every Tab, and that module loads
+# NumPy and the engine (tests/test_completion.py keeps the two lists equal).
+KERNEL_WORDS = ("sobel-x", "sobel-y", "sobel", "laplace", "gauss:", "box:")
+
+
+def complete_kernel(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """``--kernel``: the kernel names that start with what is typed, and file names.
+
+    >>> [item.value for item in complete_kernel(None, None, "so")]
+    ['so', 'sobel-x', 'sobel-y', 'sobel']
+    """
+    from click.shell_completion import CompletionItem
+
+    names = [CompletionItem(name) for name in KERNEL_WORDS if name.startswith(incomplete)]
+    # The file item goes first: Click's bash script empties its list at a file
+    # item and lets readline complete file names only if nothing else is listed,
+    # so bash offers the names that match and file names when none does.
+    return [CompletionItem(incomplete, type="file"), *names]
 
 
 @click.command("conv")
-@click.argument("image_path", metavar="IMAGE")
+@click.argument("image_path", type=FILE, metavar="IMAGE")
 @click.option(
     "--kernel",
     "kernel_spec",
+    type=FILE,
+    shell_complete=complete_kernel,
     required=True,
     metavar="NAME|FILE.npy",
     help="The filter V[a, b, c, d]: sobel-x, sobel-y, sobel (both), laplace, "
@@ -25,6 +54,7 @@ from waldo_cli.cli.terminal import image_source
 @click.option(
     "--out",
     "out_path",
+    type=FILE,
     required=True,
     metavar="PATH",
     help="Where H goes: NAME.npy for one float32 (H, W, D) array, or a picture name "

@@ -6,10 +6,11 @@ import click
 
 from waldo_cli.cli import WaldoUsageError
 from waldo_cli.cli.find import find_command
+from waldo_cli.cli.options import DIRECTORY
 
 
 @click.command("demo")
-@click.argument("outdir", metavar="OUTDIR")
+@click.argument("outdir", type=DIRECTORY, metavar="OUTDIR")
 @click.option(
     "--seed",
     type=click.IntRange(min=0),
@@ -30,7 +31,8 @@ from waldo_cli.cli.find import find_command
     type=click.IntRange(min=0),
     default=200,
     show_default=True,
-    help="How many people besides Waldo.",
+    help="How many people besides Waldo: at most one per 100 pixels of scene (200 is "
+    "always allowed, 5000 at most).",
 )
 @click.option(
     "--difficulty",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Iterator
@@ -13,7 +12,15 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError, usage_error
-from waldo_cli.cli.options import FiniteFloat, convolve_option, json_option
+from waldo_cli.cli.options import (
+    FILE,
+    FiniteFloat,
+    MethodName,
+    OptionalValueCommand,
+    OptionalValueOption,
+    convolve_option,
+    json_option,
+)
 from waldo_cli.cli.terminal import (
     Output,
     compile_notice,
@@ -22,25 +29,27 @@ from waldo_cli.cli.terminal import (
     stderr_console,
     stdout_console,
 )
-from waldo_cli.methods import DEFAULT_METHOD, METHODS
+from waldo_cli.methods import DEFAULT_METHOD
 
 if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     from rich.console import Console
 
 
-@click.command("find")
-@click.argument("paths", nargs=-1, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
+@click.command("find", cls=OptionalValueCommand)
 # TEMPLATE may be a filter learned by `waldo learn` (a .npz file)
+@click.argument("paths", nargs=-1, type=FILE, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
 @click.option(
     "-t",
     "--template",
     "template_path",
+    type=FILE,
     metavar="TEMPLATE",
     default=None,
     help="Search for TEMPLATE in every image given: then every argument is an image (batch mode).",
 )
 @click.option(
     "--files-from",
+    type=FILE,
     metavar="FILE",
     default=None,
     help="Also read image paths from FILE, one per line ('-' for standard input), "
@@ -49,7 +58,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "-m",
     "--method",
-    type=click.Choice(METHODS),
+    type=MethodName(),
     default=DEFAULT_METHOD,
     show_default=True,
     help="How windows are scored (OpenCV's TM_* methods). A learned filter is scored by "
@@ -58,6 +67,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--mask",
     "mask_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Weights for the template's pixels, an image of its size (black = ignore, "
@@ -107,7 +117,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     default=None,
     metavar="START:STOP:STEP|LIST",
     help="Also search the template resized by these factors, e.g. 0.5:2:0.1 (stop "
-    "included) or 0.8,1.25; the template's own size is always searched too. Each match "
+    "included) or 0.8,1.25; the template's own size is always searched too. At most 1000 "
+    "values, every one finite; sizes larger than the image are skipped. Each match "
     "reports its scale.",
 )
 @click.option(
@@ -117,7 +128,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     help="Also search the template turned by these angles in degrees, counter-"
     "clockwise, e.g. 90,180,270 (exact) or -30:30:5 (the corners a turn adds "
     "are masked out); the upright template is always searched too, and angles are "
-    "taken modulo 360 (0:360:90 searches 0° once). Each match reports its angle.",
+    "taken modulo 360 (0:360:90 searches 0° once); at most 1000 values. Each match "
+    "reports its angle.",
 )
 @click.option(
     "--flip",
@@ -162,6 +174,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--heatmap",
     "heatmap_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Write the score map as a picture on the image's pixel grid (each score "
@@ -170,6 +183,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "--overlay",
     "overlay_path",
+    type=FILE,
     metavar="PATH",
     default=None,
     help="Write the image with a box, rank and score for every match. The format "
@@ -186,13 +200,14 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option("--no-legend", is_flag=True, help="Leave the legend off the heatmap.")
 @click.option(
     "--show",
+    cls=OptionalValueOption,
     type=click.Choice(["overlay", "heatmap"]),
     is_flag=False,
     flag_value="overlay",
     default=None,
-    help="On a terminal, draw the overlay (or the heatmap: --show heatmap) with "
-    "coloured half blocks above the table. Does nothing off a terminal or "
-    "with --json.",
+    help="On a terminal, draw the overlay (or the heatmap: --show=heatmap, the value "
+    "after '=') with coloured half blocks above the table. Does nothing off a "
+    "terminal or with --json.",
 )
 @click.option(
     "--engine",
@@ -369,20 +384,21 @@ def _inputs(args: FindArgs) -> tuple[list[str], str]:
 
 
 def _read_file_list(files_from: str, quiet: bool = False) -> list[str]:
-    """Image paths from a file (or stdin), one per line; blank lines are skipped."""
-    from waldo_cli.errors import ImageReadError
+    """Image paths from a file (or stdin), as ``io.read_file_list`` reads them.
+
+    One per line, split on newlines only (one trailing carriage return and a
+    byte-order mark dropped; blank lines skipped), with bounded lines and
+    total; names that are not UTF-8 still name their files.
+    """
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import read_file_list
 
     try:
-        if files_from == "-":
-            text = sys.stdin.read()
-        else:
-            with open(files_from, encoding="utf-8", errors="surrogateescape") as fh:
-                text = fh.read()
-    except OSError as exc:
+        return read_file_list(files_from)
+    except WaldoError as exc:
         if quiet:
             raise click.exceptions.Exit(EXIT_ERROR) from None
-        raise WaldoUsageError(str(ImageReadError(files_from, exc.strerror or str(exc)))) from None
-    return [line for line in text.splitlines() if line.strip()]
+        raise WaldoUsageError(str(exc)) from None
 
 
 def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -408,17 +424,14 @@ def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
     """Refuse bad picture paths and colormaps before any work is done."""
-    from waldo_cli.errors import OutputError, WaldoError
-    from waldo_cli.io import check_output_path
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.io import check_output_paths
 
-    given = [p for p in (args.heatmap_path, args.overlay_path) if p is not None]
-    # every input is protected: the mask and the file list as much as the images
-    inputs = (*images, template, *(p for p in (args.mask_path, args.files_from) if p))
+    # every input is protected, through links: the mask and the file list as much as the
+    # images; and no two outputs may be one file
+    inputs = (*images, template, args.mask_path, args.files_from)
     try:
-        for path in given:
-            check_output_path(path, inputs)
-        if len({os.path.abspath(p) for p in given}) < len(given):
-            raise OutputError(f"{given[0]}: --heatmap and --overlay name the same file")
+        check_output_paths((args.heatmap_path, args.overlay_path), inputs)
         if args.heatmap_path is not None or args.show == "heatmap":
             from waldo_cli.render import colormap_table
 
@@ -596,12 +609,17 @@ def _search_with_pictures(
 def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
     """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
     from waldo_cli.errors import WaldoError
-    from waldo_cli.io import read_image
+    from waldo_cli.io import image_size, read_image, read_source
 
     # rich only for what a terminal may get (its import is felt in shell loops)
     out = None if args.as_json or args.quiet else stdout_console()
     try:
         name, data = image_source(image)
+        if isinstance(data, str):
+            # a FIFO or device read once; a file's header checked before decoding
+            data = read_source(data)
+            if isinstance(data, str):
+                searcher.check_fits(*image_size(data, name))
         result = _search(searcher, read_image(data, name=name), args.quiet)
         report = result.report
         # the terminal preview only where it cannot mix with data or silence

@@ -40,6 +40,54 @@ def die_of_sigpipe() -> None:
     sys.exit(128 + 13)  # where there is no SIGPIPE: the status a shell would show
 
 
+def flush_stdout() -> None:
+    """Write what stdout still buffers, as the process ends; a stream that refuses is one line.
+
+    A closed pipe ends the process by SIGPIPE (grep's way); a full disk or
+    another error is one line on stderr and exit 2, and stdout is pointed at
+    /dev/null so that Python's own flush at exit cannot fail again.
+    """
+    import errno
+
+    stream = sys.stdout
+    if stream is None:
+        return
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        die_of_sigpipe()
+    except OSError as exc:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, stream.fileno())
+        reason = exc.strerror or errno.errorcode.get(exc.errno or 0, str(exc))
+        with contextlib.suppress(OSError, ValueError):
+            click.echo(f"waldo: error: cannot write the output: {reason}", err=True)
+        sys.exit(2)
+
+
+def install_cleanup_handlers() -> None:
+    """On SIGTERM or SIGHUP, remove partly written pictures, then die of the signal.
+
+    Ctrl-C (SIGINT) is handled where records are written (``Output``) and
+    unwinds normally, which removes partial files too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def cleanup(signum: int, frame: Any) -> None:
+        io = sys.modules.get("waldo_cli.io")
+        if io is not None:
+            io.remove_partial_files()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, cleanup)
+
+
 class Output:
     """Writes whole records to stdout; Ctrl-C waits until the record is out.
 
@@ -112,9 +160,11 @@ def write_fd(stream: Any, text: str) -> None:
 
 
 def image_source(path: str) -> tuple[str, Any]:
-    """(name, what to read): the bytes of standard input for '-', else the path."""
+    """(name, what to read): stdin's stream for '-' (read_image bounds it), else the path."""
     if path == "-":
-        return "-", sys.stdin.buffer.read()
+        from waldo_cli.io import stdin_stream
+
+        return "-", stdin_stream()
     return path, path
 
 

@@ -22,13 +22,22 @@ One room per stage, each importing only the rooms after it:
 from waldo_cli.demo.draw import PALETTE, RGB
 from waldo_cli.demo.files import FILES, check_outdir, parse_size, write_puzzle
 from waldo_cli.demo.people import Person
-from waldo_cli.demo.scene import DEFAULT_CROWD, DEFAULT_SIZE, MIN_SIZE, Puzzle, render_puzzle
+from waldo_cli.demo.scene import (
+    DEFAULT_CROWD,
+    DEFAULT_SIZE,
+    MAX_CROWD,
+    MIN_SIZE,
+    Puzzle,
+    max_crowd,
+    render_puzzle,
+)
 from waldo_cli.demo.things import Thing
 
 __all__ = [
     "DEFAULT_CROWD",
     "DEFAULT_SIZE",
     "FILES",
+    "MAX_CROWD",
     "MIN_SIZE",
     "PALETTE",
     "RGB",
@@ -36,6 +45,7 @@ __all__ = [
     "Puzzle",
     "Thing",
     "check_outdir",
+    "max_crowd",
     "parse_size",
     "render_puzzle",
     "write_puzzle",

@@ -42,6 +42,11 @@ DEFAULT_DIFFICULTY = "normal"
 # the bottom this much larger; at most this share of Waldo may be hidden
 _DEPTH_SCALES = (0.7, 1.3)
 _MOST_HIDDEN = 1 / 3
+# The largest crowd: one person per CROWD_PIXELS pixels of scene (a person
+# covers about 800), but the default crowd at any size, and never more than
+# MAX_CROWD (some 10 s of drawing).
+CROWD_PIXELS = 100
+MAX_CROWD = 5000
 
 _SEA, _SAND, _PATH, _GRASS = 0, 1, 2, 3
 _REFERENCE_AREA = DEFAULT_SIZE[0] * DEFAULT_SIZE[1]
@@ -137,6 +142,19 @@ def _check_size(size: tuple[int, int]) -> None:
         raise WaldoError(f"size {width}x{height} is too large: at most 12 megapixels")
 
 
+def max_crowd(size: tuple[int, int]) -> int:
+    """The largest crowd a scene of this (width, height) holds.
+
+    One person per ``CROWD_PIXELS`` (100) pixels of scene, but at least
+    ``DEFAULT_CROWD`` (200) and at most ``MAX_CROWD`` (5000).
+
+    >>> max_crowd((160, 120)), max_crowd((200, 150)), max_crowd((960, 640))
+    (200, 300, 5000)
+    """
+    area = int(size[0]) * int(size[1])
+    return min(MAX_CROWD, max(DEFAULT_CROWD, area // CROWD_PIXELS))
+
+
 def render_puzzle(
     seed: int,
     size: tuple[int, int] = DEFAULT_SIZE,
@@ -153,7 +171,9 @@ def render_puzzle(
         Of the scene, at least `MIN_SIZE`. People are drawn at the same scale
         whatever the size (about 16–24 pixels wide and 30–48 high).
     crowd : int
-        How many people besides Waldo (0 or more). Among them, in proportion,
+        How many people besides Waldo, from 0 to ``max_crowd(size)`` (one
+        per 100 pixels of scene, at least 200, at most 5000). Among them, in
+        proportion,
         are decoys: red-and-white striped shirts without the hat, red-and-white
         bobble hats without the shirt, round glasses, and a few with two of
         Waldo's three traits.
@@ -175,7 +195,8 @@ def render_puzzle(
     Raises
     ------
     WaldoError
-        A negative seed or crowd, a size out of range, or an unknown difficulty.
+        A negative seed, a crowd out of range, a size out of range, or an unknown
+        difficulty.
 
     Examples
     --------
@@ -194,6 +215,12 @@ def render_puzzle(
     hard = difficulty == "hard"
     size = (int(size[0]), int(size[1]))
     _check_size(size)
+    if int(crowd) > max_crowd(size):
+        raise WaldoError(
+            f"crowd {crowd} is too large for a {size[0]}x{size[1]} scene: at most "
+            f"{max_crowd(size)} (one person per {CROWD_PIXELS} pixels, at least "
+            f"{DEFAULT_CROWD}, at most {MAX_CROWD})"
+        )
     rng = np.random.default_rng(int(seed))
     width, height = size
     background, zone = _ground(rng, width, height)
