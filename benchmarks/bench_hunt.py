@@ -18,8 +18,9 @@ normal ones.
     python benchmarks/bench_hunt.py                      # 200 + 200 puzzles
     python benchmarks/bench_hunt.py --tests 100          # a subset (seeds 1000-1099)
 
-Puzzles are made once into --work (default /tmp/waldo-hunt) and reused. The
-table goes to benchmarks/results/bench_hunt.txt, the learning curve to
+Puzzles are made once into --work (default /tmp/waldo-hunt) and reused; the
+filters are learned afresh every run (their time is measured). The table
+goes to benchmarks/results/bench_hunt.txt, the learning curve to
 docs/learning-curve.png. Never run by the tests.
 """
 
@@ -78,11 +79,11 @@ def iou(a, b) -> float:
 
 
 def learn(work: Path, difficulty: str, count: int) -> tuple[Path, float]:
+    """Learn afresh (never a filter left from another run of other code), timed."""
     out = work / f"learned-{difficulty}-{count}.npz"
     started = time.perf_counter()
-    if not out.exists():
-        learned = learn_filter([work / difficulty / str(s) for s in TRAIN[:count]])
-        save_filter(learned, out)
+    learned = learn_filter([work / difficulty / str(s) for s in TRAIN[:count]])
+    save_filter(learned, out)
     return out, time.perf_counter() - started
 
 
