@@ -32,6 +32,9 @@ WALDO = str(Path(sys.executable).with_name("waldo"))
 SIZE, CROWD = (320, 240), 40
 TRAIN = range(8)  # small puzzles to learn from
 HELD_APART = range(100, 112)  # small puzzles to search
+# a small filter where only the options and the files are checked, not how
+# well it finds Waldo: its linear solves take milliseconds, not seconds
+SMALL = ("--size", "10x24")
 
 
 def run(*args):
@@ -62,12 +65,18 @@ def puzzles(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def learned(puzzles) -> Path:
-    """The filter `waldo learn` makes from the training puzzles (the CLI's own file)."""
+def learning(puzzles):
+    """`waldo learn` on the training puzzles: its result (summary) and the file it wrote."""
     out = puzzles / "waldo.npz"
     result = run("learn", *(puzzles / "train" / str(s) for s in TRAIN), "-o", out)
     assert result.exit_code == 0, result.stderr
-    return out
+    return result, out
+
+
+@pytest.fixture(scope="session")
+def learned(learning) -> Path:
+    """The filter `waldo learn` makes from the training puzzles (the CLI's own file)."""
+    return learning[1]
 
 
 # --- learning ---------------------------------------------------------------
@@ -108,13 +117,14 @@ def test_learned_filter_scores_its_examples_above_its_negatives(learned):
     assert doc["examples"][0] > 0.5 > doc["best_clear"][-1]
 
 
-def test_learn_is_deterministic_for_a_seed(puzzles, learned, tmp_path):
-    again, other = tmp_path / "again.npz", tmp_path / "other.npz"
-    examples = [puzzles / "train" / str(s) for s in TRAIN]
-    assert run("learn", *examples, "-o", again, "-q").exit_code == 0
-    assert run("learn", *examples, "-o", other, "-q", "--seed", 1).exit_code == 0
-    assert again.read_bytes() == learned.read_bytes()
-    assert other.read_bytes() != learned.read_bytes()
+def test_learn_is_deterministic_for_a_seed(puzzles, tmp_path):
+    first, again, other = tmp_path / "first.npz", tmp_path / "again.npz", tmp_path / "other.npz"
+    examples = [puzzles / "train" / str(s) for s in TRAIN[:3]]
+    assert run("learn", *examples, *SMALL, "-o", first, "-q", "--seed", 4).exit_code == 0
+    assert run("learn", *examples, *SMALL, "-o", again, "-q", "--seed", 4).exit_code == 0
+    assert run("learn", *examples, *SMALL, "-o", other, "-q", "--seed", 1).exit_code == 0
+    assert again.read_bytes() == first.read_bytes()
+    assert other.read_bytes() != first.read_bytes()
     # no time of writing anywhere in the archive
     with zipfile.ZipFile(again) as archive:
         assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
@@ -153,7 +163,7 @@ def test_learning_from_crops_and_negatives(puzzles, tmp_path):
         noise = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
         Image.fromarray(noise).save(empty / f"noise{k}.png")
     out = tmp_path / "crops.npz"
-    result = run("learn", *crops, "--negatives", empty, "-o", out, "--json")
+    result = run("learn", *crops, "--negatives", empty, "-o", out, "--json", *SMALL)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert (doc["crops"], doc["scenes"], doc["negative_images"]) == (len(TRAIN), 0, 2)
@@ -277,14 +287,15 @@ def test_colour_filter_refuses_a_grey_image(puzzles, learned, tmp_path):
 # --- `waldo learn` on the command line ---------------------------------------
 
 
-def test_learn_summary_names_what_it_learned(puzzles, tmp_path):
-    out = tmp_path / "f.npz"
-    result = run("learn", *(puzzles / "train" / str(s) for s in TRAIN[:3]), "-o", out)
-    assert result.exit_code == 0, result.stderr
+def test_learn_summary_names_what_it_learned(learning):
+    result, out = learning
     assert result.stderr == ""
     text = result.stdout
-    assert "3 examples (3 in scenes, 0 crops)" in text
-    assert "parameters" in text and "held out" in text and f"wrote {out}" in text
+    h, w, c = load_filter(out).shape
+    assert f"{len(TRAIN)} examples ({len(TRAIN)} in scenes, 0 crops)" in text
+    assert f"filter {w}×{h}×{c} (rgb) = {h * w * c + 1:,} parameters" in text
+    assert f"held out (5-fold): found {len(TRAIN)} of {len(TRAIN)} at 0.5" in text
+    assert f"wrote {out}" in text
 
 
 def test_learn_options_reach_the_file(puzzles, tmp_path):
@@ -311,7 +322,7 @@ def test_answer_json_with_several_boxes(tmp_path):
     doc = {"scene": "beach.png", "boxes": [{"x": x, "y": y, "width": w, "height": h}, second]}
     (tmp_path / "answer.json").write_text(json.dumps(doc))
     out = tmp_path / "f.npz"
-    result = run("learn", tmp_path, "-o", out, "--json", "--no-augment")
+    result = run("learn", tmp_path, "-o", out, "--json", "--no-augment", *SMALL)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["examples"] == 2
 
@@ -361,8 +372,8 @@ def test_learn_shows_progress_on_a_terminal(puzzles, tmp_path):
     master, slave = pty.openpty()
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "100", "LINES": "24"}
     proc = subprocess.Popen(
-        [WALDO, "learn", str(puzzles / "train" / "0"), str(puzzles / "train" / "1"), "-o",
-         str(out)],
+        [WALDO, "learn", str(puzzles / "train" / "0"), str(puzzles / "train" / "1"), *SMALL,
+         "-o", str(out)],
         stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL, env=env,
     )  # fmt: skip
     os.close(slave)
@@ -592,8 +603,8 @@ def test_hard_puzzle_answer_records_what_was_done(seed, tmp_path):
 def test_hard_puzzles_hide_him_sometimes_and_have_more_pair_decoys():
     hidden = [render_puzzle(s, size=(480, 360), difficulty="hard").hidden for s in range(8)]
     assert any(v > 0 for v in hidden) and all(v <= 1 / 3 for v in hidden)
-    normal = render_puzzle(2, difficulty="normal")
-    hard = render_puzzle(2, difficulty="hard")
+    normal = render_puzzle(2, size=(480, 360), difficulty="normal")
+    hard = render_puzzle(2, size=(480, 360), difficulty="hard")
 
     def pairs(puzzle):
         return sum((p.striped_shirt + p.bobble_hat + p.round_glasses) == 2 for p in puzzle.people)
@@ -603,7 +614,7 @@ def test_hard_puzzles_hide_him_sometimes_and_have_more_pair_decoys():
 
 
 def test_easy_puzzles_have_no_decoy_with_two_traits():
-    puzzle = render_puzzle(3, difficulty="easy")
+    puzzle = render_puzzle(3, size=(480, 360), difficulty="easy")
     assert not any((p.striped_shirt + p.bobble_hat + p.round_glasses) == 2 for p in puzzle.people)
     assert json.loads(json.dumps(puzzle.answer()))["difficulty"] == "easy"
 

@@ -443,6 +443,14 @@ def match_template(
     >>> scores = match_template(image, image[2:4, 3:5], "sqdiff")
     >>> scores.shape, np.unravel_index(scores.argmin(), scores.shape)
     ((4, 5), (np.int64(2), np.int64(3)))
+
+    A learned filter in place of the template (here one made by hand; see
+    ``learn_filter`` and ``load_filter``): u + Σ V · (I/255 − 1/2).
+
+    >>> from waldo_cli.templates import LearnedFilter
+    >>> learned = LearnedFilter(np.ones((2, 2, 1), np.float32), -1.0, colour="grey")
+    >>> match_template(np.full((3, 4), 255.0), learned)[0, 0]  # 4 × (1 − 1/2) − 1
+    np.float32(1.0)
     """
     method = _check_options(method, engine, pad, template)
     if isinstance(template, LearnedFilter):

@@ -695,11 +695,15 @@ def learn_filter(
     >>> scenes = []
     >>> for k in range(3):
     ...     scene = rng.integers(0, 256, (60, 80, 3)).astype(np.float32)
-    ...     scene[20:28, 30:36] = [255, 0, 0]  # a red block: the target
+    ...     scene[20:28:2, 30:36], scene[21:28:2, 30:36] = 255, 0  # stripes: the target
     ...     scenes.append(Example(scene, ((30, 20, 6, 8),), f"scene{k}", "scene"))
     >>> learned = learn_filter(scenes, augment=False)
     >>> learned.shape, learned.parameters
     ((8, 6, 3), 145)
+    >>> from waldo_cli import match_template
+    >>> scores = match_template(scenes[0].pixels, learned)
+    >>> np.unravel_index(scores.argmax(), scores.shape)  # (y, x) of the stripes
+    (np.int64(20), np.int64(30))
     """
     from waldo_cli import __version__
     from waldo_cli.io import to_grey
