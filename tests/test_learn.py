@@ -423,6 +423,11 @@ def test_find_with_a_filter_reports_json(scene, learned):
     assert iou(box_of(doc["matches"][0]), answer) >= 0.5
     assert doc["matches"][0]["score"] >= 0.5
     assert doc["variants"]["scales"][0] == 1.0  # searched at the scales it was learned for
+    scores = (SIZE[1] - h + 1) * (SIZE[0] - w + 1)
+    assert doc["parameters"] == {
+        "conv": h * w * c + 1,
+        "dense": (SIZE[0] * SIZE[1] * c + 1) * scores,
+    }
 
 
 def test_find_with_a_filter_counts_its_parameters(scene, learned):

@@ -509,7 +509,7 @@ class Searcher:
             variant = variants[which[round(peak.y), round(peak.x)]][0]
             matches.append(_variant_match(peak, variant.shape, True, variant))
         th, tw = self._size
-        extra = {
+        extra: dict[str, Any] = {
             "variants": {
                 "scales": list(o.scales),
                 "angles": list(o.angles),
@@ -519,4 +519,11 @@ class Searcher:
                 "skipped": len(self._specs(channels)) - len(variants),
             }
         }
+        if self.learned is not None and th <= height and tw <= width:
+            from waldo_cli.params import template_param_counts
+
+            # the learned layer as it was learned (its copies are resampled from it)
+            extra["parameters"] = template_param_counts(
+                height, width, th, tw, self.learned.shape[2], bias=True
+            )
         return matches, ScoreMap(best, CENTRE, (th, tw)), plans, extra
