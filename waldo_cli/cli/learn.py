@@ -122,6 +122,7 @@ def learn_command(
     err = stderr_console()
     try:
         check_output_path(output, (*examples, *negatives), image=False)
+        _load_kernels(quiet)
         with _progress(err, quiet) as progress:
             learned = learn_filter(
                 list(examples),
@@ -144,6 +145,16 @@ def learn_command(
         return
     for line in summary_lines(learned.training, output, seconds):
         click.echo(line)
+
+
+def _load_kernels(quiet: bool) -> None:
+    """Load the correlation kernels the learning searches with, saying so if they must compile."""
+    from waldo_cli import jit
+    from waldo_cli.cli.terminal import compile_notice
+
+    with compile_notice(jit.plain_kernel_names(), quiet):
+        for engine in jit.KERNELS:
+            jit.warm_plain(engine)
 
 
 @contextlib.contextmanager
