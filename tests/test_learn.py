@@ -501,14 +501,15 @@ def test_find_options_apply_to_a_filter(scene, learned, tmp_path):
     image, answer = scene
     result = run(
         "find", image, learned, "--json", "-k", "3", "--no-threshold", "--min-distance", "30",
-        "--flip", "--pad", "edge", "--subpixel", "--heatmap", tmp_path / "heat.png",
+        "--flip", "--rotations", "0,10", "--pad", "edge", "--subpixel",
+        "--heatmap", tmp_path / "heat.png",
         "--overlay", tmp_path / "over.png",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     matches = doc["matches"]
     assert len(matches) == 3 and doc["threshold"] is None and doc["pad"] == "edge"
-    assert doc["variants"]["flip"] is True
+    assert doc["variants"]["flip"] is True and doc["variants"]["angles"] == [0.0, 10.0]
     assert all(isinstance(m["x"], float) for m in matches)
     for a in matches:
         for b in matches:
