@@ -528,6 +528,7 @@ def test_find_threshold_and_exit_codes_with_a_filter(scene, learned):
 
 def test_find_refuses_a_method_or_a_mask_for_a_filter(scene, learned):
     image, _ = scene
+    assert_one_line_error(run("find", learned, image), "learned filter goes where a template does")
     assert_one_line_error(run("find", image, learned, "-m", "ccorr"), "learned filter", "--method")
     assert_one_line_error(run("find", image, learned, "--mask", image), "learned filter", "--mask")
 

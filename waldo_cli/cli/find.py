@@ -513,11 +513,14 @@ def _image_error(exc: Exception, image: str, single: bool) -> str:
     """An error about one image, as one line that names the image.
 
     In ``waldo find IMAGE TEMPLATE``, a template larger than an image that
-    would fit inside it suggests the two were given the wrong way round.
+    would fit inside it suggests the two were given the wrong way round; so
+    does a learned filter (.npz) given as the image.
     """
     from waldo_cli.errors import ImageReadError, TemplateTooLargeError
 
     if isinstance(exc, ImageReadError):  # names its file already
+        if image.lower().endswith(".npz"):
+            return f"{exc} (a learned filter goes where a template does: waldo find IMAGE {image})"
         return str(exc)
     message = f"{image}: {exc}"
     if single and isinstance(exc, TemplateTooLargeError):
