@@ -335,7 +335,7 @@ class LearnedFilter:
 
         Raises ShapeError when the image's channels are not the filter's
         (a grey filter searches colour images made grey first: see
-        ``io.reconcile_filter``).
+        ``io.reconcile_filter``; a search does so through ``search._pixels_in``).
 
         >>> f = LearnedFilter(np.ones((2, 2, 1), np.float32), 0.0, colour="grey")
         >>> f.preprocess(np.full((3, 3, 1), 255.0))[0, 0, 0]
