@@ -519,6 +519,51 @@ def test_find_options_apply_to_a_filter(scene, learned, tmp_path):
     assert Image.open(tmp_path / "over.png").size == SIZE
 
 
+def test_a_filter_among_several_templates(scene, learned, puzzles):
+    """-t FILTER -t TEMPLATE: each searched as it would be alone, each record naming its own."""
+    image, answer = scene
+    template = puzzles / "train" / "0" / "waldo.png"
+    both = run("find", image, "-t", learned, "-t", template, "--jsonl")
+    assert both.exit_code in (0, 1), both.stderr
+    records = [json.loads(line) for line in both.stdout.splitlines()]
+    assert [r["method"] for r in records] == ["learned", "ccoeff_normed"]
+    assert (records[0]["template"], records[0]["filter"]) == (str(learned), str(learned))
+    assert records[1]["template"] == str(template) and "filter" not in records[1]
+    alone = json.loads(run("find", image, learned, "--json").stdout)
+    assert records[0]["matches"] == alone["matches"]
+    assert records[0]["matches"][0]["template"] == str(learned)
+    # a folder of templates takes the filter too
+    folder = puzzles / "templates"
+    folder.mkdir(exist_ok=True)
+    (folder / "a.npz").write_bytes(learned.read_bytes())
+    (folder / "b.png").write_bytes(template.read_bytes())
+    result = run("find", image, "-t", folder, "--jsonl")
+    assert [json.loads(r)["method"] for r in result.stdout.splitlines()] == [
+        "learned",
+        "ccoeff_normed",
+    ]
+
+
+def test_a_filter_in_a_region_with_every_peak(scene, learned):
+    image, answer = scene
+    x, y, w, h = answer
+    region = (max(0, x - 40), max(0, y - 30), 100, 110)
+    result = run(
+        "find", image, learned, "--region", ",".join(map(str, region)), "-k", "all",
+        "--no-threshold", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["region"] == list(region) and doc["method"] == "learned"
+    matches = doc["matches"]
+    assert len(matches) > 1 and iou(box_of(matches[0]), answer) >= 0.5
+    rx, ry, rw, rh = region
+    for m in matches:
+        assert rx <= m["x"] and m["x"] + m["width"] <= rx + rw
+        assert ry <= m["y"] and m["y"] + m["height"] <= ry + rh
+    assert_one_line_error(run("find", image, learned, "--grey"), "colour")
+
+
 def test_find_threshold_and_exit_codes_with_a_filter(scene, learned):
     image, _ = scene
     assert run("find", image, learned, "--threshold", "5").exit_code == 1

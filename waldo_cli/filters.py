@@ -177,6 +177,8 @@ def _archive(source: str | os.PathLike[str] | bytes, name: str) -> dict[str, byt
                     name, "not a waldo filter (a .npz archive without waldo.json)"
                 )
             members = {n: archive.read(n) for n in MEMBERS if n in names}
+    except FilterReadError:  # a ValueError and an OSError too: keep its message
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as exc:
         raise FilterReadError(name, f"not a waldo filter (a damaged archive: {exc})") from None
     meta = _document(members["waldo.json"], name)

@@ -169,10 +169,10 @@ def _filter_params(
                 raise WaldoError(f"{path} does not say what images it learned from: give --size")
             columns, rows = (int(v) for v in found)
         counts = template_param_counts(rows, columns, h, w, channels, bias=True)
+    except WaldoError as exc:  # a ValueError too: caught first, to keep its message
+        raise WaldoUsageError(str(exc)) from None
     except (KeyError, TypeError, ValueError):
         raise WaldoUsageError(f"{path}: a damaged waldo filter (no kernel_shape)") from None
-    except WaldoError as exc:
-        raise WaldoUsageError(str(exc)) from None
     scores = (rows - h + 1) * (columns - w + 1)
     conv, dense = counts["conv"], counts["dense"]
     doc: dict[str, Any] = {
