@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import pty
@@ -467,8 +468,9 @@ def test_find_with_a_filter_through_every_format(scene, learned):
             record = json.loads(result.stdout)
             assert record["method"] == "learned" and record["filter"] == str(learned)
         else:
-            lines = result.stdout.splitlines()
-            assert lines[0] == "image,rank,x,y,width,height,score" and len(lines) == 2
+            header, *rows = csv.reader(result.stdout.splitlines())
+            assert header[:7] == ["image", "rank", "x", "y", "width", "height", "score"]
+            assert len(rows) == 1 and rows[0][header.index("template")] == str(learned)
     batch = run("find", "-t", learned, image, image, "--json")
     assert [d["method"] for d in json.loads(batch.stdout)] == ["learned", "learned"]
 
