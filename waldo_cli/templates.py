@@ -262,6 +262,12 @@ class LearnedFilter:
         kernel's: ``waldo find`` (a ``Searcher``) searches the kernel resized
         by each of them unless told other scales; ``match_template`` uses the
         kernel as it is.
+
+    Examples
+    --------
+    >>> f = LearnedFilter(np.ones((4, 3, 3), np.float32), -0.5)
+    >>> f.shape, f.parameters, f.channels
+    ((4, 3, 3), 37, 3)
     """
 
     kernel: np.ndarray
