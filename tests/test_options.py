@@ -953,21 +953,80 @@ def test_nothing_matches_says_the_best_and_where(files):
     assert [r["best"]["x"] for r in records] == [100, 100]
 
 
-def test_nothing_matches_on_a_terminal(files):
-    from click.testing import CliRunner
-
-    from waldo_cli.cli import cli
-
-    result = CliRunner().invoke(
-        cli,
-        ["find", str(files / "scene.png"), str(files / "b.png"), "--threshold", "1.5"],
-        env={"FORCE_COLOR": "1", "COLUMNS": "200"},
-    )
-    assert result.exit_code == 1
+def _on_terminal(*args, cwd, cols=80):
+    """The installed waldo on an 80-column pseudo-terminal: (status, what it showed, no escapes)."""
     import re
 
-    shown = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", result.stdout).split())
-    assert "best 1.000000 at (100, 80), below the threshold 1.5" in shown
+    from installed import shell_env, waldo_executable
+    from terminal_session import Terminal
+
+    argv = [waldo_executable(), *map(str, args)]
+    env = shell_env(TERM="xterm-256color")
+    with Terminal(argv, cwd=cwd, env=env, rows=40, cols=cols) as terminal:
+        status = terminal.wait(timeout=300)
+        shown = terminal.shown
+    return status, re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", shown)
+
+
+def test_nothing_matches_on_a_terminal(files):
+    status, shown = _on_terminal("find", "scene.png", "b.png", "--threshold", 1.5, cwd=files)
+    assert status == 1, shown
+    assert "┃ rank" not in shown  # no empty table
+    words = " ".join(shown.split())
+    assert (
+        "no match for b.png in scene.png with ccoeff_normed (threshold 1.5), searched in" in words
+    )
+    assert "best 1.000000 at (100, 80), below the threshold 1.5" in words
+    assert all(len(line) <= 80 for line in shown.splitlines()), shown
+
+
+def test_several_templates_are_one_table_on_an_80_column_terminal(files):
+    """IMAGE -t A -t B on a terminal: one table with a template column, ranks per template,
+    every line within 80 columns, a long path folded in its cell (never cut), then a line
+    per template (where the one that found nothing came closest)."""
+    long_name = files / "templates" / "b.png"  # a path longer than the column allows
+    status, shown = _on_terminal(
+        "find", "scene.png", "-t", "waldo.png", "-t", long_name, "-t", "b.png", "-k", 2,
+        "--threshold", 0.99, cwd=files,
+    )  # fmt: skip
+    assert status == 0, shown
+    lines = shown.splitlines()
+    assert all(len(line) <= 80 for line in lines), shown
+    header = next(line for line in lines if "┃" in line and "rank" in line)
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == [
+        "template", "rank", "x", "y", "width", "height", "score",
+    ]  # fmt: skip
+    rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in lines if "│" in line]
+    # a folded name continues on the next row, its other cells empty
+    names, cells = [], []
+    for row in rows:
+        if row[1]:
+            names.append(row[0])
+            cells.append(row[1:])
+        else:
+            names[-1] += row[0]
+    assert names == ["waldo.png", str(long_name), "b.png"]
+    assert cells == [
+        ["1", "40", "30", "28", "24", "1.000000"],
+        ["1", "100", "80", "30", "20", "1.000000"],
+        ["1", "100", "80", "30", "20", "1.000000"],
+    ]
+    words = " ".join(shown.split())
+    for name in ("waldo.png", str(long_name), "b.png"):
+        assert f"1 match for {name} in scene.png with ccoeff_normed (threshold 0.99)" in words
+    none = _on_terminal(
+        "find", "scene.png", "-t", "waldo.png", "-t", "b.png", "--region", "0,0,90,70",
+        "--threshold", 0.9, cwd=files,
+    )  # fmt: skip
+    status, shown = none
+    assert status == 0, shown
+    words = " ".join(shown.split())
+    assert "1 match for waldo.png" in words
+    assert "no match for b.png in scene.png" in words
+    assert "below the threshold 0.9" in words
+    # in a pipe, the same command is batch output: TSV with the template column
+    piped = waldo("find", files / "scene.png", "-t", files / "waldo.png", "-t", files / "b.png")
+    assert piped.stdout.splitlines()[0].split("\t")[-1] == "template"
 
 
 def test_margin_in_json_and_best(files):
@@ -1336,3 +1395,31 @@ def test_options_are_keyword_only_after_the_arrays(path, positional):
 
     parameters = inspect.signature(_resolve(path)).parameters.values()
     assert {p.name for p in parameters if p.kind != p.KEYWORD_ONLY} == positional
+
+
+def test_a_template_name_that_is_not_utf8_is_escaped_in_every_format(files, tmp_path):
+    """The template column and key hold any file name as valid UTF-8, as the image's do."""
+    import os
+    import shutil
+    import subprocess
+
+    from installed import waldo_executable
+
+    odd = os.fsencode(tmp_path) + b"/b\xe9.png"
+    shutil.copyfile(files / "b.png", odd)
+    escaped = str(tmp_path / "b\\xe9.png")  # the byte written \xNN, as for image names
+    base = [waldo_executable(), "find", os.fsencode(files / "scene.png"), "-t",
+            os.fsencode(files / "waldo.png"), "-t", odd]  # fmt: skip
+    for fmt in ([], ["--csv"], ["--json"], ["--jsonl"]):
+        proc = subprocess.run([*base, *fmt], capture_output=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        text = proc.stdout.decode("utf-8")  # valid UTF-8, or this raises
+        if fmt in (["--json"], ["--jsonl"]):
+            import json
+
+            docs = [json.loads(line) for line in text.splitlines()]
+            docs = docs[0] if fmt == ["--json"] else docs
+            assert docs[1]["template"] == escaped
+            assert [m["template"] for m in docs[1]["matches"]] == [escaped]
+        else:
+            assert escaped in text.splitlines()[2], (fmt, text)

@@ -385,6 +385,43 @@ def print_table(console: Console, report: FindReport) -> None:
     )
 
 
+def print_tables(console: Console, reports: list[FindReport]) -> None:
+    """Several templates' matches in one image: one rich table with a template column.
+
+    Each template's rows follow in the order the templates were given,
+    ``rank`` counting within each; a long template name folds inside its
+    column rather than losing its end. Then each template's summary line
+    (for one with no match, where it came closest).
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from waldo_cli.names import display_name
+
+    if any(report.matches for report in reports):
+        table = Table(title=None, header_style="bold")
+        table.add_column("template", overflow="fold")
+        for name in ("rank", "x", "y", "width", "height", "score"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for report in reports:
+            for rank, m in enumerate(report.matches, 1):
+                table.add_row(
+                    Text(display_name(str(report.template))),  # a name, not markup
+                    str(rank),
+                    format_coordinate(m.x),
+                    format_coordinate(m.y),
+                    str(m.width),
+                    str(m.height),
+                    format_score(m.score, report.method),
+                    style="bold green" if rank == 1 else None,
+                )
+        console.print(table)
+    for report in reports:
+        console.print(
+            summary_line(report), style="dim" if report.matches else "yellow", highlight=False
+        )
+
+
 # ---------------------------------------------------------------------------
 # waldo params: the dense-versus-convolution table (counts from waldo_cli.params)
 

@@ -108,6 +108,8 @@ class Match:
             doc["margin"] = float32_value(self.margin)
         if self.corners is not None:
             doc["corners"] = [[x, y] for x, y in self.corners]
+        if self.template is not None:  # as the report's own name: valid UTF-8 whatever it holds
+            doc["template"] = display_name(self.template)
         return doc
 
 

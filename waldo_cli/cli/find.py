@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     multiple=True,
     help="Search for TEMPLATE in every image given: then every argument is an image (batch mode). "
     "Give it several times for several templates (each image is read and prepared once for "
-    "all), or name a folder for its image files, sorted by name.",
+    "all), or name a folder for its image files, sorted by name. With one image, a terminal "
+    "shows one table with a template column.",
 )
 @click.option(
     "--files-from",
@@ -332,7 +333,22 @@ def find_command(**kwargs: Any) -> int:
     searcher = _load_searcher(args, templates, scales, angles)
     if args.single and not (args.as_jsonl or args.as_csv):
         return _find_one(args, searcher, images[0], pictures)
+    if _one_table(args, images, templates):
+        return _find_one(args, searcher, images[0], pictures)
     return _find_many(args, searcher, images, pictures)
+
+
+def _one_table(args: FindArgs, images: list[str], templates: list[str]) -> bool:
+    """``waldo find IMAGE -t A -t B`` on a terminal: one table with a template column.
+
+    Only for a person at a terminal: in a pipe, and with a format flag, it
+    is batch output (TSV rows with a template column, a --json list).
+    """
+    if len(images) != 1 or len(templates) < 2 or args.files_from is not None or args.quiet:
+        return False
+    if args.as_json or args.as_jsonl or args.as_csv:
+        return False
+    return bool(stdout_console().is_terminal)
 
 
 @dataclass(frozen=True)
@@ -840,7 +856,10 @@ def _search_with_pictures(
 
 
 def _find_one(args: FindArgs, searcher: Any, image: str, pictures: Any) -> int:
-    """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
+    """``waldo find IMAGE TEMPLATE`` (or ``IMAGE -t A -t B`` on a terminal): one search.
+
+    Errors are usage errors: one line, exit 2.
+    """
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import image_size, read_image, read_source
 
@@ -854,19 +873,24 @@ def _find_one(args: FindArgs, searcher: Any, image: str, pictures: Any) -> int:
             if isinstance(data, str):
                 searcher.check_fits(*image_size(data, name))
         loaded = read_image(data, name=name)
-        [result] = _search(searcher, loaded, args.quiet)
-        report = result.report
+        results = _search(searcher, loaded, args.quiet)
         # the terminal preview only where it cannot mix with data or silence
         preview = args.show if out is not None and out.is_terminal else None
         if pictures.any or preview is not None:
-            _write_pictures(args, pictures, loaded, [result], preview, out)
+            _write_pictures(args, pictures, loaded, results, preview, out)
     except WaldoError as exc:
         if args.quiet:
             return EXIT_ERROR
-        raise WaldoUsageError(_image_error(exc, image, single=True)) from None
+        raise WaldoUsageError(_image_error(exc, image, single=args.single)) from None
+    reports = [result.report for result in results]
     if not args.quiet:
-        _print_report(report, out)
-    return EXIT_MATCH if report.matches else EXIT_NO_MATCH
+        if len(reports) == 1:
+            _print_report(reports[0], out)
+        elif out is not None:  # several templates: only on a terminal (_one_table)
+            from waldo_cli.report import print_tables
+
+            print_tables(out, reports)
+    return EXIT_MATCH if any(report.matches for report in reports) else EXIT_NO_MATCH
 
 
 def _print_report(report: Any, out: Console | None) -> None:
