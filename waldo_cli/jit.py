@@ -155,8 +155,16 @@ def skip_extension_scan() -> None:
 
 
 def load_fft() -> None:
-    """Register rocket-fft's ``numpy.fft`` overloads (needed by the FFT kernels)."""
-    import rocket_fft  # noqa: F401
+    """Give the FFT kernels rocket-fft's transforms, before they are compiled or loaded.
+
+    Importing rocket-fft also registers the native library their machine
+    code calls, so this is needed before a cached FFT kernel runs too.
+    """
+    module: Any = kernels()
+    if module._r2c is None:
+        from rocket_fft import c2r, r2c
+
+        module._r2c, module._c2r = r2c, c2r
 
 
 def _numba_file_pattern(stem: str, name: str) -> re.Pattern[str]:
