@@ -1,7 +1,8 @@
 """Numba housekeeping: where the compiled kernels are cached, what is compiled, warming, clearing.
 
 ``kernels.py`` holds the kernels themselves and nothing else; this module
-knows which kernels each engine runs (for ``waldo cache`` and the first-run
+knows where their cache lives (``cache_dir``, the one place that decides
+it), which kernels each engine runs (for ``waldo cache`` and the first-run
 notice) and how to load them quickly. Numba is imported only here and in
 ``kernels.py``.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import re
 import stat
 import sys
@@ -64,38 +66,53 @@ def _private_temp_root() -> str:
     return tempfile.mkdtemp(prefix="waldo-numba-")
 
 
-def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
-    """(the folder the kernels are cached in, the NUMBA_CACHE_DIR to set or None).
+def _cpu_name() -> str:
+    """The CPU the machine code is compiled for, as LLVM names it (``znver3``, ``skylake``)."""
+    from numba.core import config as numba_config
 
-    Numba's own order first: NUMBA_CACHE_DIR, the package's ``__pycache__``,
-    the user's cache folder (``~/.cache/numba``); where it finds none it can
-    write it cannot cache at all, so waldo then names one: ``waldo/numba``
-    in the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``), else a
-    private folder in the temporary directory.
+    config: Any = numba_config
+    if config.CPU_NAME:  # NUMBA_CPU_NAME: a cache meant to be portable
+        return str(config.CPU_NAME)
+    from llvmlite import binding
+
+    return str(binding.get_host_cpu_name())
+
+
+def _cache_key() -> str:
+    """One cache folder per waldo version, Python and CPU: ``waldo-0.1.0-py3.11-x86_64-znver3``."""
+    from waldo_cli import __version__
+
+    python = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    return f"waldo-{__version__}-{python}-{platform.machine() or 'cpu'}-{_cpu_name()}"
+
+
+def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
+    """(the folder the kernels are cached in, the cache root Numba must be given, or None).
+
+    NUMBA_CACHE_DIR when the user set it and it can be written. Otherwise
+    ``kernels/<waldo version, Python, CPU>`` in waldo's folder of the
+    user's cache directory (platformdirs: ``~/.cache/waldo`` on Linux),
+    never the package's own ``__pycache__``: a cache inside
+    ``site-packages`` outlives ``pip uninstall`` (pip removes only the files
+    it installed), and the ``waldo_cli/__pycache__`` folder it leaves behind
+    turns a later editable install's package into an empty namespace package
+    (``waldo --help`` then fails to import). Where the user's cache
+    directory cannot be written (a read-only or missing home), a private
+    folder in the temporary directory, keyed the same way.
     """
+    import platformdirs
     from numba.core.caching import _CacheLocator
-    from numba.misc.appdirs import AppDirs
 
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")
     subpath = _CacheLocator.get_suitable_cache_subpath(source)
     given = os.environ.get("NUMBA_CACHE_DIR", "")
     if given and writable(os.path.join(given, subpath)):
         return os.path.join(given, subpath), None
-    in_tree = os.path.join(os.path.dirname(source), "__pycache__")
-    if writable(in_tree):
-        return in_tree, None
-    user = os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, subpath)
-    if writable(user):
-        return user, None
-    home = os.path.expanduser("~")
-    caches = os.environ.get("XDG_CACHE_HOME") or (
-        os.path.join(home, ".cache") if os.path.isabs(home) else ""
-    )
-    if os.path.isabs(caches):
-        root = os.path.join(caches, "waldo", "numba")
-        if writable(os.path.join(root, subpath)):
-            return os.path.join(root, subpath), root
-    root = _private_temp_root()
+    key = _cache_key()
+    user = os.path.join(platformdirs.user_cache_dir("waldo", appauthor=False), "kernels", key)
+    if os.path.isabs(user) and writable(os.path.join(user, subpath)):
+        return os.path.join(user, subpath), user
+    root = os.path.join(_private_temp_root(), key)
     return os.path.join(root, subpath), root
 
 
@@ -103,23 +120,23 @@ def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
 def cache_dir() -> str:
     """The folder waldo's compiled kernels are cached in, decided once per process.
 
-    Numba's choice when it has one it can write (NUMBA_CACHE_DIR, the
-    package's ``__pycache__``, the user's ``~/.cache/numba``). Otherwise
-    (another user, a read-only install, no home) Numba could not cache and
-    every search would fail, so this sets NUMBA_CACHE_DIR, for this process,
-    to ``waldo/numba`` in the user's cache folder (``$XDG_CACHE_HOME`` or
-    ``~/.cache``) if it can be written, else to a private folder (mode 0700)
-    in the temporary directory. Called before the kernels are imported.
+    The one place that decides it (see ``_decide_cache``): NUMBA_CACHE_DIR
+    if the user set it, else the user's cache folder, keyed by waldo's
+    version, the Python and the CPU, else a private temporary folder. Sets
+    Numba's configuration, not the environment: child processes keep the
+    user's own, and a waldo server compares the NUMBA_* variables of its
+    clients with its own. Called before the kernels are imported, because
+    Numba picks a kernel's cache folder when the kernel is defined.
 
     >>> os.path.isdir(cache_dir())
     True
     """
     folder, root = _decide_cache(_writable)
     if root is not None:
-        os.environ["NUMBA_CACHE_DIR"] = root
-        config: Any = sys.modules.get("numba.core.config")
-        if config is not None:  # Numba already read the environment
-            config.CACHE_DIR = root
+        from numba.core import config as numba_config
+
+        config: Any = numba_config
+        config.CACHE_DIR = root
     return folder
 
 

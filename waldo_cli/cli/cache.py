@@ -10,9 +10,10 @@ def cache_group() -> None:
     """Manage the compiled search kernels (Numba's on-disk cache).
 
     The first search compiles the kernels it needs (a few seconds) and keeps
-    them in the package's folder, or in the user's cache folder when that is
-    not writable, or in a private folder in the temporary directory when
-    neither is (NUMBA_CACHE_DIR overrides all); later runs load them.
+    them in the user's cache folder (~/.cache/waldo/kernels on Linux, a
+    private temporary folder where that cannot be written), one folder per
+    waldo version, Python and CPU; NUMBA_CACHE_DIR overrides it. Later runs
+    load them.
     """
 
 
