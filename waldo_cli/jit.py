@@ -2,9 +2,9 @@
 
 ``kernels.py`` holds the kernels themselves and nothing else; this module
 knows where their cache lives (``cache_dir``, the one place that decides
-it), which kernels each engine runs (for ``waldo cache`` and the first-run
-notice) and how to load them quickly. Numba is imported only here and in
-``kernels.py``.
+it), which kernels each engine runs (for ``waldo cache``, the server and the
+first-run notice), how long each took to compile (Numba's event API), and
+how to load them quickly. Numba is imported only here and in ``kernels.py``.
 
 The kernels are imported through ``kernels()``, which first makes sure Numba
 has a cache folder it can write (``cache_dir``): Numba picks its folder when
@@ -13,16 +13,19 @@ the kernels are imported, and without one every search would fail.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 import platform
 import re
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -293,3 +296,105 @@ def warm_kernels(engine: str) -> None:
     """Compile (or load) the kernels of one ``KERNELS`` entry with a tiny search."""
     _warm(engine, False)
     _warm(engine, True)
+
+
+# --- compile times, announced and measured -----------------------------------
+
+
+@contextlib.contextmanager
+def on_compile(started: Callable[[str], None]) -> Iterator[dict[str, float]]:
+    """Call ``started(name)`` when a waldo kernel begins to compile; yield the seconds each took.
+
+    Numba's event API (``numba.core.event``) reports every compilation, so
+    this sees the compiles a search really waits for, whichever engine,
+    mask or variant runs them, and never a kernel loaded from the cache.
+    The dictionary fills as kernels finish compiling (wall-clock seconds,
+    the callees compiled into a kernel included). ``started`` runs in the
+    compiling thread.
+    """
+    from numba.core import event
+
+    names = kernel_names()
+    seconds: dict[str, float] = {}
+
+    class Listener(event.Listener):
+        def __init__(self) -> None:
+            self.begun: dict[tuple[str, int], float] = {}
+
+        def on_start(self, ev: Any) -> None:
+            name = ev.data["dispatcher"].py_func.__name__
+            if name in names:
+                self.begun[name, threading.get_ident()] = time.perf_counter()
+                started(name)
+
+        def on_end(self, ev: Any) -> None:
+            name = ev.data["dispatcher"].py_func.__name__
+            begun = self.begun.pop((name, threading.get_ident()), None)
+            if begun is not None:
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - begun
+
+    with event.install_listener("numba:compile", Listener()):
+        yield seconds
+
+
+# Which kernels a warm-up of each (engine, masked) pair compiles, in the
+# order the two halves of ``warm_all`` run them: each half takes about the
+# same time, and the second half reaches ``_finish_scores`` only after the
+# first has put it in the cache.
+_HALVES = (
+    (("direct", False), ("direct", True)),
+    (("fft", True), ("fft", False)),
+)
+
+
+def warm_all(jobs: int = 2) -> dict[str, float]:
+    """Compile (or load) every kernel; return the seconds each one's compile took.
+
+    With ``jobs`` > 1 the kernels are compiled in two processes at once
+    (Numba compiles in one thread, under a lock, so threads would not
+    help): the direct and masked-direct kernels in a child process, the
+    FFT ones here, and then this process loads what the child compiled.
+    """
+    skip_extension_scan()
+    seconds: dict[str, float] = {}
+    child = None
+    if jobs > 1 and not all(map(is_cached, kernel_names())):
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from waldo_cli.jit import _main; _main(['warm', '0'])"],
+            stdout=subprocess.PIPE,
+            env=_child_environment(),
+        )
+    with on_compile(lambda name: None) as times:
+        for engine, masked in _HALVES[1] if child is not None else (*_HALVES[0], *_HALVES[1]):
+            _warm(engine, masked)
+    seconds.update(times)
+    if child is not None:
+        out, _ = child.communicate()
+        if child.returncode == 0:
+            seconds.update(json.loads(out or b"{}"))
+        with on_compile(lambda name: None) as times:  # loads them, or compiles what failed
+            for engine, masked in _HALVES[0]:
+                _warm(engine, masked)
+        seconds.update(times)
+    return seconds
+
+
+def _child_environment() -> dict[str, str]:
+    """The environment plus the cache root this process chose, if any (the child must agree)."""
+    cache_dir()
+    from numba.core import config as numba_config
+
+    config: Any = numba_config
+    env = dict(os.environ)
+    if config.CACHE_DIR and "NUMBA_CACHE_DIR" not in env:
+        env["NUMBA_CACHE_DIR"] = str(config.CACHE_DIR)
+    return env
+
+
+def _main(argv: list[str]) -> None:
+    """``_main(["warm", HALF])``: compile one half of ``_HALVES``; print the times as JSON."""
+    skip_extension_scan()
+    with on_compile(lambda name: None) as times:
+        for engine, masked in _HALVES[int(argv[1])]:
+            _warm(engine, masked)
+    print(json.dumps(times))

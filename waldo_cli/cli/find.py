@@ -517,16 +517,9 @@ def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]
 def _search(searcher: Any, loaded: Any, quiet: bool) -> Any:
     """Search one loaded image: a SearchResult.
 
-    Says so on stderr if the search waits for the compiler (not with -q):
-    the plan says which kernels it will run.
+    Says so on stderr if the search waits for the compiler (not with -q).
     """
-    from waldo_cli.errors import WaldoError
-
-    try:
-        kernels = searcher.kernels_for(loaded.pixels.shape)
-    except WaldoError:  # the search itself says what is wrong
-        kernels = set()
-    with compile_notice(kernels, quiet):
+    with compile_notice(quiet):
         return searcher.search(loaded)
 
 
@@ -655,7 +648,11 @@ def _find_many(args: FindArgs, searcher: Any, images: list[str], template: str) 
     progress = progress_bar(err) if show_progress else None
     done = matched = failed = 0
     status = None
-    with Output() as out, progress if progress is not None else contextlib.nullcontext():
+    with (
+        Output() as out,
+        progress if progress is not None else contextlib.nullcontext(),
+        compile_notice(args.quiet, err if progress is not None else None),
+    ):
         task = progress.add_task("find", total=len(images), rate="–") if progress else None
         if not args.quiet:
             out.write(writer.header())
