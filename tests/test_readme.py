@@ -50,6 +50,12 @@ SKIPPED = {
     "_WALDO_COMPLETE=fish_source waldo > ~/.config/fish/completions/waldo.fish": (
         "writes into the user's fish set-up: tests/test_completion.py runs the script in fish"
     ),
+    "waldo server start": "tests/test_server.py starts servers, in a private runtime folder",
+    'for f in shots/*.png; do waldo find "$f" button.png --json; done': (
+        "placeholder files (shots/, button.png)"
+    ),
+    "waldo server status": "tests/test_server.py asks servers, in a private runtime folder",
+    "waldo server stop": "tests/test_server.py stops servers, in a private runtime folder",
     "waldo conv photo.jpg --kernel sobel --out edges.png": "placeholder file (photo.jpg)",
     "waldo conv photo.jpg --kernel gauss:2 --out blurred.npy": "placeholder file (photo.jpg)",
     "waldo conv photo.jpg --kernel layer1.npy --pad none --json --out h.npy": (
