@@ -22,6 +22,11 @@ may use; both ends check that the other runs as the same user.
 
 This module also holds what client and server must agree on: the
 installation's identity, the paths and the framing of messages.
+
+It is written for start-up time: it imports no ``typing``, and it uses the
+interpreter's built-in ``_socket``, ``_signal`` and ``marshal`` rather than
+``socket``, ``signal`` and ``json``, whose imports (``selectors``,
+``enum``, ``re``) would cost the client more than all its own work.
 """
 
 from __future__ import annotations
@@ -57,13 +62,14 @@ _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 def supported() -> bool:
     """Whether this platform can run a server: Unix sockets, descriptor passing and fork."""
-    import socket
+    import _socket
 
     return (
-        hasattr(socket, "AF_UNIX")
-        and hasattr(socket, "send_fds")
+        hasattr(_socket, "AF_UNIX")
+        and hasattr(_socket, "SCM_RIGHTS")
+        and hasattr(_socket.socket, "sendmsg")
         and hasattr(os, "fork")
-        and (hasattr(socket, "SO_PEERCRED") or hasattr(socket, "LOCAL_PEERCRED"))
+        and (hasattr(_socket, "SO_PEERCRED") or hasattr(_socket, "LOCAL_PEERCRED"))
     )
 
 
@@ -243,27 +249,36 @@ def mismatch(server: Mapping[str, object], client: Mapping[str, object]) -> str 
 
 
 class Channel:
-    """Length-prefixed JSON messages over a stream socket, with file descriptors when asked."""
+    """Length-prefixed messages over a Unix stream socket, with file descriptors when asked.
+
+    A message is a dict of str, int, float, bool, None, lists and dicts,
+    sent as ``marshal`` data (built in: no import) after its length (4
+    bytes, big-endian). Both ends check who the other is before reading.
+    """
 
     def __init__(self, sock: Any) -> None:
         self.sock = sock
         self.buffer = b""
 
     def send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
-        """Send one message (a JSON object), with the descriptors ``fds`` if given."""
-        import json
-        import socket
+        """Send one message, with the descriptors ``fds`` if given (SCM_RIGHTS)."""
+        import marshal
 
-        data = json.dumps(message).encode()
+        data = marshal.dumps(message)
         frame = len(data).to_bytes(4, "big") + data
         if fds:
-            socket.send_fds(self.sock, [frame], fds)
-        else:
+            import _socket
+            from array import array
+
+            rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array("i", fds))]
+            sent = self.sock.sendmsg([frame], rights)
+            frame = frame[sent:]
+        if frame:
             self.sock.sendall(frame)
 
     def next_message(self) -> dict[str, Any] | None:
         """A whole message already read, if there is one."""
-        import json
+        import marshal
 
         if len(self.buffer) < 4:
             return None
@@ -271,23 +286,29 @@ class Channel:
         if len(self.buffer) < 4 + size:
             return None
         data, self.buffer = self.buffer[4 : 4 + size], self.buffer[4 + size :]
-        message = json.loads(data)
+        try:
+            message = marshal.loads(data)
+        except (EOFError, TypeError) as exc:
+            raise ValueError(f"a malformed message: {exc}") from None
         if not isinstance(message, dict):
-            raise ValueError("a message is a JSON object")
+            raise ValueError("a message is a dict")
         return message
 
     def receive(self, with_fds: bool = False) -> tuple[dict[str, Any] | None, list[int]]:
         """The next message and the descriptors sent with it; (None, []) at the stream's end."""
-        import socket
-
         fds: list[int] = []
         while True:
             message = self.next_message()
             if message is not None:
                 return message, fds
             if with_fds and not fds:
-                chunk, more, _, _ = socket.recv_fds(self.sock, 1 << 16, 8)
-                fds += more
+                import _socket
+                from array import array
+
+                chunk, ancillary, _, _ = self.sock.recvmsg(1 << 16, _socket.CMSG_LEN(8 * 4))
+                for level, kind, data in ancillary:
+                    if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                        fds += array("i", data[: len(data) - len(data) % 4])
             else:
                 chunk = self.sock.recv(1 << 16)
             if not chunk:
@@ -299,20 +320,19 @@ class Channel:
 
 def peer_uid(sock: Any) -> int | None:
     """The user id of the process at the other end of a Unix socket (None if unknown)."""
-    import socket
-    import struct
+    import _socket
 
     try:
-        if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
-            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            return int(struct.unpack("3i", raw)[1])
-        if hasattr(socket, "LOCAL_PEERCRED"):  # macOS, BSD: what getpeereid reads
+        if hasattr(_socket, "SO_PEERCRED"):  # Linux: struct ucred {pid_t, uid_t, gid_t}
+            raw = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+        elif hasattr(_socket, "LOCAL_PEERCRED"):  # macOS, BSD: the xucred getpeereid reads
             # struct xucred {u_int cr_version; uid_t cr_uid; short cr_ngroups; gid_t cr_groups[16]}
-            raw = sock.getsockopt(0, socket.LOCAL_PEERCRED, struct.calcsize("2I h 16I"))
-            return int(struct.unpack_from("2I", raw)[1])
+            raw = sock.getsockopt(0, _socket.LOCAL_PEERCRED, 76)
+        else:
+            return None
     except OSError:
         return None
-    return None
+    return int.from_bytes(raw[4:8], sys.byteorder)
 
 
 def connect(path: str | None = None, timeout: float | None = None) -> Any:
@@ -320,12 +340,12 @@ def connect(path: str | None = None, timeout: float | None = None) -> Any:
 
     Refuses a server whose folder is not private or that runs as another user.
     """
-    import socket
+    import _socket
 
     path = path or socket_path()
     if not _is_private_dir(os.path.dirname(path)):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
@@ -347,12 +367,13 @@ def ask(kind: str, timeout: float = 10.0, path: str | None = None) -> dict[str, 
     if sock is None:
         return None
     try:
-        with sock:
-            channel = Channel(sock)
-            channel.send({"kind": kind})
-            return channel.receive()[0]
+        channel = Channel(sock)
+        channel.send({"kind": kind})
+        return channel.receive()[0]
     except (OSError, ValueError):
         return None
+    finally:
+        sock.close()
 
 
 # --- starting a server ---------------------------------------------------------
@@ -405,11 +426,11 @@ def _server_starting() -> bool:
 
 def _start_in_background(stale_pid: int | None = None) -> None:
     """WALDO_SERVER=auto: end a stale server, start a new one, and do not wait for it."""
-    import signal
+    import _signal
 
     if stale_pid is not None:
         try:
-            os.kill(stale_pid, signal.SIGTERM)  # it finishes its requests, then leaves
+            os.kill(stale_pid, _signal.SIGTERM)  # it finishes its requests, then leaves
         except OSError:
             pass
     elif _server_starting():
@@ -427,19 +448,19 @@ class _Relay:
     """Passes the signals the client gets to its worker, while the command runs."""
 
     def __init__(self, channel: Channel) -> None:
-        import signal
+        import _signal
 
         self.channel = channel
         self.previous: dict[int, Any] = {}
         self.sent: list[int] = []
         for name in FORWARDED_SIGNALS:
-            signum = getattr(signal, name, None)
-            if signum is None or signal.getsignal(signum) == signal.SIG_IGN:
+            signum = getattr(_signal, name, None)
+            if signum is None or _signal.getsignal(signum) == _signal.SIG_IGN:
                 continue  # ignored by whoever started us: the worker ignores it too
-            self.previous[signum] = signal.signal(signum, self.forward)
-        if hasattr(signal, "SIGTSTP") and signal.getsignal(signal.SIGTSTP) == signal.SIG_DFL:
-            self.previous[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, self.stop)
-            self.previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, self.resume)
+            self.previous[signum] = _signal.signal(signum, self.forward)
+        if hasattr(_signal, "SIGTSTP") and _signal.getsignal(_signal.SIGTSTP) == _signal.SIG_DFL:
+            self.previous[_signal.SIGTSTP] = _signal.signal(_signal.SIGTSTP, self.stop)
+            self.previous[_signal.SIGCONT] = _signal.signal(_signal.SIGCONT, self.resume)
 
     def forward(self, signum: int, frame: Any) -> None:
         """Pass ``signum`` on to the worker (through the server, which knows its pid)."""
@@ -451,18 +472,18 @@ class _Relay:
 
     def stop(self, signum: int, frame: Any) -> None:
         """Ctrl-Z: stop the worker, then this process, as the shell expects."""
-        import signal
+        import _signal
 
-        self.forward(signal.SIGSTOP, frame)
-        signal.signal(signal.SIGTSTP, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTSTP)
+        self.forward(_signal.SIGSTOP, frame)
+        _signal.signal(_signal.SIGTSTP, _signal.SIG_DFL)
+        os.kill(os.getpid(), _signal.SIGTSTP)
 
     def resume(self, signum: int, frame: Any) -> None:
         """Continued after Ctrl-Z (``fg``, ``bg``): so is the worker."""
-        import signal
+        import _signal
 
-        signal.signal(signal.SIGTSTP, self.stop)
-        self.forward(signal.SIGCONT, frame)
+        _signal.signal(_signal.SIGTSTP, self.stop)
+        self.forward(_signal.SIGCONT, frame)
 
     def restore(self, replay: bool = False) -> None:
         """Put the handlers back as they were; with ``replay``, take the signals sent so far back.
@@ -470,25 +491,25 @@ class _Relay:
         Called once the command is to run in this process after all: a
         Ctrl-C pressed meanwhile then interrupts it here.
         """
-        import signal
+        import _signal
 
         for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+            _signal.signal(signum, handler)
         self.previous = {}
         if replay:
             for signum in dict.fromkeys(self.sent):
-                if signum not in (signal.SIGSTOP, signal.SIGCONT):
+                if signum not in (_signal.SIGSTOP, _signal.SIGCONT):
                     os.kill(os.getpid(), signum)
         self.sent = []
 
 
 def _ignored_signals() -> list[int]:
-    import signal
+    import _signal
 
     return [
-        int(getattr(signal, name))
+        int(getattr(_signal, name))
         for name in FORWARDED_SIGNALS
-        if hasattr(signal, name) and signal.getsignal(getattr(signal, name)) == signal.SIG_IGN
+        if hasattr(_signal, name) and _signal.getsignal(getattr(_signal, name)) == _signal.SIG_IGN
     ]
 
 
@@ -528,69 +549,76 @@ def run_in_server(argv: list[str], auto: bool) -> int | None:
         if auto:
             _start_in_background()
         return None
-    with sock:
+    try:
+        return _run(sock, argv, auto, streams)
+    finally:
+        sock.close()
+
+
+def _run(sock: Any, argv: list[str], auto: bool, streams: list[list[Any]]) -> int | None:
+    """The request, the wait, and the end: ``run_in_server`` once connected."""
+    try:
+        cwd = os.open(".", os.O_RDONLY)
+    except OSError:
+        return None
+    umask = os.umask(0o022)
+    os.umask(umask)
+    request = {
+        "kind": "run",
+        "identity": identity(),
+        "argv": argv,
+        "env": dict(os.environ),
+        "umask": umask,
+        "streams": streams,
+        "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "ignored": _ignored_signals(),
+        "fsencoding": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
+    }
+    channel = Channel(sock)
+    # signals from here on go to the worker (the server holds them until it exists)
+    relay = _Relay(channel)
+    worker: Any = None
+    try:
         try:
-            cwd = os.open(".", os.O_RDONLY)
-        except OSError:
-            return None
-        umask = os.umask(0o022)
-        os.umask(umask)
-        request = {
-            "kind": "run",
-            "identity": identity(),
-            "argv": argv,
-            "env": dict(os.environ),
-            "umask": umask,
-            "streams": streams,
-            "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-            "ignored": _ignored_signals(),
-            "fsencoding": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
-        }
-        channel = Channel(sock)
-        # signals from here on go to the worker (the server holds them until it exists)
-        relay = _Relay(channel)
-        worker: Any = None
-        try:
-            try:
-                channel.send(request, [0, 1, 2, cwd])
-                reply, _ = channel.receive()
-            except (OSError, ValueError):
-                reply = None
-            finally:
-                os.close(cwd)
-            if reply is None or not reply.get("ok") or not isinstance(reply.get("worker"), int):
-                relay.restore(replay=True)  # this process runs the command: the signals are its own
-                if reply is not None and auto and reply.get("stale"):
-                    pid = reply.get("pid")
-                    _start_in_background(pid if isinstance(pid, int) else None)
-                return None
-            worker = reply["worker"]
-            while True:
-                try:
-                    message, _ = channel.receive()
-                except (OSError, ValueError):
-                    message = None
-                if message is None:
-                    break
-                if isinstance(message.get("exit"), int):
-                    return int(message["exit"])
-                elif isinstance(message.get("signal"), int):
-                    _die_of(int(message["signal"]))
+            channel.send(request, [0, 1, 2, cwd])
+            reply, _ = channel.receive()
+        except (OSError, ValueError):
+            reply = None
         finally:
-            relay.restore()
-        _server_died(worker)
-        return 2
+            os.close(cwd)
+        if reply is None or not reply.get("ok") or not isinstance(reply.get("worker"), int):
+            relay.restore(replay=True)  # this process runs the command: the signals are its own
+            if reply is not None and auto and reply.get("stale"):
+                pid = reply.get("pid")
+                _start_in_background(pid if isinstance(pid, int) else None)
+            return None
+        worker = reply["worker"]
+        while True:
+            try:
+                message, _ = channel.receive()
+            except (OSError, ValueError):
+                message = None
+            if message is None:
+                break
+            if isinstance(message.get("exit"), int):
+                return int(message["exit"])
+            elif isinstance(message.get("signal"), int):
+                _die_of(int(message["signal"]))
+    finally:
+        relay.restore()
+    _server_died(worker)
+    return 2
 
 
 def _server_died(worker: Any) -> None:
     """The server died mid-request: stop its worker, say so in one line."""
-    import signal
+    import _signal
 
     # the worker must not write on after we have left (where the server's
     # death did not already end it)
     if isinstance(worker, int):
         try:
-            os.kill(worker, signal.SIGKILL)
+            os.kill(worker, _signal.SIGKILL)
         except OSError:
             pass
     try:
@@ -605,11 +633,11 @@ def _server_died(worker: Any) -> None:
 
 def _die_of(signum: int) -> None:
     """End this process as the worker ended: killed by ``signum`` (SIGPIPE: 141 in a shell)."""
-    import signal
+    import _signal
 
     for step in (
-        lambda: signal.signal(signum, signal.SIG_DFL),
-        lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum]),
+        lambda: _signal.signal(signum, _signal.SIG_DFL),
+        lambda: _signal.pthread_sigmask(_signal.SIG_UNBLOCK, [signum]),
         lambda: os.kill(os.getpid(), signum),
     ):
         try:
