@@ -378,6 +378,17 @@ def test_socket_folder_is_private(live):
     assert stat.S_IMODE(sock.stat().st_mode) & 0o077 == 0
 
 
+@pytest.mark.parametrize("xdg", [None, "/somewhere/cache"])
+def test_the_clients_cache_folder_is_platformdirs(monkeypatch, xdg):
+    import platformdirs
+
+    if xdg is None:
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CACHE_HOME", xdg)
+    assert client.user_cache_dir() == platformdirs.user_cache_dir("waldo", appauthor=False)
+
+
 def test_a_folder_open_to_others_is_not_used(tmp_path):
     folder = tmp_path / "waldo"
     folder.mkdir(mode=0o755)

@@ -103,8 +103,9 @@ def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
     directory cannot be written (a read-only or missing home), a private
     folder in the temporary directory, keyed the same way.
     """
-    import platformdirs
     from numba.core.caching import _CacheLocator
+
+    from waldo_cli.client import user_cache_dir
 
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")
     subpath = _CacheLocator.get_suitable_cache_subpath(source)
@@ -112,7 +113,7 @@ def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
     if given and writable(os.path.join(given, subpath)):
         return os.path.join(given, subpath), None
     key = _cache_key()
-    user = os.path.join(platformdirs.user_cache_dir("waldo", appauthor=False), "kernels", key)
+    user = os.path.join(user_cache_dir(), "kernels", key)
     if os.path.isabs(user) and writable(os.path.join(user, subpath)):
         return os.path.join(user, subpath), user
     root = os.path.join(_private_temp_root(), key)
