@@ -54,6 +54,8 @@ _STARTUP_PREFIXES = ("PYTHON", "NUMBA_")
 _STARTUP_EXEMPT = frozenset(
     {"PYTHONIOENCODING", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "NUMBA_NUM_THREADS"}
 )
+# How long a client waits for a server to take its request.
+_ANSWER_SECONDS = 10.0
 # Signals the client passes on to the worker; Ctrl-Z (SIGTSTP) is handled apart.
 FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
@@ -552,7 +554,9 @@ def run_in_server(argv: list[str], auto: bool) -> int | None:
         return None
     try:
         folder = runtime_dir()
-        sock = connect(socket_path(folder))
+        # a server that does not take the request within this time (stopped,
+        # swamped) is not waited for: the command runs here
+        sock = connect(socket_path(folder), timeout=_ANSWER_SECONDS)
     except OSError:
         return None
     if sock is None:
@@ -603,6 +607,7 @@ def _run(sock: Any, argv: list[str], auto: bool, streams: list[list[Any]]) -> in
                 _start_in_background(pid if isinstance(pid, int) else None)
             return None
         worker = reply["worker"]
+        sock.settimeout(None)  # the command takes as long as it takes
         while True:
             try:
                 message, _ = channel.receive()

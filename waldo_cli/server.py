@@ -561,6 +561,10 @@ def load_everything() -> dict[str, float]:
         import rich.console
         import rich.progress
         import rich.table  # noqa: F401
+    with contextlib.suppress(ImportError):
+        import cmap  # noqa: F401  (the heatmap's colormaps)
+    if sys.platform.startswith("linux"):
+        import ctypes  # noqa: F401  (each worker asks prctl to die with the server)
     from PIL import Image
 
     Image.init()  # every image plugin, once, not in each worker

@@ -68,9 +68,10 @@ def server_start(idle_timeout: float) -> int:
     """Start a server in the background; return once it answers."""
     if not client.supported():
         raise WaldoUsageError("a waldo server needs Unix sockets and fork: not on this platform")
+    identity = client.identity()
     status = client.ask("status")
     if status is not None:
-        why = client.mismatch(status.get("identity") or {}, client.identity())
+        why = client.mismatch(status.get("identity") or {}, identity)
         if why is None:
             click.echo(f"waldo server already running (pid {status.get('pid')})")
             return 0
@@ -90,6 +91,10 @@ def server_start(idle_timeout: float) -> int:
                 f"waldo server started (pid {process.pid}; socket {status.get('socket')}; "
                 f"log {status.get('log')})"
             )
+            return 0
+        if status is not None and client.mismatch(status.get("identity") or {}, identity) is None:
+            # another `start` (or WALDO_SERVER=auto) was quicker: ours leaves
+            click.echo(f"waldo server already running (pid {status.get('pid')})")
             return 0
         if code is not None:
             raise WaldoUsageError(
