@@ -71,6 +71,36 @@ def _stop(runtime: Path, env: dict[str, str]) -> None:
     subprocess.run([WALDO, "server", "stop"], env=env, capture_output=True, timeout=300)
 
 
+def _leftover(runtime: Path) -> int | None:
+    """The pid of a server still holding ``runtime``'s lock (killed now), or None.
+
+    A server holds its lock (which holds its pid) for its whole life, so a
+    lock that can be taken means no server is left, whatever went wrong.
+    """
+    try:
+        fd = os.open(client.lock_path(str(runtime / "waldo")), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            pid = int(os.read(fd, 32).split()[0])
+        os.kill(pid, signal.SIGKILL)  # its workers die with it (PR_SET_PDEATHSIG)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # until it is gone
+        return pid
+    finally:
+        os.close(fd)
+
+
+def _stop_for_sure(runtime: Path, env: dict[str, str]) -> None:
+    """Stop the server started in ``runtime``; fail if one had to be killed."""
+    _stop(runtime, env)
+    pid = _leftover(runtime)
+    assert pid is None, f"`waldo server stop` left server {pid} running (killed now)"
+
+
 class Live:
     """A running server and the environments that use it or not."""
 
@@ -91,9 +121,11 @@ def live(tmp_path_factory):
     runtime = tmp_path_factory.mktemp("runtime")
     runtime.chmod(0o700)
     live = Live(runtime)
-    live.pid = _start(runtime, live.env)["pid"]
-    yield live
-    _stop(runtime, live.env)
+    try:
+        live.pid = _start(runtime, live.env)["pid"]
+        yield live
+    finally:
+        _stop_for_sure(runtime, live.env)
 
 
 @pytest.fixture(scope="module")
@@ -301,6 +333,36 @@ def test_conv_runs_in_the_server(live, files, tmp_path):
     assert_same(served, alone)
 
 
+def test_a_file_size_limit_is_the_clients(live, files, tmp_path):
+    """`ulimit -f 0`: the overlay cannot be written, in the server's worker as in-process."""
+    before = live.served()
+    script = f"ulimit -f 0; exec '{WALDO}' find scene.png waldo.png --overlay '{tmp_path}/o.png'"
+    results = [
+        subprocess.run(["bash", "-c", script], cwd=files, env=env, capture_output=True, timeout=600)
+        for env in (live.env, live.off)
+    ]
+    assert live.served() == before + 1
+    served, alone = results
+    assert served.returncode == 2 and b"o.png" in served.stderr, served.stderr
+    assert_same(served, alone)
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_process_substitution_runs_in_process(live, files):
+    """bash's `<(...)` is /dev/fd/63, a descriptor of the client alone: never the server's."""
+    before = live.served()
+    script = f"exec '{WALDO}' find <(cat scene.png) waldo.png --json"
+    results = [
+        subprocess.run(["bash", "-c", script], cwd=files, env=env, capture_output=True, timeout=600)
+        for env in (live.env, live.off)
+    ]
+    assert live.served() == before  # neither went to the server
+    served, alone = results
+    assert served.returncode == 0, served.stderr
+    assert json.loads(served.stdout)["matches"][0]["x"] == 40
+    assert_same(served, alone)
+
+
 def _interrupted(env, files):
     """A long batch, Ctrl-C'd once its first record is out: (status, stdout, stderr)."""
     proc = subprocess.Popen(
@@ -475,14 +537,39 @@ def test_other_numba_settings_run_in_process(tmp_path):
     assert srv.refusal(request, [0, 1, 2, 3]) is None
 
 
+def test_limits_the_server_cannot_take_on_run_in_process(tmp_path):
+    """A hard limit above the server's, or a higher priority, cannot be given to a worker."""
+    import resource
+
+    srv = server.Server(str(tmp_path), client.identity())
+    request = {
+        "identity": client.identity(),
+        "env": dict(os.environ),
+        "argv": [],
+        "fsencoding": srv.fsencoding,
+        "limits": client._limits(),
+        "nice": client._niceness(),
+    }
+    assert srv.refusal(request, [0, 1, 2, 3]) is None  # the same process's own: fine
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    request["limits"] = [[resource.RLIMIT_NOFILE, soft, resource.RLIM_INFINITY]]
+    why, stale = srv.refusal(request, [0, 1, 2, 3])
+    assert not stale and "limit" in why
+    request["limits"] = [[resource.RLIMIT_NOFILE, min(soft, 64), min(hard, 64)]]  # lower: fine
+    assert srv.refusal(request, [0, 1, 2, 3]) is None
+    request["nice"] = os.getpriority(os.PRIO_PROCESS, 0) - 1
+    why, stale = srv.refusal(request, [0, 1, 2, 3])
+    assert not stale and "priority" in why
+
+
 @pytest.mark.slow
 def test_a_stale_server_is_not_used_and_auto_replaces_it(tmp_path, files):
     """The installed files change under a running server (an upgrade, an edit)."""
     runtime = tmp_path / "runtime"
     env = _base_env(runtime)
-    old = _start(runtime, env)["pid"]
     probe = Path(client.__file__).with_name("_stale_probe.txt")
     try:
+        old = _start(runtime, env)["pid"]
         probe.write_text("the package changed after the server started\n")
         proc = run(env, "find", "scene.png", "waldo.png", "--json", cwd=files)
         assert proc.returncode == 0 and json.loads(proc.stdout)["matches"][0]["x"] == 40
@@ -502,34 +589,40 @@ def test_a_stale_server_is_not_used_and_auto_replaces_it(tmp_path, files):
             os.kill(old, 0)
     finally:
         probe.unlink(missing_ok=True)
-        _stop(runtime, env)
+        _stop_for_sure(runtime, env)
 
 
 # --- faults --------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_a_server_killed_mid_request(live, files):
-    """One line on stderr, status 2, and the next call runs in-process. (Stops the server.)"""
-    proc = subprocess.Popen(
-        [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 400, "--jsonl", "-j", "1"],
-        cwd=files,
-        env=live.env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    first = proc.stdout.readline()
-    os.kill(live.pid, signal.SIGKILL)
-    rest, err = proc.communicate(timeout=300)
-    assert proc.returncode == 2
-    lines = err.decode().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("waldo: error: the waldo server stopped")
-    for line in (first + rest).decode().splitlines():
-        json.loads(line)  # whatever came out is whole records
-    after = run(live.env, "find", "scene.png", "waldo.png", "--json", cwd=files)
-    assert after.returncode == 0 and json.loads(after.stdout)["matches"][0]["y"] == 30
-    assert _status(live.runtime) is None
+def test_a_server_killed_mid_request(tmp_path, files):
+    """One line on stderr, status 2, and the next call runs in-process (a server of its own)."""
+    runtime = tmp_path / "runtime"
+    env = _base_env(runtime)
+    try:
+        pid = _start(runtime, env)["pid"]
+        proc = subprocess.Popen(
+            [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 400, "--jsonl", "-j", "1"],
+            cwd=files,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        first = proc.stdout.readline()
+        os.kill(pid, signal.SIGKILL)
+        rest, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2
+        lines = err.decode().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("waldo: error: the waldo server stopped")
+        for line in (first + rest).decode().splitlines():
+            json.loads(line)  # whatever came out is whole records
+        after = run(env, "find", "scene.png", "waldo.png", "--json", cwd=files)
+        assert after.returncode == 0 and json.loads(after.stdout)["matches"][0]["y"] == 30
+        assert _status(runtime) is None
+    finally:
+        _stop_for_sure(runtime, env)
 
 
 # --- the README's set-up, in a fresh clone ---------------------------------------

@@ -7,12 +7,15 @@ the console script runs first. It imports nothing but the standard library
 (no click, NumPy or Numba) and, for ``find`` and ``conv``, asks the server
 to run the command as this process would: it passes its own standard
 streams and working directory as file descriptors over a Unix socket
-(SCM_RIGHTS), with argv, the environment, the umask and the CPU affinity;
+(SCM_RIGHTS), with argv, the environment, the umask, the CPU affinity,
+the resource limits (``ulimit``) and the scheduling priority (``nice``);
 it forwards the signals it gets (Ctrl-C, ``timeout``'s SIGTERM, Ctrl-Z) and
 ends as the command ended: the same exit status, or killed by the same
-signal (SIGPIPE: 141 in a shell). Everything else, and every case where no
-server for this exact installation answers, runs in this process
-(``waldo_cli.cli.main``), so the output is the same either way.
+signal (SIGPIPE: 141 in a shell). Everything else, every command whose
+arguments name something only this process has (``/dev/fd/63`` from
+bash's ``<(...)``, ``/dev/tty``), and every case where no server for this
+exact installation answers or can take on this process's limits, runs in
+this process (``waldo_cli.cli.main``), so the output is the same either way.
 
 ``WALDO_SERVER=off`` never uses a server; ``WALDO_SERVER=auto`` starts one
 in the background when none answers (that call runs here) and replaces a
@@ -525,6 +528,67 @@ def _ignored_signals() -> list[int]:
     ]
 
 
+# Paths that mean something else in another process: a descriptor of this
+# one (bash's ``<(...)`` gives ``/dev/fd/63``), this process's own /proc
+# entry, or the controlling terminal (a server's worker has none).
+_PROCESS_PATHS = ("/dev/fd/", "/proc/self/", "/proc/thread-self/")
+_STANDARD_FDS = frozenset({"0", "1", "2"})
+
+
+def names_process_state(argv: list[str]) -> bool:
+    """Whether an argument names something only this process has (then it runs here).
+
+    ``/dev/fd/0`` to ``2`` and ``/dev/stdin``, ``/dev/stdout`` and
+    ``/dev/stderr`` are fine: the worker has this process's standard streams.
+
+    >>> names_process_state(["find", "/dev/fd/63", "t.png"])
+    True
+    >>> names_process_state(["find", "/dev/stdin", "t.png", "--overlay=/dev/fd/1"])
+    False
+    """
+    own = (*_PROCESS_PATHS, f"/proc/{os.getpid()}/")
+    for arg in argv:
+        if "/dev/tty" in arg:
+            return True
+        for prefix in own:
+            at = arg.find(prefix)
+            if at < 0:
+                continue
+            rest = arg[at + len(prefix) :]
+            if prefix == "/dev/fd/":
+                if rest.split("/", 1)[0] not in _STANDARD_FDS:
+                    return True
+            elif not (rest.startswith("fd/") and rest[3:].split("/", 1)[0] in _STANDARD_FDS):
+                return True
+    return False
+
+
+def _limits() -> list[list[int]]:
+    """This process's resource limits (``ulimit``): [resource, soft, hard] for each."""
+    try:
+        import resource
+    except ImportError:
+        return []
+    limits = []
+    for name in dir(resource):
+        if name.startswith("RLIMIT_") and name != "RLIMIT_OFILE":  # OFILE is NOFILE
+            number = getattr(resource, name)
+            try:
+                soft, hard = resource.getrlimit(number)
+            except (OSError, ValueError):
+                continue
+            limits.append([number, soft, hard])
+    return limits
+
+
+def _niceness() -> int | None:
+    """This process's scheduling priority (``nice``), or None where it cannot be read."""
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        return None
+
+
 def _streams() -> list[list[Any]] | None:
     """How this process's stdin, stdout and stderr are set up, for the worker to copy."""
     streams = []
@@ -547,7 +611,7 @@ def run_in_server(argv: list[str], auto: bool) -> int | None:
 
     A command killed by a signal kills this process with the same signal.
     """
-    if not supported():
+    if not supported() or names_process_state(argv):
         return None
     streams = _streams()
     if streams is None:  # a closed standard stream: only this process can reproduce that
@@ -585,6 +649,8 @@ def _run(sock: Any, argv: list[str], auto: bool, streams: list[list[Any]]) -> in
         "umask": umask,
         "streams": streams,
         "cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "limits": _limits(),
+        "nice": _niceness(),
         "ignored": _ignored_signals(),
         "fsencoding": [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()],
     }

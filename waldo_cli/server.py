@@ -6,7 +6,8 @@ kernel, and then waits on a Unix socket (``client.socket_path()``) for the
 console script's requests (``client.py``). Each request that runs a command
 gets a worker: a child process forked from the server, which takes on the
 client's standard streams and working directory (descriptors passed over
-the socket), its argv, environment, umask and CPU affinity, runs the
+the socket), its argv, environment, umask, resource limits, niceness and
+CPU affinity, runs the
 command as ``waldo_cli.cli.main`` would in the client, and exits. The
 server tells the client how the worker ended (its status, or the signal
 that killed it), passes on the signals the client forwards, and ends the
@@ -246,7 +247,7 @@ class Server:
             return "the file system encoding differs", False
         if len(fds) != 4 or not isinstance(message.get("argv"), list):
             return "a malformed request", False
-        return None
+        return _cannot_take_on(message)
 
     def _run(self, channel: Channel, message: dict[str, Any], fds: list[int]) -> None:
         refusal = self.refusal(message, fds)
@@ -424,6 +425,32 @@ def _work(
     os._exit(_run_command(request["argv"]))
 
 
+def _cannot_take_on(request: dict[str, Any]) -> tuple[str, bool] | None:
+    """Why a worker could not take on the client's limits and priority, or None.
+
+    A process may lower its resource limits and raise its niceness, not the
+    reverse: a client with a higher hard limit (or a lower niceness) than
+    the server's runs its command itself.
+    """
+    import resource
+
+    def above(value: int, bound: int) -> bool:
+        infinite = resource.RLIM_INFINITY
+        return bound != infinite and (value == infinite or value > bound)
+
+    for number, _, hard in request.get("limits") or []:
+        try:
+            _, own = resource.getrlimit(number)
+        except (OSError, ValueError):
+            return f"resource limit {number} is unknown here", False
+        if above(hard, own):
+            return f"resource limit {number} is higher than the server's", False
+    nice = request.get("nice")
+    if isinstance(nice, int) and nice < os.getpriority(os.PRIO_PROCESS, 0):
+        return "the client runs at a higher priority than the server", False
+    return None
+
+
 def _die_with(parent: int) -> None:
     """Linux: be killed if the server dies, so no command writes on after its client left."""
     if not sys.platform.startswith("linux"):
@@ -438,7 +465,7 @@ def _die_with(parent: int) -> None:
 
 
 def _become_client(request: dict[str, Any], fds: list[int]) -> None:
-    """Take on the client's streams, directory, umask, environment, affinity and locale."""
+    """Take on the client's streams, directory, umask, environment, limits, affinity, locale."""
     stdin, stdout, stderr, cwd = fds
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(fd, target)
@@ -450,6 +477,13 @@ def _become_client(request: dict[str, Any], fds: list[int]) -> None:
     os.umask(int(request["umask"]))
     os.environ.clear()
     os.environ.update({str(k): str(v) for k, v in request["env"].items()})
+    import resource
+
+    for number, soft, hard in request.get("limits") or []:
+        resource.setrlimit(number, (soft, hard))  # checked by Server.refusal
+    nice = request.get("nice")
+    if isinstance(nice, int):
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
     cpus = request.get("cpus")
     if cpus and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
