@@ -564,7 +564,7 @@ def names_process_state(argv: list[str]) -> bool:
 
 
 def _limits() -> list[list[int]]:
-    """This process's resource limits (``ulimit``): [resource, soft, hard] for each."""
+    """The resource limits (``ulimit``) of this process: [resource, soft, hard] for each."""
     try:
         import resource
     except ImportError:
@@ -582,7 +582,7 @@ def _limits() -> list[list[int]]:
 
 
 def _niceness() -> int | None:
-    """This process's scheduling priority (``nice``), or None where it cannot be read."""
+    """The scheduling priority (``nice``) of this process, or None where it cannot be read."""
     try:
         return os.getpriority(os.PRIO_PROCESS, 0)
     except (AttributeError, OSError):
