@@ -332,7 +332,8 @@ def server_for(waldo: str, folder: Path) -> Iterator[dict[str, str]]:
     runtime.chmod(0o700)
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "WALDO_SERVER")}
     env["XDG_RUNTIME_DIR"] = str(runtime)
-    run([waldo, "server", "start", "--idle-timeout", "0"], env)
+    # not 0 (never): a bench stopped half-way must not leave a server behind for good
+    run([waldo, "server", "start", "--idle-timeout", "10m"], env)
     try:
         yield env
     finally:
@@ -410,7 +411,11 @@ def client_section(waldo: str, python_rt: str, folder: Path, runs: int) -> None:
     tiny = [waldo, "find", str(image), str(template), "--json"]
     with server_for(waldo, folder) as env:
         rows = {}
-        for label, command in (("pass", [python_rt, "-c", "pass"]), ("tiny", tiny)):
+        for label, command in (
+            ("pass", [python_rt, "-c", "pass"]),
+            ("help", [waldo, "find", "--help"]),
+            ("tiny", tiny),
+        ):
             cpu_seconds(command, env)
             samples = [cpu_seconds(command, env) for _ in range(runs)]
             rows[label] = (
@@ -418,6 +423,7 @@ def client_section(waldo: str, python_rt: str, folder: Path, runs: int) -> None:
                 statistics.median(s[1] for s in samples),
             )
     (pass_wall, pass_cpu), (tiny_wall, tiny_cpu) = rows["pass"], rows["tiny"]
+    help_wall, help_cpu = rows["help"]
     print(
         f"Median of {runs} runs. The client's CPU time is its own process's (user + system, "
         "from `wait4`): the search runs in the server's worker, which is not its child.\n"
@@ -426,6 +432,11 @@ def client_section(waldo: str, python_rt: str, folder: Path, runs: int) -> None:
     print("|---|---:|---:|---:|---:|")
     print(
         f"| `python -c pass` (waldo's Python) | {pass_wall * 1e3:.1f} | {pass_cpu * 1e3:.1f} | | |"
+    )
+    print(
+        f"| `waldo find --help` through the server (the round trip, least work) | "
+        f"{help_wall * 1e3:.1f} | {help_cpu * 1e3:.1f} | {(help_wall - pass_wall) * 1e3:.1f} | "
+        f"{(help_cpu - pass_cpu) * 1e3:.1f} |"
     )
     print(
         f"| `waldo find` 64² PNG, 8×8 template, `--json`, through the server | "

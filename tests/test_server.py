@@ -363,6 +363,26 @@ def test_a_process_substitution_runs_in_process(live, files):
     assert_same(served, alone)
 
 
+def test_without_unix_sockets_commands_run_in_process(live, files):
+    """A platform without AF_UNIX (Windows): the console script runs every command itself."""
+    code = (
+        "import sys, _socket\n"
+        "del _socket.AF_UNIX\n"
+        "from waldo_cli import client\n"
+        "assert not client.supported()\n"
+        "sys.argv = ['waldo', *sys.argv[1:]]\n"
+        "client.main()\n"
+    )
+    before = live.served()
+    args = ["find", "scene.png", "waldo.png", "--json"]
+    without = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=files, env=live.env, capture_output=True
+    )
+    assert live.served() == before
+    assert_same(without, run(live.off, *args, cwd=files))
+    assert json.loads(without.stdout)["matches"][0]["x"] == 40
+
+
 def _interrupted(env, files):
     """A long batch, Ctrl-C'd once its first record is out: (status, stdout, stderr)."""
     proc = subprocess.Popen(
