@@ -150,3 +150,40 @@ def match_template_masked_ref(image, template, mask, method):
                 np.where(np.abs(num) < t * 1.125, np.where(num > 0, 1.0, -1.0), fallback),
             )
     return out, near
+
+
+def find_peaks_ref(scores, lower, threshold, reach):
+    """Every peak, plainly: a full sort (best first, then row, then column), then greedy
+    suppression (nothing within Chebyshev distance < reach of a kept peak); NaN is no window.
+
+    Returns [(x, y, score, margin)], the margin being the score minus the best score outside
+    the peak's window (the other way round when lower is better), None if there is none.
+    """
+    scores = np.asarray(scores, np.float64)
+    rows, cols = scores.shape
+    places = [
+        (scores[y, x], y, x)
+        for y in range(rows)
+        for x in range(cols)
+        if not np.isnan(scores[y, x])
+        and (
+            threshold is None or (scores[y, x] <= threshold if lower else scores[y, x] >= threshold)
+        )
+    ]
+    places.sort(key=lambda p: (p[0] if lower else -p[0], p[1], p[2]))
+    kept = []
+    near_kept = np.zeros((rows, cols), bool)  # within reach of a kept peak
+    for score, y, x in places:
+        if not near_kept[y, x]:
+            kept.append((score, y, x))
+            near_kept[max(0, y - reach + 1) : y + reach, max(0, x - reach + 1) : x + reach] = True
+    out = []
+    yy, xx = np.mgrid[:rows, :cols]
+    for score, y, x in kept:
+        outside = (np.maximum(abs(yy - y), abs(xx - x)) >= reach) & ~np.isnan(scores)
+        if not outside.any():
+            out.append((x, y, score, None))
+            continue
+        rival = scores[outside].min() if lower else scores[outside].max()
+        out.append((x, y, score, rival - score if lower else score - rival))
+    return out

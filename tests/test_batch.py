@@ -104,7 +104,13 @@ def test_csv_one_row_per_match(batch):
     result = run("find", "-t", root / "waldo.png", *[p for p, _, _ in expected], "--csv", "-k", "1")
     assert result.exit_code == 2
     rows = list(csv.reader(io.StringIO(result.stdout)))
-    assert rows[0] == ["image", "rank", "x", "y", "width", "height", "score"]
+    # today's columns in today's order, then #16's appended
+    assert rows[0] == ["image", "rank", "x", "y", "width", "height", "score"] + [
+        "cx",
+        "cy",
+        "template",
+        "corners",
+    ]
     found = {row[0]: (int(row[2]), int(row[3])) for row in rows[1:]}
     assert found == {p: where for p, kind, where in expected if kind == "match"}
     assert [row[0] for row in rows[1:]] == [p for p, kind, _ in expected if kind == "match"]

@@ -113,8 +113,12 @@ def test_find_json_document(files):
     assert doc["template_size"] == [28, 24]
     assert isinstance(doc["seconds"], float) and doc["seconds"] >= 0
     [match] = doc["matches"]
-    assert set(match) == {"x", "y", "width", "height", "score"}
+    # #16 added the centre, the margin over the best rival, and the template's name
+    assert set(match) == {"x", "y", "width", "height", "score", "cx", "cy", "margin", "template"}
     assert (match["x"], match["y"], match["width"], match["height"]) == (40, 30, 28, 24)
+    assert (match["cx"], match["cy"]) == (40 + 28 / 2, 30 + 24 / 2)
+    assert match["template"] == str(files / "waldo.png")
+    assert 0 < match["margin"] <= 2
     assert match["score"] == pytest.approx(1.0, abs=1e-5)
     # what the search would cost as a layer: the template as a 1-channel filter
     assert doc["parameters"] == {"conv": 28 * 24 * 3, "dense": 160 * 128 * 3 * 133 * 105}

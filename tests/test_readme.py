@@ -41,6 +41,15 @@ SKIPPED = {
         "placeholder files (scans/, waldo.png)"
     ),
     "waldo find -t waldo.png scans/*.jpg --csv > hits.csv": "placeholder files (scans/, waldo.png)",
+    "find scans -name '*.png' -print0 | waldo find -t waldo.png --files-from - -0 --jsonl": (
+        "placeholder files (scans/, waldo.png); tests/test_options.py runs -0 on real files"
+    ),
+    "waldo find screen.png -t ok.png -t cancel.png --json": (
+        "placeholder files (screen.png, ok.png, cancel.png); tests/test_options.py runs several -t"
+    ),
+    "waldo find -t buttons/ screens/*.png --overlay-dir found/": (
+        "placeholder files (buttons/, screens/); tests/test_options.py runs a folder of templates"
+    ),
     'eval "$(_WALDO_COMPLETE=bash_source waldo)"': (
         "a line for ~/.bashrc: tests/test_completion.py runs the script in bash"
     ),

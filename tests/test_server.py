@@ -325,6 +325,35 @@ def test_exit_status(live, files, args, status):
     assert_same(served, alone)
 
 
+def test_new_find_options_pass_through_unchanged(live, files, tmp_path):
+    """#16's options reach the server's worker as typed: the same click command runs there."""
+    before = live.served()
+    for name in ("served", "alone"):
+        (tmp_path / name).mkdir()
+    served, alone = [
+        run(
+            env,
+            "find",
+            "scene.png",
+            "waldo.png",
+            "--region",
+            "20,10,80,60",
+            "--crops",
+            tmp_path / name,
+            "--json",
+            cwd=files,
+        )
+        for env, name in ((live.env, "served"), (live.off, "alone"))
+    ]
+    assert live.served() == before + 1
+    assert served.returncode == alone.returncode == 0, served.stderr
+    assert json.loads(served.stdout)["matches"][0]["x"] == 40
+    assert masked(served.stdout) == masked(alone.stdout.replace(b"alone", b"served"))
+    assert masked(served.stderr) == masked(alone.stderr.replace(b"alone", b"served"))
+    crops = [sorted(p.name for p in (tmp_path / name).iterdir()) for name in ("served", "alone")]
+    assert crops[0] == crops[1] and crops[0]
+
+
 def test_conv_runs_in_the_server(live, files, tmp_path):
     served, alone = both(
         live, "conv", "scene.png", "--kernel", "sobel-x", "--out", tmp_path / "e.npy", cwd=files

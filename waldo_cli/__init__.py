@@ -24,6 +24,7 @@ _LAZY = {
     "match_templates": "waldo_cli.engine",
     "prepare_template": "waldo_cli.engine",
     "Searcher": "waldo_cli.search",
+    "MultiSearcher": "waldo_cli.search",
     "SearchOptions": "waldo_cli.search",
     "SearchResult": "waldo_cli.search",
     "run_batch": "waldo_cli.batch",
@@ -41,6 +42,7 @@ __all__ = [
     "match_templates",
     "prepare_template",
     "Searcher",
+    "MultiSearcher",
     "SearchOptions",
     "SearchResult",
     "run_batch",
@@ -59,7 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from waldo_cli.io import load_image, read_image
     from waldo_cli.params import param_counts
     from waldo_cli.peaks import Match, find_peaks
-    from waldo_cli.search import Searcher, SearchOptions, SearchResult
+    from waldo_cli.search import MultiSearcher, Searcher, SearchOptions, SearchResult
 
 
 def __getattr__(name: str) -> Any:

@@ -16,14 +16,22 @@ from typing import Any
 from waldo_cli.errors import ImageReadError, WaldoError
 from waldo_cli.io import image_size, read_image, read_source
 from waldo_cli.results import FindReport, ImageResult
-from waldo_cli.search import Searcher, SearchOptions
+from waldo_cli.search import MultiSearcher, Searcher, SearchOptions
 
-__all__ = ["FindReport", "ImageResult", "SearchOptions", "Searcher", "Source", "run_batch"]
+__all__ = [
+    "FindReport",
+    "ImageResult",
+    "MultiSearcher",
+    "SearchOptions",
+    "Searcher",
+    "Source",
+    "run_batch",
+]
 
 Source = tuple[str, Any]  # (name to report, path or bytes to read)
 
 
-def search_source(searcher: Searcher, index: int, source: Source) -> ImageResult:
+def search_source(searcher: Searcher | MultiSearcher, index: int, source: Source) -> ImageResult:
     """Read and search one image; whatever is wrong with it becomes its error record."""
     name, data = source
     try:
@@ -34,16 +42,17 @@ def search_source(searcher: Searcher, index: int, source: Source) -> ImageResult
             if isinstance(data, str):
                 searcher.check_fits(*image_size(data, name))
         loaded = read_image(data, name=name)
-        result = searcher.search(loaded)
+        # one report per template, each score map let go once its report is made
+        reports = [result.report for result in searcher.search_iter(loaded)]
     except ImageReadError as exc:  # names the file already
         return ImageResult(index, name, error=str(exc))
     except WaldoError as exc:  # one of fifty files: say which
         return ImageResult(index, name, error=f"{name}: {exc}")
-    return ImageResult(index, name, report=result.report)
+    return ImageResult(index, name, report=reports[0], others=tuple(reports[1:]))
 
 
 def run_batch(
-    searcher: Searcher,
+    searcher: Searcher | MultiSearcher,
     sources: Iterable[Source],
     jobs: int = 1,
     *,
@@ -53,8 +62,8 @@ def run_batch(
 
     Parameters
     ----------
-    searcher : Searcher
-        The prepared template and options.
+    searcher : Searcher or MultiSearcher
+        The prepared template (or templates) and options.
     sources : iterable of (name, path or bytes)
         The images; read lazily, one at a time.
     jobs : int
@@ -70,8 +79,8 @@ def run_batch(
     Yields
     ------
     ImageResult
-        A report, or the error for an image that could not be searched (the
-        batch goes on).
+        A report (one per template), or the error for an image that could
+        not be searched (the batch goes on).
 
     Examples
     --------

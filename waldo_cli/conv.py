@@ -143,6 +143,8 @@ def _read_npy_header(path: str) -> tuple[tuple[int, ...], np.dtype, int]:
                 major, minor = version
                 raise WaldoError(f"{path}: .npy format version {major}.{minor} is not read")
             return tuple(int(n) for n in shape), dtype, fh.tell()
+    except WaldoError:  # a ValueError too: keep its own message
+        raise
     except FileNotFoundError:
         raise WaldoError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -211,6 +213,8 @@ def _load_npy(path: str, channels: int) -> np.ndarray:
             )
         with open(path, "rb") as fh:
             loaded = np.load(fh, allow_pickle=False)
+    except WaldoError:  # a ValueError too: keep its own message
+        raise
     except (OSError, ValueError, EOFError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise WaldoError(f"{path}: a damaged .npy file ({reason})") from None
@@ -571,7 +575,7 @@ def write_features(
     for d in range(stack.shape[2]):
         plane = stack[:, :, d]
         if not npy:
-            save_image(to_grey8(plane, mappings[d]), paths[d], protect)
+            save_image(to_grey8(plane, mappings[d]), paths[d], protect=protect)
         summaries.append(
             ChannelSummary(
                 channel=d,

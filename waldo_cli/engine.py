@@ -84,7 +84,11 @@ def set_threads(threads: int | None) -> int:
 
 
 def get_threads() -> int:
-    """The number of threads searches use when they are given none."""
+    """The number of threads searches use when they are given none.
+
+    >>> get_threads() >= 1
+    True
+    """
     return SHARED.threads
 
 
@@ -651,6 +655,19 @@ def plan_matches(
 
     A template misfits when it is larger than the image, or its channels
     differ (``match_templates`` then raises for it).
+
+    Parameters
+    ----------
+    image_shape : (H, W[, C])
+        The shape of the image ``match_templates`` would be given.
+    templates : list of (h, w[, C]) array_like or PreparedTemplate
+    method, engine, masks, pad, convolve, threads
+        As for ``match_templates``.
+
+    Returns
+    -------
+    list of Plan or None
+        One per template.
 
     Examples
     --------

@@ -231,6 +231,8 @@ def read_stream(stream: BinaryIO | None, name: str, *, limit: int | None = None)
             total += len(chunk)
             if total > bound:
                 raise _over_limit(name, bound)
+    except ImageReadError:  # an OSError too: it says what went wrong already
+        raise
     except OSError as exc:
         raise ImageReadError(name, f"cannot read ({exc.strerror or exc})") from None
     except ValueError:  # I/O on a closed file
@@ -292,6 +294,8 @@ def _read_special(path: str | os.PathLike[str], name: str) -> bytes:
     try:
         with open(path, "rb") as stream:
             return read_stream(stream, name)
+    except ImageReadError:  # an OSError too: it says what went wrong already
+        raise
     except OSError as exc:
         raise ImageReadError(name, _describe_os_error(exc)) from None
 
@@ -388,6 +392,8 @@ def read_file_list(
         try:
             with open(path_or_stream, "rb") as stream:
                 return _split_list(stream, label, null)
+        except ImageReadError:  # an OSError too: it says what went wrong already
+            raise
         except OSError as exc:
             raise ImageReadError(label, _describe_os_error(exc)) from None
     if path_or_stream is None or isinstance(path_or_stream, (str, os.PathLike)):
@@ -419,6 +425,8 @@ def _split_list(stream: BinaryIO | None, label: str, null: bool) -> list[str]:
             _take_names(complete, names, label, null)
             if len(pending) > MAX_LIST_LINE_BYTES:
                 raise _long_line(label)
+    except ImageReadError:  # an OSError too: it says what went wrong already
+        raise
     except OSError as exc:
         raise ImageReadError(label, f"cannot read ({exc.strerror or exc})") from None
     except ValueError:  # I/O on a closed file
@@ -883,7 +891,7 @@ def _to_pixels(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def read_image(
-    source: str | os.PathLike[str] | BinaryIO | bytes, name: str | None = None
+    source: str | os.PathLike[str] | BinaryIO | bytes, *, name: str | None = None
 ) -> LoadedImage:
     """Read an image file into float32 pixels, keeping its alpha channel apart.
 
@@ -908,7 +916,8 @@ def read_image(
         Missing, unreadable, empty, truncated or undecodable files, whatever
         the decoder raised; images over the pixel budget (``max_pixels()``,
         checked from the header before decoding) or Pillow's decompression
-        bomb limit; images with no pixels or with NaN or infinite values.
+        bomb limit; images with no pixels or with NaN or infinite values. An
+        ``OSError`` (and a ``ValueError``, as every ``WaldoError``).
 
     Examples
     --------
@@ -965,9 +974,34 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     return read_image(path).pixels
 
 
+def image_extensions() -> frozenset[str]:
+    """The file extensions Pillow reads as images, in lower case with their dot.
+
+    What ``waldo find -t FOLDER`` takes from a folder.
+
+    >>> {".png", ".jpg", ".tif"} <= image_extensions(), ".txt" in image_extensions()
+    (True, False)
+    """
+    Image.init()
+    return frozenset(ext.lower() for ext in Image.registered_extensions())
+
+
 def to_grey(pixels: np.ndarray) -> np.ndarray:
     """Convert (H, W, 3) colour pixels to (H, W, 1) luma with Pillow's weights.
 
+    Parameters
+    ----------
+    pixels : (H, W, 3) ndarray
+        Colour pixels on the 0–255 scale.
+
+    Returns
+    -------
+    (H, W, 1) float32 ndarray
+        ITU-R 601 luma, 0.299 R + 0.587 G + 0.114 B, not rounded (Pillow's
+        ``convert("L")`` rounds to 8 bits).
+
+    Examples
+    --------
     >>> to_grey(np.full((1, 1, 3), 100, np.float32))[0, 0, 0]
     np.float32(100.0)
     """
@@ -1326,6 +1360,8 @@ def write_atomically(
         buffer = _io.BytesIO()
         try:
             write(buffer)
+        except WaldoError:  # an OutputError is an OSError too, and says what went wrong
+            raise
         except OSError as exc:
             raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
         data = buffer.getbuffer()
@@ -1351,7 +1387,9 @@ def write_atomically(
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError):
+        # an OutputError or ImageReadError from ``write`` is an OSError too,
+        # and already says what went wrong
+        if isinstance(exc, OSError) and not isinstance(exc, WaldoError):
             raise OutputError(f"{target}: cannot write ({exc.strerror or exc})") from None
         raise
     finally:
@@ -1372,6 +1410,7 @@ def _sync_folder(folder: Path) -> None:
 def save_image(
     picture: Image.Image | np.ndarray,
     path: str | os.PathLike[str],
+    *,
     protect: Iterable[str | os.PathLike[str] | None] = (),
 ) -> Path:
     """Save a picture atomically, in the format its file name asks for.

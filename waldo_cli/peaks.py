@@ -14,19 +14,28 @@ __all__ = ["Match", "best_over_variants", "find_peaks", "refine_peak"]
 
 
 def _ranked_candidates(
-    scores: np.ndarray, lower: bool, threshold: float | None, count: int
+    scores: np.ndarray,
+    lower: bool,
+    threshold: float | None,
+    count: int,
+    scored: np.ndarray | None = None,
 ) -> np.ndarray:
     """Flat indices of (at least) the ``count`` best scores that pass, best first.
 
     Ties are ranked by position (row-major), so results never depend on the
-    sort algorithm.
+    sort algorithm. ``scored``: where the map holds a score (a map with NaN
+    where no window is); None when it does everywhere.
     """
     flat = scores.ravel()
     # the cut-off score of the count best, then the places that reach it: no
     # copy of the map beyond the one partition needs, and no index array as
     # long as the map (huge maps stay affordable)
-    if threshold is not None:
-        passes = flat <= threshold if lower else flat >= threshold
+    if threshold is not None or scored is not None:
+        if threshold is not None:  # NaN passes no threshold
+            passes = flat <= threshold if lower else flat >= threshold
+        else:
+            assert scored is not None
+            passes = scored.ravel().copy()
         if np.count_nonzero(passes) > count:
             cutoff = _kth_best(flat[passes], count, lower)
             # every candidate tied with the worst one taken stays, so the
@@ -49,7 +58,7 @@ def _kth_best(values: np.ndarray, count: int, lower: bool) -> float:
     return np.partition(values, kth)[kth]
 
 
-def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tuple[float, float]:
+def refine_peak(scores: np.ndarray, x: int, y: int, *, lower: bool = False) -> tuple[float, float]:
     """Sub-pixel position of a peak: the extremum of a quadratic fitted to its 3×3 neighbourhood.
 
     A least-squares fit of f = a + b·dx + c·dy + d·dx² + e·dx·dy + g·dy² to the
@@ -59,6 +68,22 @@ def refine_peak(scores: np.ndarray, x: int, y: int, lower: bool = False) -> tupl
     half a pixel; peaks on the map's edge are refined along the free axis
     only.
 
+    Parameters
+    ----------
+    scores : (H', W') array_like
+        A score map.
+    x, y : int
+        The peak: column and row in the map.
+    lower : bool
+        The best score is the smallest (the ``sqdiff`` methods).
+
+    Returns
+    -------
+    (x, y) : float
+        The refined column and row.
+
+    Examples
+    --------
     >>> yy, xx = np.mgrid[:7, :7]
     >>> bump = np.exp(-((xx - 3.3) ** 2 + (yy - 2.8) ** 2) / 4)
     >>> [round(v, 1) for v in refine_peak(bump, 3, 3)]
@@ -103,7 +128,7 @@ def find_peaks(
     method: str,
     template_shape: tuple[int, int],
     *,
-    top_k: int = 1,
+    top_k: int | None = 1,
     threshold: float | None = None,
     min_distance: int | None = None,
     subpixel: bool = False,
@@ -113,14 +138,17 @@ def find_peaks(
     Parameters
     ----------
     scores : (H', W') array_like
-        A score map from ``match_template``.
+        A score map from ``match_template``. NaN marks a place where no
+        window was scored (outside a search region, say): it is never a
+        match and never any match's rival.
     method : str
         The method that made it; the two ``sqdiff`` methods rank the smallest
         score best, the others the largest.
     template_shape : (h, w)
         The template's height and width, reported as each match's size.
-    top_k : int
-        At most this many matches (≥ 1).
+    top_k : int or None
+        At most this many matches (≥ 1); None for every peak that passes the
+        threshold (``waldo find -k all``), still suppressed.
     threshold : float, optional
         Only scores at least this good count (≥ for correlation methods,
         ≤ for ``sqdiff`` methods). None keeps every score.
@@ -135,7 +163,12 @@ def find_peaks(
     Returns
     -------
     list of Match
-        Best first; ties go to the topmost, then leftmost place.
+        Best first; ties go to the topmost, then leftmost place. Each
+        carries its ``margin``: its score minus the best score outside its
+        suppression window (the other way round for ``sqdiff``, so that
+        positive always means better): how far the best match stands above
+        everything else (near 0: a coin toss), how far the others fall
+        behind it. None when every scored place lies inside that window.
 
     Examples
     --------
@@ -143,10 +176,13 @@ def find_peaks(
     >>> scores[4, 4] = 0.7
     >>> [(m.x, m.y) for m in find_peaks(scores, "ccoeff_normed", (4, 4), top_k=3)]
     [(1, 1), (4, 4), (3, 0)]
+    >>> every = find_peaks(scores, "ccoeff_normed", (4, 4), top_k=None, threshold=0.5)
+    >>> [(m.x, m.y, round(m.margin, 2)) for m in every]
+    [(1, 1, 0.2), (4, 4, -0.2)]
     """
     lower = lower_is_better(method)
-    if isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1:
-        raise WaldoError(f"top_k must be a positive integer, got {top_k!r}")
+    if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
+        raise WaldoError(f"top_k must be a positive integer or None (every peak), got {top_k!r}")
     h, w = (int(v) for v in template_shape)
     if min_distance is None:
         min_distance = max(1, min(h, w) // 2)
@@ -157,26 +193,86 @@ def find_peaks(
     if scores.ndim != 2 or scores.size == 0:
         raise WaldoError(f"scores must be a non-empty 2-D array, got shape {scores.shape}")
     rows, cols = scores.shape
+    # the best place, for the margins; argmax (argmin) stops at the first NaN, so
+    # this one pass also tells whether the map marks unscored places with NaN
+    best = int(np.argmin(scores) if lower else np.argmax(scores))
+    scored = None
+    if np.isnan(scores.flat[best]):
+        scored = ~np.isnan(scores)
+        if scored.any():
+            best = int(np.nanargmin(scores) if lower else np.nanargmax(scores))
 
-    matches: list[Match] = []
+    peaks: list[tuple[int, int]] = []
     taken = np.zeros(scores.shape, bool)
-    budget = max(64 * int(top_k), 1024)
+    budget = scores.size if top_k is None else max(64 * int(top_k), 1024)
     while True:
-        candidates = _ranked_candidates(scores, lower, threshold, budget)
-        matches.clear()
+        candidates = _ranked_candidates(scores, lower, threshold, budget, scored)
+        peaks.clear()
         taken[:] = False
         for flat_index in candidates:
             y, x = divmod(int(flat_index), cols)
             if taken[y, x]:
                 continue
-            px, py = refine_peak(scores, x, y, lower) if subpixel else (x, y)
-            matches.append(Match(x=px, y=py, width=w, height=h, score=float(scores[y, x])))
-            if len(matches) == top_k:
-                return matches
+            peaks.append((y, x))
+            if len(peaks) == top_k:
+                break
             taken[max(0, y - reach + 1) : y + reach, max(0, x - reach + 1) : x + reach] = True
-        if budget >= scores.size or candidates.size < budget:
-            return matches
-        budget *= 4
+        else:
+            if budget < scores.size and candidates.size >= budget:
+                budget *= 4
+                continue
+        break
+    margins = _margins(scores, lower, scored, peaks, reach, divmod(best, cols))
+    matches = []
+    for (y, x), margin in zip(peaks, margins, strict=True):
+        px, py = refine_peak(scores, x, y, lower=lower) if subpixel else (x, y)
+        score = float(scores[y, x])
+        matches.append(Match(x=px, y=py, width=w, height=h, score=score, margin=margin))
+    return matches
+
+
+def _margins(
+    scores: np.ndarray,
+    lower: bool,
+    scored: np.ndarray | None,
+    peaks: list[tuple[int, int]],
+    reach: int,
+    best: tuple[int, int],
+) -> list[float | None]:
+    """Each peak's score minus the best score outside its suppression window.
+
+    Signed so that positive is better; None when no scored place lies outside it.
+    The map's best place is outside most peaks' windows, and is then the
+    answer; only a window holding it (the best match's, mostly) needs a pass
+    over the rest of the map. So a few passes serve any number of peaks.
+    """
+    if not peaks:
+        return []
+    by, bx = best
+    pick = (
+        (np.nanmin if lower else np.nanmax) if scored is not None else (np.min if lower else np.max)
+    )
+    margins: list[float | None] = []
+    for y, x in peaks:
+        if max(abs(by - y), abs(bx - x)) >= reach:
+            rival: float | None = float(scores[by, bx])
+        else:
+            y0, y1 = max(0, y - reach + 1), y + reach
+            x0, x1 = max(0, x - reach + 1), x + reach
+            parts = [scores[:y0], scores[y1:], scores[y0:y1, :x0], scores[y0:y1, x1:]]
+            # a part of only NaN has no best (nanmax would warn)
+            found = [
+                float(pick(part))
+                for part in parts
+                if part.size and (scored is None or not np.isnan(part).all())
+            ]
+            rival = None if not found else (min(found) if lower else max(found))
+        if rival is None:
+            margins.append(None)
+        else:
+            score = float(scores[y, x])
+            margins.append(rival - score if lower else score - rival)
+    return margins
 
 
 def best_over_variants(
@@ -184,6 +280,7 @@ def best_over_variants(
     maps: Iterable[np.ndarray | None],
     shapes: Sequence[tuple[int, int]],
     method: str,
+    offsets: Sequence[tuple[int, int]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge score maps of different template sizes on the image's grid, by window centre.
 
@@ -195,6 +292,10 @@ def best_over_variants(
     shapes : (h, w) of each variant
     method : str
         Decides whether the best score is the largest or the smallest.
+    offsets : (row, column) of each map, optional
+        The grid pixel the window of each map's [0, 0] is centred on, for
+        maps of part of the image (a search region); by default
+        ((h-1)//2, (w-1)//2), where a map of the whole image starts.
 
     Returns
     -------
@@ -216,10 +317,11 @@ def best_over_variants(
     # float32 holds every score exactly: they come as float32
     best = np.full((height, width), np.inf if lower else -np.inf, np.float32)
     which = np.full((height, width), -1, np.int32)
-    for index, (scores, (h, w)) in enumerate(zip(maps, shapes, strict=True)):
+    if offsets is None:
+        offsets = [((h - 1) // 2, (w - 1) // 2) for h, w in shapes]
+    for index, (scores, (top, left)) in enumerate(zip(maps, offsets, strict=True)):
         if scores is None:
             continue
-        top, left = (h - 1) // 2, (w - 1) // 2
         region = best[top : top + scores.shape[0], left : left + scores.shape[1]]
         chosen = which[top : top + scores.shape[0], left : left + scores.shape[1]]
         better = scores < region if lower else scores > region

@@ -83,6 +83,7 @@ def score_range(scores: np.ndarray, method: str) -> tuple[float, float]:
     method = check_method(method)
     if method in SCORE_RANGES:
         return SCORE_RANGES[method]
+    # NaN marks places no window was scored
     values = np.asarray(scores)
     low, high = float(np.min(values)), float(np.max(values))
     if not (np.isfinite(low) and np.isfinite(high)):  # only finite scores have a place
@@ -103,8 +104,8 @@ def goodness(scores: np.ndarray, method: str) -> tuple[np.ndarray, float, float]
     """
     lo, hi = score_range(scores, method)
     if not hi > lo:
-        # every window scored the same: nothing stands out
-        unit = np.full(scores.shape, 0.5)
+        # every window scored the same: nothing stands out (NaN: no window there)
+        unit = np.where(np.isnan(scores), np.nan, 0.5)
     else:
         # in halves (exactly): neither the range's width nor a distance in it
         # overflows, whatever the finite scores (±1.7e308 in a float64 map)
@@ -412,7 +413,8 @@ def render_heatmap(
     Parameters
     ----------
     scores : (H-h+1, W-w+1) ndarray
-        From ``match_template``.
+        From ``match_template``; NaN where no window was scored (drawn grey,
+        as the border), as ``ScoreMap.on_grid`` gives with a 1×1 window.
     method : str
         The method that made the scores (fixes the range and direction).
     image_shape : (H, W)
@@ -522,7 +524,9 @@ def render_heatmap(
     if best is not None:
         mark_box = _draw_mark(picture, (best[1], best[0]), mark_colour(table))
     if legend:
-        _draw_legend(picture, table, method, lo, hi, has_border=h > 1 or w > 1, avoid=mark_box)
+        # grey where no window is centred: a border, or places a map leaves NaN (a region)
+        border = h > 1 or w > 1 or bool(np.isnan(unit).any())
+        _draw_legend(picture, table, method, lo, hi, has_border=border, avoid=mark_box)
     picture.info[REDRAW_KEY] = partial(
         render_heatmap,
         scores,
@@ -591,11 +595,20 @@ def match_label(rank: int, score: float) -> str:
     return f"#{rank}: {_short_score(score)}"
 
 
-def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
+def _turned(match: Match) -> bool:
+    """Whether a match's template was turned by other than a multiple of 90°."""
+    return match.corners is not None and match.angle is not None and match.angle % 90 != 0
+
+
+def render_overlay(
+    pixels: np.ndarray, matches: Sequence[Match], *, labels: Sequence[str] | None = None
+) -> Image.Image:
     """The image with a box, rank and score for every match; the best one emphasised.
 
     Line width and label size scale with the image (``legible_text_px``). Boxes are outlined in a
-    colour that stands out on this image, with a thin dark rim for contrast.
+    colour that stands out on this image, with a thin dark rim for contrast. A match of a
+    template turned by other than a multiple of 90° (with ``corners``) is outlined turned,
+    along the template's own edges, not its window's.
 
     Parameters
     ----------
@@ -603,6 +616,9 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
         The searched image on the 0–255 scale (grey is drawn as RGB).
     matches : sequence of Match
         Best first, as ``find_peaks`` returns them.
+    labels : sequence of str, optional
+        One label per match (default: ``match_label(rank, score)``), for
+        the matches of several templates on one picture.
 
     Returns
     -------
@@ -632,13 +648,21 @@ def render_overlay(pixels: np.ndarray, matches: Sequence[Match]) -> Image.Image:
         thick = line * 2 if rank == 1 else line
         x0, y0 = round(m.x), round(m.y)
         x1, y1 = x0 + m.width - 1, y0 + m.height - 1
-        draw.rectangle((x0 - thick, y0 - thick, x1 + thick, y1 + thick), outline=rim, width=1)
-        draw.rectangle(
-            (x0 - thick + 1, y0 - thick + 1, x1 + thick - 1, y1 + thick - 1),
-            outline=colour,
-            width=thick,
-        )
-        label = match_label(rank, m.score)
+        if _turned(m):
+            # the template as drawn, turned: its own four corners
+            outline = [(float(x), float(y)) for x, y in m.corners or ()]
+            draw.line([*outline, outline[0]], fill=rim, width=thick + 2, joint="curve")
+            draw.line([*outline, outline[0]], fill=colour, width=thick, joint="curve")
+            x0, y0 = (round(min(c[k] for c in outline)) for k in (0, 1))
+            y1 = round(max(c[1] for c in outline))
+        else:
+            draw.rectangle((x0 - thick, y0 - thick, x1 + thick, y1 + thick), outline=rim, width=1)
+            draw.rectangle(
+                (x0 - thick + 1, y0 - thick + 1, x1 + thick - 1, y1 + thick - 1),
+                outline=colour,
+                width=thick,
+            )
+        label = match_label(rank, m.score) if labels is None else labels[rank - 1]
         left, top, right, bottom = _text_box(label, size)
         tw, th = right - left, bottom - top
         pad = max(1, th // 4)
@@ -681,6 +705,10 @@ def render_preview(
     draw = ImageDraw.Draw(small)
     for rank in range(len(matches), 0, -1):
         m = matches[rank - 1]
+        if _turned(m):
+            outline = [(x * sx, y * sy) for x, y in m.corners or ()]
+            draw.line([*outline, outline[0]], fill=colour, width=2 if rank == 1 else 1)
+            continue
         box = (
             int(m.x * sx) - 1,
             int(m.y * sy) - 1,

@@ -7,7 +7,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from waldo_cli.results import FindReport, ImageResult
+from waldo_cli.results import FindReport, ImageResult, Match
 
 if TYPE_CHECKING:  # rich is imported only where a terminal gets a table
     from rich.console import Console
@@ -66,38 +66,89 @@ def plain_table(report: FindReport) -> str:
 
 
 BATCH_COLUMNS = ("image", "rank", "x", "y", "width", "height", "score")
+# CSV also carries each match's centre, its template and the corners of a
+# turned or scaled one: after the batch columns, which stay where they were
+CSV_COLUMNS = (*BATCH_COLUMNS, "cx", "cy", "template", "corners")
 
 
-def batch_header(separator: str = "\t") -> str:
+# columns that hold a file's name: escaped where the format cannot hold any name
+_NAME_COLUMNS = frozenset({"image", "template"})
+
+
+def batch_columns(fmt: str, templates: int = 1) -> tuple[str, ...]:
+    """The columns of batch TSV (``tsv``) or CSV (``csv``) output.
+
+    TSV keeps the columns it had (scripts cut them by position), and gains
+    ``template`` at the end only when several templates are searched; CSV
+    has every column always.
+
+    >>> batch_columns("tsv"), batch_columns("tsv", templates=2)[-1]
+    (('image', 'rank', 'x', 'y', 'width', 'height', 'score'), 'template')
+    """
+    if fmt == "csv":
+        return CSV_COLUMNS
+    return BATCH_COLUMNS + (("template",) if templates > 1 else ())
+
+
+def batch_header(separator: str = "\t", columns: tuple[str, ...] = BATCH_COLUMNS) -> str:
     """The header line of batch text (tab-separated) or CSV output."""
-    return separator.join(BATCH_COLUMNS)
+    return separator.join(columns)
 
 
-def batch_rows(result: ImageResult) -> list[tuple[Any, ...]]:
-    """One row per match of one image (none for an image without matches or with an error).
+def format_centre(value: float) -> str:
+    """A centre coordinate: up to two decimals, no trailing zeros (``79``, ``78.5``).
+
+    >>> format_centre(79.0), format_centre(78.5), format_centre(134.23456)
+    ('79', '78.5', '134.23')
+    """
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _cell(column: str, result: ImageResult, report: FindReport, rank: int, m: Match) -> Any:
+    if column == "image":
+        return result.image
+    if column == "rank":
+        return rank
+    if column in ("x", "y"):
+        return format_coordinate(getattr(m, column))
+    if column in ("width", "height"):
+        return getattr(m, column)
+    if column == "score":
+        return format_score(m.score, report.method)
+    if column in ("cx", "cy"):
+        value = getattr(m, column)
+        if value is None:  # a match from find_peaks alone
+            value = m.x + m.width / 2 if column == "cx" else m.y + m.height / 2
+        return format_centre(value)
+    if column == "template":
+        return m.template if m.template is not None else report.template
+    if column == "corners":
+        return "" if m.corners is None else " ".join(f"{v:g}" for c in m.corners for v in c)
+    raise KeyError(column)
+
+
+def batch_rows(
+    result: ImageResult, columns: tuple[str, ...] = BATCH_COLUMNS
+) -> list[tuple[Any, ...]]:
+    """One row per match of one image, every template's in turn (none for an error).
+
+    ``rank`` counts within each template's matches.
 
     >>> from waldo_cli.peaks import Match
     >>> r = FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.5)
     >>> batch_rows(ImageResult(0, "a.png", report=r))
     [('a.png', 1, '1', '2', 2, 2, '3.00000e+00')]
+    >>> batch_rows(ImageResult(0, "a.png", report=r), CSV_COLUMNS)[0][7:]
+    ('2', '3', 't.png', '')
     """
-    if result.report is None:
-        return []
     return [
-        (
-            result.image,
-            rank,
-            format_coordinate(m.x),
-            format_coordinate(m.y),
-            m.width,
-            m.height,
-            format_score(m.score, result.report.method),
-        )
-        for rank, m in enumerate(result.report.matches, 1)
+        tuple(_cell(column, result, report, rank, m) for column in columns)
+        for report in result.reports
+        for rank, m in enumerate(report.matches, 1)
     ]
 
 
-def tsv_lines(result: ImageResult) -> str:
+def tsv_lines(result: ImageResult, columns: tuple[str, ...] = BATCH_COLUMNS) -> str:
     r"""Tab-separated rows for one image, each ending in a newline.
 
     The image's name is one field whatever it holds: a tab, a newline, a
@@ -110,14 +161,16 @@ def tsv_lines(result: ImageResult) -> str:
     """
     from waldo_cli.names import tsv_field
 
+    names = [column in _NAME_COLUMNS for column in columns]
     return "".join(
-        "\t".join([tsv_field(str(row[0])), *(str(v) for v in row[1:])]) + "\n"
-        for row in batch_rows(result)
+        "\t".join(tsv_field(str(v)) if name else str(v) for name, v in zip(names, row, strict=True))
+        + "\n"
+        for row in batch_rows(result, columns)
     )
 
 
-def csv_lines(result: ImageResult) -> str:
-    """CSV rows for one image (RFC 4180 quoting); the header is ``batch_header(",")``.
+def csv_lines(result: ImageResult, columns: tuple[str, ...] = BATCH_COLUMNS) -> str:
+    """CSV rows for one image (RFC 4180 quoting); the header is ``batch_header(",", columns)``.
 
     >>> from waldo_cli.peaks import Match
     >>> r = FindReport("a,b.png", "t.png", "ccorr", (8, 6), (2, 2), [Match(1, 2, 2, 2, 3.0)], 0.1)
@@ -127,19 +180,21 @@ def csv_lines(result: ImageResult) -> str:
     from waldo_cli.names import display_name
 
     buffer = io.StringIO()
+    names = [column in _NAME_COLUMNS for column in columns]
     csv.writer(buffer, lineterminator="\n").writerows(
-        (display_name(str(row[0])), *row[1:]) for row in batch_rows(result)
+        [display_name(str(v)) if name else v for name, v in zip(names, row, strict=True)]
+        for row in batch_rows(result, columns)
     )
     return buffer.getvalue()
 
 
 def jsonl_line(result: ImageResult) -> str:
-    r"""One JSON Lines record for one image, with its newline.
+    r"""The JSON Lines records of one image (one per template), each with its newline.
 
     >>> jsonl_line(ImageResult(3, "gone.png", error="gone.png: no such file"))
     '{"image": "gone.png", "error": "gone.png: no such file"}\n'
     """
-    return json.dumps(result.to_dict()) + "\n"
+    return "".join(json.dumps(record) + "\n" for record in result.to_dicts())
 
 
 class BatchWriter:
@@ -155,8 +210,9 @@ class BatchWriter:
     inline_errors = False
     errors_on_stderr = True
 
-    def __init__(self, single: bool = False) -> None:
+    def __init__(self, single: bool = False, templates: int = 1) -> None:
         self.single = single
+        self.templates = templates
 
     def header(self) -> str:
         """What comes before the first record."""
@@ -188,23 +244,23 @@ class TsvWriter(BatchWriter):
 
     def header(self) -> str:
         """The column names."""
-        return batch_header() + "\n"
+        return batch_header("\t", batch_columns("tsv", self.templates)) + "\n"
 
     def record(self, result: ImageResult) -> str:
         """One row per match."""
-        return tsv_lines(result)
+        return tsv_lines(result, batch_columns("tsv", self.templates))
 
 
 class CsvWriter(TsvWriter):
-    """CSV (RFC 4180 quoting): a header, then one row per match."""
+    """CSV (RFC 4180 quoting): a header, then one row per match, with every column."""
 
     def header(self) -> str:
         """The column names."""
-        return batch_header(",") + "\n"
+        return batch_header(",", CSV_COLUMNS) + "\n"
 
     def record(self, result: ImageResult) -> str:
         """One row per match."""
-        return csv_lines(result)
+        return csv_lines(result, CSV_COLUMNS)
 
 
 class JsonlWriter(BatchWriter):
@@ -228,13 +284,13 @@ class JsonWriter(BatchWriter):
 
     inline_errors = True
 
-    def __init__(self, single: bool = False) -> None:
-        super().__init__(single)
+    def __init__(self, single: bool = False, templates: int = 1) -> None:
+        super().__init__(single, templates)
         self._records: list[dict[str, Any]] = []
 
     def record(self, result: ImageResult) -> str:
-        """Kept for the document at the end."""
-        self._records.append(result.to_dict())
+        """Kept for the document at the end (one record per template)."""
+        self._records.extend(result.to_dicts())
         return ""
 
     def end(self) -> str:
@@ -265,14 +321,42 @@ def batch_summary(images: int, matched: int, failed: int, seconds: float) -> str
     )
 
 
+def best_note(report: FindReport) -> str | None:
+    """Where the best score was, when no match passed the threshold (else None).
+
+    >>> r = FindReport("a.png", "t.png", "ccoeff_normed", (8, 6), (2, 2), [], 0.0, 0.5,
+    ...                {"best": {"x": 120, "y": 88, "score": 0.41}})
+    >>> best_note(r)
+    'best 0.410000 at (120, 88), below the threshold 0.5'
+    """
+    from waldo_cli.methods import lower_is_better
+
+    best = report.extra.get("best")
+    if report.matches or best is None or report.threshold is None:
+        return None
+    side = "above" if lower_is_better(report.method) else "below"
+    return (
+        f"best {format_score(best['score'], report.method)} at ({best['x']}, {best['y']}), "
+        f"{side} the threshold {report.threshold:g}"
+    )
+
+
 def summary_line(report: FindReport) -> str:
-    """One line: how many matches, with which method, in how long."""
+    """One line: how many matches, with which method, in how long (and, for none, the best).
+
+    >>> r = FindReport("a.png", "t.png", "ccoeff_normed", (8, 6), (2, 2), [], 0.0, 0.5,
+    ...                {"best": {"x": 120, "y": 88, "score": 0.41}})
+    >>> summary_line(r)  # doctest: +NORMALIZE_WHITESPACE
+    'no match for t.png in a.png with ccoeff_normed (threshold 0.5), searched in 0.000 s;
+     best 0.410000 at (120, 88), below the threshold 0.5'
+    """
     count = len(report.matches)
     found = f"{count} match{'es' if count != 1 else ''}" if count else "no match"
     limit = "" if report.threshold is None else f" (threshold {report.threshold:g})"
+    note = best_note(report)
     return (
         f"{found} for {report.template} in {report.image} with {report.method}{limit}, "
-        f"searched in {report.seconds:.3f} s"
+        f"searched in {report.seconds:.3f} s" + ("" if note is None else f"; {note}")
     )
 
 
@@ -299,6 +383,43 @@ def print_table(console: Console, report: FindReport) -> None:
     console.print(
         summary_line(report), style="dim" if report.matches else "yellow", highlight=False
     )
+
+
+def print_tables(console: Console, reports: list[FindReport]) -> None:
+    """Several templates' matches in one image: one rich table with a template column.
+
+    Each template's rows follow in the order the templates were given,
+    ``rank`` counting within each; a long template name folds inside its
+    column rather than losing its end. Then each template's summary line
+    (for one with no match, where it came closest).
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from waldo_cli.names import display_name
+
+    if any(report.matches for report in reports):
+        table = Table(title=None, header_style="bold")
+        table.add_column("template", overflow="fold")
+        for name in ("rank", "x", "y", "width", "height", "score"):
+            table.add_column(name, justify="right", no_wrap=True)
+        for report in reports:
+            for rank, m in enumerate(report.matches, 1):
+                table.add_row(
+                    Text(display_name(str(report.template))),  # a name, not markup
+                    str(rank),
+                    format_coordinate(m.x),
+                    format_coordinate(m.y),
+                    str(m.width),
+                    str(m.height),
+                    format_score(m.score, report.method),
+                    style="bold green" if rank == 1 else None,
+                )
+        console.print(table)
+    for report in reports:
+        console.print(
+            summary_line(report), style="dim" if report.matches else "yellow", highlight=False
+        )
 
 
 # ---------------------------------------------------------------------------

@@ -44,6 +44,10 @@ def float32_value(value: float) -> float:
 class Match:
     """One place where the template matched.
 
+    >>> m = Match(x=3, y=4, width=10, height=8, score=0.5)
+    >>> m.x + m.width, m.to_dict()["score"]
+    (13, 0.5)
+
     Attributes
     ----------
     x, y : int, or float with sub-pixel refinement
@@ -56,6 +60,20 @@ class Match:
         With a search over template variants: the size factor, the
         counter-clockwise turn in degrees and the mirroring of the variant
         that matched (width and height are then that variant's).
+    cx, cy : float, optional
+        The window's centre, x + width / 2 and y + height / 2, in the
+        continuous coordinates in which pixel (x, y) covers [x, x+1) × [y, y+1).
+        A search fills them in; ``find_peaks`` leaves them None.
+    margin : float, optional
+        The score minus the best score outside the match's suppression
+        window, signed so that positive is better (see ``find_peaks``); None
+        when no window lies outside it. Not compared by ``==``.
+    template : str, optional
+        The template that matched, as the user named it (a search fills it in).
+    corners : ((x, y), (x, y), (x, y), (x, y)), optional
+        For a turned or scaled variant: where the template's own top-left,
+        top-right, bottom-right and bottom-left corners lie in the image, as
+        drawn (same coordinates as cx, cy).
     """
 
     x: int | float
@@ -66,23 +84,45 @@ class Match:
     scale: float | None = None
     angle: float | None = None
     flip: bool | None = None
+    cx: float | None = None
+    cy: float | None = None
+    # derived from the map, not part of what the match is
+    margin: float | None = field(default=None, compare=False)
+    template: str | None = None
+    corners: tuple[tuple[float, float], ...] | None = None
 
-    def to_dict(self) -> dict[str, float | int | bool]:
-        """The match as a JSON-ready dict: x, y, width, height, score (and the variant's fields).
+    def to_dict(self) -> dict[str, Any]:
+        """The match as a JSON-ready dict: x, y, width, height, score (and what else it knows).
 
         >>> Match(3, 4, 10, 8, 0.5).to_dict()
         {'x': 3, 'y': 4, 'width': 10, 'height': 8, 'score': 0.5}
         >>> Match(3, 4, 10, 8, 0.5, scale=1.5, angle=90.0, flip=False).to_dict()["angle"]
         90.0
+        >>> Match(3, 4, 10, 8, 0.5, cx=8.0, cy=8.0, margin=0.25, template="t.png").to_dict()
+        {'x': 3, 'y': 4, 'width': 10, 'height': 8, 'score': 0.5, 'cx': 8.0, 'cy': 8.0,
+         'margin': 0.25, 'template': 't.png'}
         """
         doc = {key: value for key, value in asdict(self).items() if value is not None}
         doc["score"] = float32_value(self.score)
+        if self.margin is not None:
+            doc["margin"] = float32_value(self.margin)
+        if self.corners is not None:
+            doc["corners"] = [[x, y] for x, y in self.corners]
+        if self.template is not None:  # as the report's own name: valid UTF-8 whatever it holds
+            doc["template"] = display_name(self.template)
         return doc
 
 
 @dataclass(frozen=True)
 class FindReport:
-    """Everything ``waldo find`` reports about one search."""
+    """Everything ``waldo find`` reports about one search of one image for one template.
+
+    ``image_size`` is (W, H) and ``template_size`` (w, h); ``extra`` holds
+    the rest of the JSON document (engine, best, region, ...).
+
+    >>> FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [], 0.1).to_dict()["matches"]
+    []
+    """
 
     image: str
     template: str
@@ -117,20 +157,30 @@ class FindReport:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """The outcome for one image of a batch: a report, or the error that stopped it."""
+    """The outcome for one image of a batch: a report per template, or the error that stopped it.
+
+    ``report`` is the first template's, ``others`` those of the second and
+    later templates of a search for several (``reports`` has them all).
+    """
 
     index: int
     image: str
     report: FindReport | None = None
     error: str | None = None
+    others: tuple[FindReport, ...] = ()
+
+    @property
+    def reports(self) -> tuple[FindReport, ...]:
+        """Every template's report, in the templates' order (none after an error)."""
+        return () if self.report is None else (self.report, *self.others)
 
     @property
     def matched(self) -> bool:
-        """Whether at least one match passed the threshold."""
-        return self.report is not None and bool(self.report.matches)
+        """Whether at least one match of any template passed the threshold."""
+        return any(report.matches for report in self.reports)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON Lines record: the report's document, or ``{"image", "error"}``.
+        """The JSON Lines record: the (first) report's document, or ``{"image", "error"}``.
 
         >>> ImageResult(0, "gone.png", error="gone.png: no such file").to_dict()
         {'image': 'gone.png', 'error': 'gone.png: no such file'}
@@ -138,3 +188,14 @@ class ImageResult:
         if self.report is None:
             return {"image": display_name(self.image), "error": display_name(self.error or "")}
         return self.report.to_dict()
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """Its JSON Lines records: one per template, or the one error record.
+
+        >>> r = FindReport("a.png", "t.png", "ccorr", (8, 6), (2, 2), [], 0.5)
+        >>> [d["template"] for d in ImageResult(0, "a.png", r, others=(r, r)).to_dicts()]
+        ['t.png', 't.png', 't.png']
+        """
+        if self.report is None:
+            return [self.to_dict()]
+        return [report.to_dict() for report in self.reports]

@@ -40,6 +40,7 @@ __all__ = [
     "make_variant",
     "make_variants",
     "parse_range",
+    "template_corners",
     "variant_shape",
 ]
 
@@ -118,6 +119,8 @@ def parse_range(text: str, what: str) -> list[float]:
     >>> parse_range("0.5:1:0.25", "scales"), parse_range("0,90,180", "rotations")
     ([0.5, 0.75, 1.0], [0.0, 90.0, 180.0])
     """
+    # only the conversions are guarded: a WaldoError is a ValueError too, and
+    # the rules below must keep their own messages
     try:
         if ":" in text:
             start, stop, step = (float(part) for part in text.split(":"))
@@ -127,6 +130,8 @@ def parse_range(text: str, what: str) -> list[float]:
             if len(parts) > MAX_VALUES:
                 raise WaldoError(f"{what}: {len(parts)} values; at most {MAX_VALUES} per option")
             numbers = [float(part) for part in parts]
+    except WaldoError:  # a ValueError too: keep its own message
+        raise
     except ValueError:
         raise WaldoError(
             f"{what} {text!r}: give start:stop:step or a comma list of numbers"
@@ -338,3 +343,56 @@ def make_variants(
         for spec in list_variants(shape, scales, angles, flip)
         if spec.fits(fits)
     ]
+
+
+def template_corners(
+    variant: Variant, template_shape: tuple[int, int], x: float, y: float
+) -> tuple[tuple[float, float], ...]:
+    """Where the template's own corners lie in an image, for a variant's window at (x, y).
+
+    A variant is the template resized, then turned about its centre, then
+    mirrored (``make_variants``); its window is the turned copy's bounding
+    box, centred on the template's centre. The template's top-left,
+    top-right, bottom-right and bottom-left corners go through the same
+    steps, in continuous coordinates where pixel (x, y) covers
+    [x, x+1) × [y, y+1).
+
+    Parameters
+    ----------
+    variant : Variant
+        The variant that matched.
+    template_shape : (h, w)
+        The template's own size, before the variant was made.
+    x, y : float
+        The top-left corner of the variant's window in the image.
+
+    Returns
+    -------
+    four (x, y) pairs
+        Rounded to 1/1000 of a pixel.
+
+    Examples
+    --------
+    A 4 wide, 2 high template turned by 90° counter-clockwise: its top-left
+    corner ends up at the bottom left of a 2 wide, 4 high window.
+
+    >>> v = make_variants(np.zeros((2, 4, 1), np.float32), None, [1], [90], False)[0]
+    >>> template_corners(v, (2, 4), 10, 20)
+    ((10.0, 24.0), (10.0, 20.0), (12.0, 20.0), (12.0, 24.0))
+    """
+    h0, w0 = template_shape
+    hs, ws = h0, w0
+    if variant.scale != 1.0:  # the size make_variants resized it to
+        hs, ws = max(1, round(h0 * variant.scale)), max(1, round(w0 * variant.scale))
+    height, width = variant.shape
+    cx, cy = x + width / 2, y + height / 2
+    turn = math.radians(variant.angle)
+    cos, sin = math.cos(turn), math.sin(turn)
+    corners = []
+    for u, v in ((-ws / 2, -hs / 2), (ws / 2, -hs / 2), (ws / 2, hs / 2), (-ws / 2, hs / 2)):
+        # counter-clockwise on the screen, where y grows downwards
+        tx, ty = u * cos + v * sin, -u * sin + v * cos
+        if variant.flip:
+            tx = -tx
+        corners.append((round(cx + tx, 3) + 0.0, round(cy + ty, 3) + 0.0))
+    return tuple(corners)

@@ -20,6 +20,7 @@ import click
 
 from waldo_cli import __version__
 from waldo_cli.cli.terminal import die_of_sigpipe, flush_stdout, install_cleanup_handlers
+from waldo_cli.errors import WaldoError
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -79,6 +80,10 @@ class WaldoGroup(click.Group):
             sys.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             die_of_sigpipe()
+        except WaldoError as exc:
+            # an ImageReadError or OutputError is an OSError too: it names its file
+            _say(f"{name}: error: {exc}")
+            sys.exit(EXIT_ERROR)
         except OSError as exc:
             # the library turns every file it reads or writes into a WaldoError:
             # what reaches here is a standard stream that cannot be written

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -13,11 +14,14 @@ import click
 
 from waldo_cli.cli import EXIT_ERROR, EXIT_MATCH, EXIT_NO_MATCH, WaldoUsageError, usage_error
 from waldo_cli.cli.options import (
+    DIRECTORY,
     FILE,
     FiniteFloat,
     MethodName,
     OptionalValueCommand,
     OptionalValueOption,
+    Region,
+    TopK,
     convolve_option,
     json_option,
 )
@@ -40,11 +44,14 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "-t",
     "--template",
-    "template_path",
+    "template_paths",
     type=FILE,
     metavar="TEMPLATE",
-    default=None,
-    help="Search for TEMPLATE in every image given: then every argument is an image (batch mode).",
+    multiple=True,
+    help="Search for TEMPLATE in every image given: then every argument is an image (batch mode). "
+    "Give it several times for several templates (each image is read and prepared once for "
+    "all), or name a folder for its image files, sorted by name. With one image, a terminal "
+    "shows one table with a template column.",
 )
 @click.option(
     "--files-from",
@@ -53,6 +60,12 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     default=None,
     help="Also read image paths from FILE, one per line ('-' for standard input), "
     "as tar -T does. Needs -t.",
+)
+@click.option(
+    "-0",
+    "--null",
+    is_flag=True,
+    help="The --files-from list is NUL-separated, as find -print0 writes it.",
 )
 @click.option(
     "-m",
@@ -75,10 +88,17 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 @click.option(
     "-k",
     "--top-k",
-    type=click.IntRange(min=1),
+    type=TopK(),
     default=1,
     show_default=True,
-    help="Report up to this many matches per image, best first.",
+    help="Report up to this many matches per image (and template), best first; 'all' for "
+    "every match that passes the threshold.",
+)
+@click.option(
+    "--all",
+    "all_matches",
+    is_flag=True,
+    help="Report every match that passes the threshold (-k all).",
 )
 @click.option(
     "--threshold",
@@ -135,6 +155,22 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     help="Also search every copy mirrored left to right; matches report flip.",
 )
 @click.option(
+    "--region",
+    type=Region(),
+    default=None,
+    help="Search only windows inside this rectangle of the image: its top-left corner, "
+    "width and height in pixels. Matches and pictures stay in the whole image's "
+    "coordinates; with --pad, windows may hang over the image's edge where the region "
+    "reaches it.",
+)
+@click.option(
+    "--grey",
+    "--gray",
+    "grey",
+    is_flag=True,
+    help="Match in luminance only (ITU-R 601 luma, as conv --grey): shape over colour.",
+)
+@click.option(
     "--subpixel",
     is_flag=True,
     help="Refine each match's x and y to a fraction of a pixel (a quadratic fitted "
@@ -188,6 +224,38 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     "follows the extension (.png, .jpg, .webp, .tif, .bmp, .gif).",
 )
 @click.option(
+    "--scores",
+    "scores_path",
+    type=FILE,
+    metavar="PATH.npy",
+    default=None,
+    help="Write the raw scores as a float32 .npy array on the image's pixel grid, as the "
+    "heatmap draws them (each at its window's centre; NaN where no window is).",
+)
+@click.option(
+    "--heatmap-dir",
+    type=DIRECTORY,
+    metavar="DIR",
+    default=None,
+    help="Write one heatmap per image into DIR, named after the image (.png).",
+)
+@click.option(
+    "--overlay-dir",
+    type=DIRECTORY,
+    metavar="DIR",
+    default=None,
+    help="Write one overlay per image into DIR, named after the image (.png).",
+)
+@click.option(
+    "--crops",
+    "crops_dir",
+    type=DIRECTORY,
+    metavar="DIR",
+    default=None,
+    help="Write each match's window as a PNG into DIR: IMAGE-RANK.png "
+    "(IMAGE-TEMPLATE-RANK.png with several templates).",
+)
+@click.option(
     "--colormap",
     default="viridis",
     show_default=True,
@@ -230,6 +298,7 @@ def find_command(**kwargs: Any) -> int:
     \b
     waldo find IMAGE TEMPLATE            one image
     waldo find -t TEMPLATE IMAGE...      any number of images (batch mode)
+    waldo find IMAGE -t A -t B           several templates (or -t FOLDER)
     waldo find -t T --files-from FILE    image paths from FILE, '-' for stdin
 
     Scores every window of each image against the template, keeps the best
@@ -240,7 +309,7 @@ def find_command(**kwargs: Any) -> int:
     path of '-' reads the image from standard input. A grey file matched with
     a colour one is matched in grey.
 
-    In batch mode the template is loaded once, images are searched JOBS at a
+    In batch mode the templates are loaded once, images are searched JOBS at a
     time, results come out in the order the images were given, each as soon
     as it and those before it are done, and an image that cannot be searched
     gets an error record (or a line on stderr) while the batch goes on.
@@ -251,13 +320,28 @@ def find_command(**kwargs: Any) -> int:
     """  # noqa: D301 - the backspace tells Click to keep those three lines as they are
     args = FindArgs(**kwargs)
     _check_usage(args)
-    images, template = _inputs(args)
+    images, templates = _inputs(args)
     scales, angles = _variants(args)
-    _check_pictures(args, images, template)
-    searcher = _load_searcher(args, template, scales, angles)
+    pictures = _check_pictures(args, images, templates)
+    searcher = _load_searcher(args, templates, scales, angles)
     if args.single and not (args.as_jsonl or args.as_csv):
-        return _find_one(args, searcher, images[0], template)
-    return _find_many(args, searcher, images, template)
+        return _find_one(args, searcher, images[0], pictures)
+    if _one_table(args, images, templates):
+        return _find_one(args, searcher, images[0], pictures)
+    return _find_many(args, searcher, images, pictures)
+
+
+def _one_table(args: FindArgs, images: list[str], templates: list[str]) -> bool:
+    """``waldo find IMAGE -t A -t B`` on a terminal: one table with a template column.
+
+    Only for a person at a terminal: in a pipe, and with a format flag, it
+    is batch output (TSV rows with a template column, a --json list).
+    """
+    if len(images) != 1 or len(templates) < 2 or args.files_from is not None or args.quiet:
+        return False
+    if args.as_json or args.as_jsonl or args.as_csv:
+        return False
+    return bool(stdout_console().is_terminal)
 
 
 @dataclass(frozen=True)
@@ -265,12 +349,14 @@ class FindArgs:
     """The parameters of ``waldo find`` as Click parsed them, one field each, same names."""
 
     paths: tuple[str, ...]
-    template_path: str | None
+    template_paths: tuple[str, ...]
     files_from: str | None
+    null: bool
     method: str
     mask_path: str | None
     no_mask: bool
-    top_k: int
+    top_k: int | None
+    all_matches: bool
     threshold: float | None
     no_threshold: bool
     min_distance: int | None
@@ -279,6 +365,8 @@ class FindArgs:
     scales: str | None
     rotations: str | None
     flip: bool
+    region: tuple[int, int, int, int] | None
+    grey: bool
     subpixel: bool
     as_json: bool
     as_jsonl: bool
@@ -288,6 +376,10 @@ class FindArgs:
     jobs: int | None
     heatmap_path: str | None
     overlay_path: str | None
+    scores_path: str | None
+    heatmap_dir: str | None
+    overlay_dir: str | None
+    crops_dir: str | None
     colormap: str
     no_legend: bool
     show: str | None
@@ -297,7 +389,12 @@ class FindArgs:
     @property
     def single(self) -> bool:
         """``waldo find IMAGE TEMPLATE``: no -t, so the last argument is the template."""
-        return self.template_path is None
+        return not self.template_paths
+
+    @property
+    def count(self) -> int | None:
+        """How many matches per template: -k, or None for every one (-k all, --all)."""
+        return None if self.all_matches else self.top_k
 
     @property
     def limit(self) -> float | None:
@@ -326,45 +423,103 @@ def _check_usage(args: FindArgs) -> None:
         raise usage_error("give --threshold or --no-threshold, not both")
     if args.no_mask and args.mask_path is not None:
         raise usage_error("give --mask or --no-mask, not both")
+    if args.null and args.files_from is None:
+        raise usage_error("-0/--null says how --files-from separates paths: give --files-from")
+    if args.mask_path is not None and len(args.template_paths) > 1:
+        raise usage_error(
+            "--mask needs exactly one template (their own alpha channels still count)"
+        )
+    folders = [d for d in (args.heatmap_dir, args.overlay_dir, args.crops_dir) if d is not None]
+    if len({os.path.abspath(d) for d in folders}) < len(folders):
+        raise usage_error("give --heatmap-dir, --overlay-dir and --crops different folders")
 
 
-def _inputs(args: FindArgs) -> tuple[list[str], str]:
-    """The images to search and the template, from the arguments and --files-from."""
+def _inputs(args: FindArgs) -> tuple[list[str], list[str]]:
+    """The images to search and the templates, from the arguments and --files-from."""
     if args.single:
         if args.files_from is not None:
             raise usage_error("--files-from needs the template as -t/--template")
         if len(args.paths) != 2:
             raise usage_error("give IMAGE and TEMPLATE, or -t TEMPLATE and any number of images")
-        images, template = [args.paths[0]], args.paths[1]
+        images, templates = [args.paths[0]], [args.paths[1]]
     else:
-        images, template = list(args.paths), str(args.template_path)
+        images = list(args.paths)
+        templates = _template_list(args)
         if args.files_from is not None:
-            images += _read_file_list(args.files_from, args.quiet)
+            images += _read_file_list(args.files_from, args.quiet, args.null)
         if not images:
             raise usage_error("no images to search: give them as arguments or with --files-from")
     stdin_users = (
-        images.count("-") + (template == "-") + (args.files_from == "-") + (args.mask_path == "-")
+        images.count("-")
+        + templates.count("-")
+        + (args.files_from == "-")
+        + (args.mask_path == "-")
     )
     if stdin_users > 1:
         raise usage_error("standard input ('-') can be read only once")
-    pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
-    if pictures and len(images) != 1:
-        raise usage_error("--heatmap, --overlay and --show need exactly one image")
-    return images, template
+    pictures = (args.heatmap_path, args.overlay_path, args.show, args.scores_path)
+    if pictures != (None, None, None, None) and len(images) != 1:
+        raise usage_error("--heatmap, --overlay, --scores and --show need exactly one image")
+    return images, templates
 
 
-def _read_file_list(files_from: str, quiet: bool = False) -> list[str]:
+def _template_list(args: FindArgs) -> list[str]:
+    """The templates of -t, each folder replaced by its image files, each file once.
+
+    A folder's files are taken in name order; files whose extension names no
+    image format are skipped, each with a note (not with -q); hidden files
+    and subfolders are left out. A folder with no image file, or a file
+    given twice (by any name), is said: the first an error, the second a
+    note, and the file is searched once.
+    """
+    from waldo_cli.io import image_extensions
+
+    known = image_extensions()
+    templates: list[str] = []
+    seen: dict[str, str] = {}
+    for given in args.template_paths:
+        if given != "-" and os.path.isdir(given):
+            found = []
+            for entry in sorted(os.scandir(given), key=lambda e: e.name):
+                if entry.name.startswith(".") or entry.is_dir():
+                    continue
+                if os.path.splitext(entry.name)[1].lower() not in known:
+                    _note(args, f"{entry.path}: not an image file; skipped")
+                    continue
+                found.append(entry.path)
+            if not found:
+                raise _input_error(args, f"{given}: the folder holds no image files")
+        else:
+            found = [given]
+        for path in found:
+            key = "-" if path == "-" else os.path.realpath(path)
+            if key in seen:
+                _note(args, f"{path}: the same template as {seen[key]}; searched once")
+                continue
+            seen[key] = path
+            templates.append(path)
+    return templates
+
+
+def _note(args: FindArgs, message: str) -> None:
+    """One ``waldo: note:`` line on stderr, unless -q."""
+    if not args.quiet:
+        click.echo(f"waldo: note: {message}", err=True)
+
+
+def _read_file_list(files_from: str, quiet: bool = False, null: bool = False) -> list[str]:
     """Image paths from a file (or stdin), as ``io.read_file_list`` reads them.
 
     One per line, split on newlines only (one trailing carriage return and a
-    byte-order mark dropped; blank lines skipped), with bounded lines and
-    total; names that are not UTF-8 still name their files.
+    byte-order mark dropped; blank lines skipped), or with ``null`` (-0)
+    separated by NUL bytes; with bounded lines and total; names that are not
+    UTF-8 still name their files.
     """
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import read_file_list
 
     try:
-        return read_file_list(files_from)
+        return read_file_list(files_from, null=null)
     except WaldoError as exc:
         if quiet:
             raise click.exceptions.Exit(EXIT_ERROR) from None
@@ -392,39 +547,102 @@ def _variants(args: FindArgs) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return scales, tuple(turns.values())
 
 
-def _check_pictures(args: FindArgs, images: list[str], template: str) -> None:
-    """Refuse bad picture paths and colormaps before any work is done."""
-    from waldo_cli.errors import WaldoError
-    from waldo_cli.io import check_output_paths
+def _check_pictures(args: FindArgs, images: list[str], templates: list[str]) -> Any:
+    """Refuse bad picture paths and colormaps before any work is done; where pictures go."""
+    from waldo_cli.cli.pictures import Pictures, unique_stems
+    from waldo_cli.errors import OutputError, WaldoError
+    from waldo_cli.io import check_output_path, check_output_paths
 
+    folders = {
+        "--heatmap-dir": args.heatmap_dir,
+        "--overlay-dir": args.overlay_dir,
+        "--crops": args.crops_dir,
+    }
+    image_stems: dict[str, str] = {}
+    if args.heatmap_dir is not None or args.overlay_dir is not None or args.crops_dir:
+        image_stems, notes = unique_stems(images)
+        for note in notes:
+            _note(args, note)
+    template_stems, notes = unique_stems(templates)
+    for note in notes:
+        _note(args, note)
     # every input is protected, through links: the mask and the file list as much as the
     # images; and no two outputs may be one file
-    inputs = (*images, template, args.mask_path, args.files_from)
+    inputs = (*images, *templates, args.mask_path, args.files_from)
+    pictures = Pictures(
+        templates=tuple(templates),
+        heatmap=args.heatmap_path,
+        overlay=args.overlay_path,
+        scores=args.scores_path,
+        heatmap_dir=args.heatmap_dir,
+        overlay_dir=args.overlay_dir,
+        crops_dir=args.crops_dir,
+        colormap=args.colormap,
+        legend=not args.no_legend,
+        image_stems=image_stems,
+        template_stems=template_stems,
+    )
     try:
-        check_output_paths((args.heatmap_path, args.overlay_path), inputs)
-        if args.heatmap_path is not None or args.show == "heatmap":
+        given = pictures.fixed_paths()
+        for path, picture in given:
+            if not picture and not path.lower().endswith(".npy"):
+                raise OutputError(
+                    f"{path}: --scores writes a NumPy array; give a name ending in .npy"
+                )
+            check_output_path(path, inputs, image=picture)
+        check_output_paths((path for path, _ in given), inputs, image=False)
+        for option, folder in folders.items():
+            if folder is not None:
+                _make_folder(option, folder)
+        if pictures.any:
+            pictures.guard_inputs(inputs)
+        if args.heatmap_path is not None or args.heatmap_dir is not None or args.show == "heatmap":
             from waldo_cli.render import colormap_table
 
             colormap_table(args.colormap)
     except WaldoError as exc:
         raise _input_error(args, str(exc)) from None
+    return pictures
+
+
+def _make_folder(option: str, folder: str) -> None:
+    """An output folder: made if missing (its parent must exist), and writable."""
+    from waldo_cli.errors import OutputError
+
+    path = os.path.abspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputError(f"{folder}: {option} needs a folder, and this is a file")
+    if not os.path.isdir(path):
+        if not os.path.isdir(os.path.dirname(path)):
+            raise OutputError(
+                f"{folder}: the folder {os.path.dirname(folder) or '.'} does not exist"
+            )
+        try:
+            os.mkdir(path)
+        except OSError as exc:
+            raise OutputError(
+                f"{folder}: cannot create the folder ({exc.strerror or exc})"
+            ) from None
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"{folder}: the folder is not writable")
 
 
 def _load_searcher(
-    args: FindArgs, template: str, scales: tuple[float, ...], angles: tuple[float, ...]
+    args: FindArgs, templates: list[str], scales: tuple[float, ...], angles: tuple[float, ...]
 ) -> Any:
-    """Set the engine up and load the template (and its mask) once, ready to search.
+    """Set the engine up and load the templates (and a mask) once, ready to search.
 
     One of the three functions that call the search library (with ``_search``
-    and ``_search_all``).
+    and ``_search_all``). A template under a normed method that has no
+    defined score (``Searcher.degenerate``) is refused here, naming it.
     """
     from waldo_cli import jit
     from waldo_cli.errors import WaldoError
-    from waldo_cli.search import Searcher, SearchOptions
+    from waldo_cli.search import MultiSearcher, Searcher, SearchOptions
 
     options = SearchOptions(
         method=args.method,
-        top_k=args.top_k,
+        top_k=args.count,
         threshold=args.limit,
         min_distance=args.min_distance,
         engine=args.engine,
@@ -435,14 +653,26 @@ def _load_searcher(
         angles=angles,
         flip=args.flip,
         threads=args.threads,
+        region=args.region,
+        grey=args.grey,
     )
+    searchers = []
     try:
         jit.skip_extension_scan()
-        loaded, mask, source = _read_template(args, template)
+        for template in templates:
+            loaded, mask, source = _read_template(args, template)
+            searcher = Searcher(loaded, options, mask=mask, mask_source=source)
+            reason = searcher.degenerate()
+            if reason is not None:
+                raise WaldoError(
+                    f"{template}: the template {reason}, so {args.method} gives every window the "
+                    "same score and finds nothing; try -m sqdiff_normed"
+                )
+            searchers.append(searcher)
     except WaldoError as exc:
         raise _input_error(args, str(exc)) from None
     _note_threads(args)
-    return Searcher(loaded, options, mask=mask, mask_source=source)
+    return searchers[0] if len(searchers) == 1 else MultiSearcher(searchers)
 
 
 def _input_error(args: FindArgs, message: str) -> click.ClickException | click.exceptions.Exit:
@@ -514,26 +744,35 @@ def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]
     return loaded, None, None
 
 
-def _search(searcher: Any, loaded: Any, quiet: bool) -> Any:
-    """Search one loaded image: a SearchResult.
+def _search(searcher: Any, loaded: Any, quiet: bool) -> list[Any]:
+    """Search one loaded image: a SearchResult per template.
 
     Says so on stderr if the search waits for the compiler (not with -q).
     """
     with compile_notice(quiet):
-        return searcher.search(loaded)
+        return list(searcher.search_iter(loaded))
 
 
-def _search_all(searcher: Any, images: list[str], jobs: int | None) -> Iterator[Any]:
-    """Search every image, JOBS at a time; one result per image, in input order."""
+def _search_all(
+    searcher: Any, images: list[str], jobs: int | None, pictures: Any = None
+) -> Iterator[Any]:
+    """Search every image, JOBS at a time; one result per image, in input order.
+
+    With pictures to write per image (--heatmap-dir, --overlay-dir,
+    --crops), each search writes its own, where it runs.
+    """
     from waldo_cli.batch import run_batch
+    from waldo_cli.cli.pictures import PictureSearcher
     from waldo_cli.pool import default_threads
 
+    if pictures is not None and pictures.any:
+        searcher = PictureSearcher(searcher, pictures)
     sources = (image_source(path) for path in images)
     return run_batch(searcher, sources, jobs or default_threads())
 
 
 def _search_with_pictures(
-    args: FindArgs, searcher: Any, image: str, template: str, fmt: str
+    args: FindArgs, searcher: Any, image: str, pictures: Any, fmt: str
 ) -> Iterator[Any]:
     """One image in batch form (-t, --jsonl, --csv) with its pictures written: its one result.
 
@@ -548,16 +787,21 @@ def _search_with_pictures(
     out = stdout_console() if args.show is not None and fmt == "tsv" else None
     preview = args.show if out is not None and out.is_terminal else None
     try:
-        result = _search(searcher, read_image(data, name=name), args.quiet)
-        _write_pictures(args, result, preview, out, (image, template))
+        loaded = read_image(data, name=name)
+        results = _search(searcher, loaded, args.quiet)
+        _write_pictures(args, pictures, loaded, results, preview, out)
     except WaldoError as exc:
         yield ImageResult(0, name, error=_image_error(exc, name, single=False))
         return
-    yield ImageResult(0, name, report=result.report)
+    reports = [result.report for result in results]
+    yield ImageResult(0, name, report=reports[0], others=tuple(reports[1:]))
 
 
-def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
-    """``waldo find IMAGE TEMPLATE``: one search, errors as usage errors."""
+def _find_one(args: FindArgs, searcher: Any, image: str, pictures: Any) -> int:
+    """``waldo find IMAGE TEMPLATE`` (or ``IMAGE -t A -t B`` on a terminal): one search.
+
+    Errors are usage errors: one line, exit 2.
+    """
     from waldo_cli.errors import WaldoError
     from waldo_cli.io import image_size, read_image, read_source
 
@@ -570,19 +814,25 @@ def _find_one(args: FindArgs, searcher: Any, image: str, template: str) -> int:
             data = read_source(data)
             if isinstance(data, str):
                 searcher.check_fits(*image_size(data, name))
-        result = _search(searcher, read_image(data, name=name), args.quiet)
-        report = result.report
+        loaded = read_image(data, name=name)
+        results = _search(searcher, loaded, args.quiet)
         # the terminal preview only where it cannot mix with data or silence
         preview = args.show if out is not None and out.is_terminal else None
-        if args.heatmap_path is not None or args.overlay_path is not None or preview is not None:
-            _write_pictures(args, result, preview, out, (image, template))
+        if pictures.any or preview is not None:
+            _write_pictures(args, pictures, loaded, results, preview, out)
     except WaldoError as exc:
         if args.quiet:
             return EXIT_ERROR
-        raise WaldoUsageError(_image_error(exc, image, single=True)) from None
+        raise WaldoUsageError(_image_error(exc, image, single=args.single)) from None
+    reports = [result.report for result in results]
     if not args.quiet:
-        _print_report(report, out)
-    return EXIT_MATCH if report.matches else EXIT_NO_MATCH
+        if len(reports) == 1:
+            _print_report(reports[0], out)
+        elif out is not None:  # several templates: only on a terminal (_one_table)
+            from waldo_cli.report import print_tables
+
+            print_tables(out, reports)
+    return EXIT_MATCH if any(report.matches for report in reports) else EXIT_NO_MATCH
 
 
 def _print_report(report: Any, out: Console | None) -> None:
@@ -600,47 +850,44 @@ def _print_report(report: Any, out: Console | None) -> None:
 
 def _write_pictures(
     args: FindArgs,
-    result: Any,
+    pictures: Any,
+    loaded: Any,
+    results: list[Any],
     show: str | None,
     console: Console | None,
-    inputs: tuple[str, ...],
 ) -> None:
-    """Write --heatmap and --overlay, and draw the --show preview on the console."""
-    from waldo_cli.io import save_image
-    from waldo_cli.render import render_heatmap, render_overlay, render_preview
+    """Write the files of one image (``cli.pictures``), and draw the --show preview."""
+    from waldo_cli.render import render_heatmap, render_preview
     from waldo_cli.report import preview_size, print_preview
 
-    report, pixels, scores = result.report, result.pixels, result.scores
-    pictures = {}
-    if args.heatmap_path is not None or show == "heatmap":
-        # a centre-indexed map (padded, variants) has the image's grid: a 1×1 window's
-        window = (1, 1) if scores.indexed_by == "window centre" else scores.window
-        pictures["heatmap"] = render_heatmap(
-            scores.values,
-            report.method,
+    for index, result in enumerate(results):
+        pictures.write_template(loaded, index, result)
+    pictures.write_overlay(loaded, results[0].pixels, [r.report for r in results])
+    if show is None or console is None:
+        return
+    first = results[0]
+    pixels = first.pixels
+    if show == "overlay":
+        matches = [m for result in results for m in result.report.matches]
+        picture = render_preview(pixels, matches, *preview_size(console))
+    else:  # the first template's map
+        picture = render_heatmap(
+            first.scores.on_grid(pixels.shape[:2]),
+            first.report.method,
             pixels.shape[:2],
-            window,
+            (1, 1),
             colormap=args.colormap,
             legend=not args.no_legend,
         )
-    if args.overlay_path is not None:
-        pictures["overlay"] = render_overlay(pixels, report.matches)
-    if show == "overlay" and console is not None:
-        pictures["preview"] = render_preview(pixels, report.matches, *preview_size(console))
-    if args.heatmap_path is not None:
-        save_image(pictures["heatmap"], args.heatmap_path, inputs)
-    if args.overlay_path is not None:
-        save_image(pictures["overlay"], args.overlay_path, inputs)
-    if show is not None and console is not None:
-        print_preview(console, pictures["preview" if show == "overlay" else "heatmap"])
+    print_preview(console, picture)
 
 
-def _find_many(args: FindArgs, searcher: Any, images: list[str], template: str) -> int:
-    """Batch mode: stream one record per image, in input order."""
-    from waldo_cli.report import WRITERS, batch_summary
+def _find_many(args: FindArgs, searcher: Any, images: list[str], pictures: Any) -> int:
+    """Batch mode: stream one record per image (a record per template), in input order."""
+    from waldo_cli.report import WRITERS, batch_summary, best_note
 
     fmt = "json" if args.as_json else "jsonl" if args.as_jsonl else "csv" if args.as_csv else "tsv"
-    writer = WRITERS[fmt](single=args.single)
+    writer = WRITERS[fmt](single=args.single, templates=len(pictures.templates))
 
     started = time.perf_counter()
     err = stderr_console()
@@ -656,11 +903,11 @@ def _find_many(args: FindArgs, searcher: Any, images: list[str], template: str) 
         task = progress.add_task("find", total=len(images), rate="–") if progress else None
         if not args.quiet:
             out.write(writer.header())
-        pictures = (args.heatmap_path, args.overlay_path, args.show) != (None, None, None)
+        one_image = (args.heatmap_path, args.overlay_path, args.scores_path, args.show)
         results = (
-            _search_with_pictures(args, searcher, images[0], template, fmt)
-            if pictures  # one image (checked up front)
-            else _search_all(searcher, images, args.jobs)
+            _search_with_pictures(args, searcher, images[0], pictures, fmt)
+            if one_image != (None, None, None, None)  # one image (checked up front)
+            else _search_all(searcher, images, args.jobs, pictures)
         )
         for result in results:
             done += 1
@@ -679,6 +926,15 @@ def _find_many(args: FindArgs, searcher: Any, images: list[str], template: str) 
                     click.echo(f"waldo: error: {result.error}", err=True)
             else:
                 out.write(writer.record(result))
+                # one image (IMAGE -t A -t B): say, for a person, where each template came
+                # closest; with many, the JSON records say it
+                for report in result.reports if len(images) == 1 else ():
+                    note = best_note(report)
+                    if note is not None:
+                        click.echo(
+                            f"waldo: no match for {report.template} in {report.image}: {note}",
+                            err=True,
+                        )
             if args.fail_fast and result.error is not None:
                 break
         if not args.quiet:

@@ -88,6 +88,68 @@ class MethodName(click.ParamType):
         return [CompletionItem(m) for m in METHODS if m.startswith(incomplete.lower())]
 
 
+class TopK(click.ParamType):
+    """``-k``: a positive number of matches, or ``all`` (the value is then None).
+
+    >>> TopK().convert("3", None, None), TopK().convert("ALL", None, None)
+    (3, None)
+    """
+
+    name = "N|all"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        """``N|all``, as typed (Click would shout it)."""
+        return "N|all"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The count as an int ≥ 1, None for ``all``, or a usage error naming the option."""
+        if value is None or isinstance(value, int) and not isinstance(value, bool):
+            if value is not None and value < 1:
+                self.fail(f"{value} is not a positive number or 'all'", param, ctx)
+            return value
+        text = str(value).strip()
+        if text.lower() == "all":
+            return None
+        try:
+            count = int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a positive number or 'all'", param, ctx)
+        if count < 1:
+            self.fail(f"{count} is not a positive number or 'all'", param, ctx)
+        return count
+
+
+class Region(click.ParamType):
+    """``--region X,Y,W,H``: a rectangle of the image in pixels, as a 4-tuple of ints.
+
+    >>> Region().convert("10, 20,64,48", None, None)
+    (10, 20, 64, 48)
+    """
+
+    name = "X,Y,W,H"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Four integers, X and Y at least 0, W and H at least 1, or a usage error."""
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split(",")
+        try:
+            numbers = tuple(int(part) for part in parts)
+        except ValueError:
+            numbers = ()
+        if len(numbers) != 4:
+            self.fail(
+                f"{value!r}: give X,Y,W,H, four whole numbers (the top-left corner, the width "
+                "and the height in pixels)",
+                param,
+                ctx,
+            )
+        x, y, w, h = numbers
+        if x < 0 or y < 0 or w < 1 or h < 1:
+            self.fail(f"{value!r}: X and Y must be 0 or more, W and H 1 or more", param, ctx)
+        return numbers
+
+
 class ShellPath(click.Path):
     """A path as the shell should complete it; waldo checks the file itself.
 
