@@ -78,6 +78,7 @@ def _modules_after(code: str) -> set[str]:
         ["params", "--size", "64"],
         ["params", "--size", "64", "--json"],
         ["find", "--help"],
+        ["learn", "--help"],
     ],
 )
 def test_light_commands_import_neither_numpy_pillow_nor_numba(args):
@@ -106,6 +107,12 @@ def test_the_client_looks_for_a_server_before_importing_anything_heavy(tmp_path)
 
 def test_engine_imports_neither_click_nor_rich():
     modules = _modules_after("import waldo_cli.engine, waldo_cli.search, waldo_cli.batch")
+    assert not modules & {"click", "rich"}
+
+
+def test_learning_imports_neither_click_nor_rich():
+    """learn_filter, the filter files and the examples are library code, for any caller."""
+    modules = _modules_after("import waldo_cli.learn, waldo_cli.filters, waldo_cli.examples")
     assert not modules & {"click", "rich"}
 
 

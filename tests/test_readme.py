@@ -65,6 +65,21 @@ SKIPPED = {
     ),
     "waldo server status": "tests/test_server.py asks servers, in a private runtime folder",
     "waldo server stop": "tests/test_server.py stops servers, in a private runtime folder",
+    "mkdir -p train && for s in $(seq 0 29); do waldo demo train/$s --seed $s; done": (
+        "30 full-size puzzles, for waldo learn below: tests/test_learn.py learns from small ones"
+    ),
+    "waldo learn train/*/ -o waldo.npz": (
+        "learns from the 30 puzzles above (half a minute of CPU): tests/test_learn.py runs "
+        "waldo learn on small puzzles and checks its summary"
+    ),
+    "waldo find page.png waldo.npz": "placeholder files (page.png, waldo.npz)",
+    "waldo find -t waldo.npz pages/*.png --jsonl": "placeholder files (pages/, waldo.npz)",
+    "waldo learn crops/*.png --negatives empty/ -o logo.npz": (
+        "placeholder files (crops/, empty/): tests/test_learn.py learns from crops and negatives"
+    ),
+    "waldo params --filter waldo.npz": (
+        "needs waldo.npz from waldo learn above: tests/test_learn.py checks params --filter"
+    ),
     "waldo conv photo.jpg --kernel sobel --out edges.png": "placeholder file (photo.jpg)",
     "waldo conv photo.jpg --kernel gauss:2 --out blurred.npy": "placeholder file (photo.jpg)",
     "waldo conv photo.jpg --kernel layer1.npy --pad none --json --out h.npy": (

@@ -34,6 +34,10 @@ _LAZY = {
     "read_image": "waldo_cli.io",
     "param_counts": "waldo_cli.params",
     "WaldoError": "waldo_cli.errors",
+    "learn_filter": "waldo_cli.learn",
+    "load_filter": "waldo_cli.filters",
+    "save_filter": "waldo_cli.filters",
+    "LearnedFilter": "waldo_cli.templates",
 }
 
 __all__ = [
@@ -52,16 +56,23 @@ __all__ = [
     "read_image",
     "param_counts",
     "WaldoError",
+    "learn_filter",
+    "load_filter",
+    "save_filter",
+    "LearnedFilter",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from waldo_cli.batch import run_batch
     from waldo_cli.engine import match_template, match_templates, prepare_template
     from waldo_cli.errors import WaldoError
+    from waldo_cli.filters import load_filter, save_filter
     from waldo_cli.io import load_image, read_image
+    from waldo_cli.learn import learn_filter
     from waldo_cli.params import param_counts
     from waldo_cli.peaks import Match, find_peaks
     from waldo_cli.search import MultiSearcher, Searcher, SearchOptions, SearchResult
+    from waldo_cli.templates import LearnedFilter
 
 
 def __getattr__(name: str) -> Any:

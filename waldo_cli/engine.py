@@ -20,7 +20,7 @@ from waldo_cli import jit
 from waldo_cli.arrays import as_hwc, as_hwc_peak, as_mask, as_planar, channel_offsets
 from waldo_cli.errors import ShapeError, TemplateTooLargeError, WaldoError
 from waldo_cli.jit import load_fft, warm_kernels
-from waldo_cli.methods import DEFAULT_METHOD, METHOD_CODES, check_method
+from waldo_cli.methods import DEFAULT_METHOD, LEARNED, METHOD_CODES, check_template_method
 from waldo_cli.plan import (
     ENGINES,
     Plan,
@@ -32,11 +32,18 @@ from waldo_cli.plan import (
     plan_search,
 )
 from waldo_cli.pool import SHARED, default_threads
-from waldo_cli.templates import DBL_EPSILON, MaskedTemplate, PreparedTemplate, prepare_template
+from waldo_cli.templates import (
+    DBL_EPSILON,
+    LearnedFilter,
+    MaskedTemplate,
+    PreparedTemplate,
+    prepare_template,
+)
 
 __all__ = [
     "ENGINES",
     "PADDINGS",
+    "LearnedFilter",
     "Plan",
     "PreparedTemplate",
     "choose_engine",
@@ -104,12 +111,40 @@ def pad_widths(template_shape: tuple[int, ...]) -> tuple[tuple[int, int], tuple[
     return ((h - 1) // 2, h // 2), ((w - 1) // 2, w // 2)
 
 
-def _check_options(method: str, engine: str, pad: str) -> str:
-    """The method's canonical name, after checking method, engine and padding."""
+def _check_options(method: str | None, engine: str, pad: str, template: object = None) -> str:
+    """The method's canonical name, after checking method, engine and padding.
+
+    A learned filter is scored by ``learned`` and nothing else; a template by
+    one of the six (``ccoeff_normed`` when none is given).
+    """
     check_engine(engine)
     if pad not in PADDINGS:
         raise WaldoError(f"unknown padding {pad!r}: choose one of {', '.join(PADDINGS)}")
-    return check_method(method)
+    if isinstance(template, LearnedFilter):
+        if method not in (None, LEARNED.name):
+            raise WaldoError(
+                f"{template.name} is a learned filter, scored by method 'learned', "
+                f"not {method!r}: leave the method out"
+            )
+        return LEARNED.name
+    return check_template_method(DEFAULT_METHOD if method is None else method)
+
+
+def _filters(templates: list[object]) -> list[LearnedFilter] | None:
+    """The templates if they are all learned filters (None if none is); mixing is refused."""
+    filters = [t for t in templates if isinstance(t, LearnedFilter)]
+    if not filters:
+        return None
+    if len(filters) != len(templates):
+        raise WaldoError("learned filters and templates cannot be searched together")
+    if len({(f.colour, f.features) for f in filters}) > 1:
+        raise WaldoError("learned filters searched together must read images alike")
+    return filters
+
+
+def _no_mask(mask: object, name: str) -> None:
+    if mask is not None:
+        raise WaldoError(f"{name} is a learned filter: it takes no mask (its weights are its mask)")
 
 
 def _prepared(template: object, convolve: bool) -> PreparedTemplate:
@@ -170,7 +205,7 @@ def _plan(
 def plan_match(
     image_shape: tuple[int, ...],
     template: object,
-    method: str = DEFAULT_METHOD,
+    method: str | None = None,
     *,
     engine: str = "auto",
     mask: object = None,
@@ -189,13 +224,58 @@ def plan_match(
     >>> plan.engine, plan.tile, plan.band_rows
     ('fft', 256, 961)
     """
-    method = _check_options(method, engine, pad)
+    method = _check_options(method, engine, pad, template)
     shape = tuple(image_shape) if len(image_shape) == 3 else (*image_shape, 1)
+    if isinstance(template, LearnedFilter):
+        _no_mask(mask, template.name)
+        _check_filter_channels(shape, template)
+        return plan_match(
+            shape[:2] + (template.shape[2],),
+            template.prepared,
+            "ccorr",
+            engine=engine,
+            pad=pad,
+            convolve=convolve,
+            threads=threads,
+        )
     prepared = _prepared(template, convolve)
     padded = _padded_shape(shape, prepared.shape, pad)
     _check_fits(padded, prepared.shape)
     weights = _weights(mask, prepared, convolve)
     return _plan(padded, prepared, weights, method, engine, threads)
+
+
+def _check_filter_channels(shape: tuple[int, ...], learned: LearnedFilter) -> None:
+    if int(shape[2]) != learned.channels:
+        learned.preprocess(np.zeros((1, 1, int(shape[2])), np.float32))  # raises, saying why
+
+
+def _match_filter(
+    image: object,
+    learned: LearnedFilter,
+    *,
+    engine: str,
+    mask: object,
+    pad: str,
+    convolve: bool,
+    threads: int | None,
+    plan: Plan | None,
+) -> np.ndarray:
+    """A learned filter's scores: its preprocessing, one correlation (ccorr), its bias."""
+    _no_mask(mask, learned.name)
+    features = learned.preprocess(as_hwc(image, "image"))
+    scores = match_template(
+        features,
+        learned.prepared,
+        "ccorr",
+        engine=engine,
+        pad=pad,
+        convolve=convolve,
+        threads=threads,
+        plan=plan,
+    )
+    scores += np.float32(learned.bias)
+    return scores
 
 
 def _weights(mask: object, prepared: PreparedTemplate, convolve: bool) -> np.ndarray | None:
@@ -209,7 +289,7 @@ def _weights(mask: object, prepared: PreparedTemplate, convolve: bool) -> np.nda
 def match_template(
     image: object,
     template: object,
-    method: str = DEFAULT_METHOD,
+    method: str | None = None,
     *,
     engine: str = "auto",
     mask: object = None,
@@ -226,12 +306,16 @@ def match_template(
         Any real dtype; computed in float32 (values are rounded to float32
         first), with products and sums accumulated in float64. Any finite
         values float32 holds are searched, up to ±3.4e38: see Returns.
-    template : (h, w[, C]) array_like or PreparedTemplate
+    template : (h, w[, C]) array_like, PreparedTemplate or LearnedFilter
         Same channel count as ``image``; h ≤ H and w ≤ W. A template from
         ``prepare_template`` skips the per-call preparation (for batches).
-    method : str
+        A learned filter (``learn_filter``, ``load_filter``) is scored by its
+        own method, ``learned``: the image preprocessed as it expects,
+        correlated with its kernel V, plus its bias u (see Notes).
+    method : str, optional
         One of ``sqdiff``, ``sqdiff_normed``, ``ccorr``, ``ccorr_normed``,
-        ``ccoeff``, ``ccoeff_normed`` (default).
+        ``ccoeff``, ``ccoeff_normed`` (default for templates); ``learned``
+        (the only one, and the default, for learned filters).
     engine : {"auto", "direct", "fft"}
         How the correlation is computed: a sliding-window kernel, overlap-save
         FFT tiles, or (default) whichever a cost model calibrated on the
@@ -339,6 +423,18 @@ def match_template(
     of the sums it comes from and counts as 0 (a black window), on both
     engines alike; windows just above it are summed again directly.
 
+    A learned filter's score is the chapter's convolutional layer with one
+    output channel,
+
+    .. math::
+
+        R_{learned}(x, y) = u + \sum_{x',y',c} V(x',y',c)\, X(x+x',y+y',c),
+        \quad X = I / 255 - 1/2,
+
+    with V and u calibrated when the filter was learned: about 1 on a
+    typical example, 0.5 (the default threshold) where it decides "found".
+    With padding, the preprocessed image X is padded (zeros are mid-grey).
+
     The scale of the values matters for the degenerate rule (its 0.5 is
     absolute), as in OpenCV: ``load_image`` returns pixels on the 0–255 scale.
     Unlike OpenCV, the ccoeff numerator is computed with the template's mean
@@ -351,8 +447,27 @@ def match_template(
     >>> scores = match_template(image, image[2:4, 3:5], "sqdiff")
     >>> scores.shape, np.unravel_index(scores.argmin(), scores.shape)
     ((4, 5), (np.int64(2), np.int64(3)))
+
+    A learned filter in place of the template (here one made by hand; see
+    ``learn_filter`` and ``load_filter``): u + Σ V · (I/255 − 1/2).
+
+    >>> from waldo_cli.templates import LearnedFilter
+    >>> learned = LearnedFilter(np.ones((2, 2, 1), np.float32), -1.0, colour="grey")
+    >>> match_template(np.full((3, 4), 255.0), learned)[0, 0]  # 4 × (1 − 1/2) − 1
+    np.float32(1.0)
     """
-    method = _check_options(method, engine, pad)
+    method = _check_options(method, engine, pad, template)
+    if isinstance(template, LearnedFilter):
+        return _match_filter(
+            image,
+            template,
+            engine=engine,
+            mask=mask,
+            pad=pad,
+            convolve=convolve,
+            threads=threads,
+            plan=plan,
+        )
     img, peak = as_hwc_peak(image, "image")
     prepared = _prepared(template, convolve)
     if convolve and mask is not None:
@@ -643,7 +758,7 @@ def _template_masks(templates: list[object], masks: list[object] | None) -> list
 def plan_matches(
     image_shape: tuple[int, ...],
     templates: list[object],
-    method: str = DEFAULT_METHOD,
+    method: str | None = None,
     *,
     engine: str = "auto",
     masks: list[object] | None = None,
@@ -675,8 +790,22 @@ def plan_matches(
     >>> plans[0].engine, plans[1]
     ('direct', None)
     """
-    method = _check_options(method, engine, pad)
+    filters = _filters(list(templates))
+    method = _check_options(method, engine, pad, filters[0] if filters else None)
     shape = tuple(image_shape) if len(image_shape) == 3 else (*image_shape, 1)
+    if filters is not None:
+        for mask in masks or ():
+            _no_mask(mask, filters[0].name)
+        _check_filter_channels(shape, filters[0])
+        return plan_matches(
+            shape[:2] + (filters[0].shape[2],),
+            [f.prepared for f in filters],
+            "ccorr",
+            engine=engine,
+            pad=pad,
+            convolve=convolve,
+            threads=threads,
+        )
     masks = _template_masks(templates, masks)
     preps = [_prepared(t, convolve) for t in templates]
     padded = _padded_once_shape(shape, preps, pad)
@@ -707,7 +836,7 @@ def _plans(
 def match_templates(
     image: object,
     templates: list[object],
-    method: str = DEFAULT_METHOD,
+    method: str | None = None,
     *,
     engine: str = "auto",
     masks: list[object] | None = None,
@@ -727,7 +856,10 @@ def match_templates(
     Parameters
     ----------
     image : (H, W[, C]) array_like
-    templates : list of (h, w[, C]) array_like or PreparedTemplate
+    templates : list of (h, w[, C]) array_like or PreparedTemplate, or of LearnedFilter
+        Learned filters (copies of one, say, scaled) are searched together
+        only with filters that read images alike: the image is preprocessed
+        once for all of them.
     method, engine, pad, convolve, threads
         As for ``match_template``; with ``engine="auto"`` each template gets
         the engine the planner picks for it. With padding every map has
@@ -752,7 +884,25 @@ def match_templates(
     >>> maps[0].shape, maps[1]
     ((16, 25), None)
     """
-    method = _check_options(method, engine, pad)
+    filters = _filters(list(templates))
+    method = _check_options(method, engine, pad, filters[0] if filters else None)
+    if filters is not None:
+        for mask in masks or ():
+            _no_mask(mask, filters[0].name)
+        found = match_templates(
+            filters[0].preprocess(as_hwc(image, "image")),
+            [f.prepared for f in filters],
+            "ccorr",
+            engine=engine,
+            pad=pad,
+            convolve=convolve,
+            threads=threads,
+            plans=plans,
+        )
+        for scores, learned in zip(found, filters, strict=True):
+            if scores is not None:
+                scores += np.float32(learned.bias)
+        return found
     img, peak = as_hwc_peak(image, "image")
     masks = _template_masks(templates, masks)
     preps = [_prepared(t, convolve) for t in templates]

@@ -2,8 +2,8 @@
 
 Every message names the object and the rule it broke, so the command line can
 print it as a single line. As scientific Python expects, every one of them is a
-``ValueError`` (an argument value waldo cannot use), and the two about files,
-``ImageReadError`` and ``OutputError``, are also an ``OSError``: ``except
+``ValueError`` (an argument value waldo cannot use), and the three about files,
+``ImageReadError``, ``FilterReadError`` and ``OutputError``, are also an ``OSError``: ``except
 ValueError`` and ``except OSError`` catch what they would catch from NumPy or
 Pillow, and ``except WaldoError`` everything waldo raises.
 
@@ -83,3 +83,27 @@ class ShapeError(WaldoError):
 
 class OutputError(WaldoError, OSError):
     """An output file cannot be written where the user asked (an ``OSError`` too)."""
+
+
+class FilterReadError(WaldoError, OSError):
+    """A file could not be read as a learned filter (not one, damaged, or too new).
+
+    An ``OSError`` as well as a ``WaldoError``, as ``ImageReadError`` is.
+
+    Parameters
+    ----------
+    path : str
+        The file, as the user named it.
+    reason : str
+        What went wrong, in a few words.
+
+    Examples
+    --------
+    >>> str(FilterReadError("logo.npz", "not a waldo filter"))
+    'logo.npz: not a waldo filter'
+    """
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")

@@ -40,7 +40,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -1027,6 +1027,32 @@ def reconcile_channels(image: np.ndarray, template: np.ndarray) -> tuple[np.ndar
     if ci == 1 and ct == 3:
         return image, to_grey(template)
     raise WaldoError(f"cannot match a {ct}-channel template against a {ci}-channel image")
+
+
+def reconcile_filter(image: np.ndarray, learned: Any) -> np.ndarray:
+    """The image in the channels a learned filter reads, as ``reconcile_channels`` does.
+
+    A grey filter searches a colour image made grey (luma); a colour filter
+    cannot search a grey image, since colour cannot be invented for it.
+
+    >>> from waldo_cli.templates import LearnedFilter
+    >>> grey = LearnedFilter(np.ones((2, 2, 1), np.float32), 0.0, colour="grey")
+    >>> reconcile_filter(np.zeros((4, 4, 3), np.float32), grey).shape
+    (4, 4, 1)
+    """
+    channels = image.shape[2]
+    if channels == learned.channels:
+        return image
+    if channels == 3 and learned.channels == 1:
+        return to_grey(image)
+    if channels == 1 and learned.channels == 3:
+        raise WaldoError(
+            f"{learned.name} was learned on colour images; it cannot search a grey image "
+            "(colour cannot be invented for it)"
+        )
+    raise WaldoError(
+        f"cannot search a {channels}-channel image with a {learned.channels}-channel filter"
+    )
 
 
 # --------------------------------------------------------------------------

@@ -293,6 +293,16 @@ def _warm(engine: str, masked: bool) -> None:
     match_template(image, image[:3, :3], engine=engine, mask=mask, threads=1)
 
 
+def warm_plain(engine: str) -> None:
+    """Compile (or load) one engine's unmasked kernels: all that learning a filter runs."""
+    _warm(engine, False)
+
+
+def plain_kernel_names() -> set[str]:
+    """The unmasked kernels of every engine (what ``warm_plain`` loads)."""
+    return {name for names in KERNELS.values() for name in names if "_masked" not in name}
+
+
 def warm_kernels(engine: str) -> None:
     """Compile (or load) the kernels of one ``KERNELS`` entry with a tiny search."""
     _warm(engine, False)

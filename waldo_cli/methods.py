@@ -4,6 +4,12 @@ Names are OpenCV's ``TM_*`` constants in lower case. A seventh method is one
 more ``Method`` record here, plus its formula in ``kernels._finish_scores``
 (and the masked kernels) under its ``code``.
 
+``learned`` is the method of a learned filter (``waldo learn``): its score is
+the filter's correlation plus its bias, calibrated when it was learned so
+that 0.5 means "found". It has a record (peaks, heatmaps and reports read it)
+but is not one of the six: a template cannot be scored by it, and a filter
+by nothing else.
+
 >>> lower_is_better("sqdiff_normed"), lower_is_better("ccoeff_normed")
 (True, False)
 >>> default_threshold("ccoeff"), default_threshold("ccoeff_normed")
@@ -54,12 +60,16 @@ _RECORDS = (
     Method("ccoeff_normed", 5, False, True, 0.5, "TM_CCOEFF_NORMED"),
 )
 
-METHOD_RECORDS: dict[str, Method] = {record.name: record for record in _RECORDS}
-METHODS: tuple[str, ...] = tuple(METHOD_RECORDS)
+# a learned filter is correlated as ccorr, then its bias is added
+LEARNED = Method("learned", 2, False, True, 0.5, "")
+
+METHOD_RECORDS: dict[str, Method] = {record.name: record for record in (*_RECORDS, LEARNED)}
+# the methods a template can be scored by
+METHODS: tuple[str, ...] = tuple(record.name for record in _RECORDS)
 DEFAULT_METHOD = "ccoeff_normed"
 
 # The index of each method in the kernels (OpenCV's own numbering).
-METHOD_CODES: dict[str, int] = {record.name: record.code for record in _RECORDS}
+METHOD_CODES: dict[str, int] = {record.name: record.code for record in (*_RECORDS, LEARNED)}
 
 
 def _spelling(method: str) -> str:
@@ -86,6 +96,22 @@ def method_record(method: str) -> Method:
     if record is None:
         raise WaldoError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
     return record
+
+
+def check_template_method(method: str) -> str:
+    """Return ``method`` if a template can be scored by it (one of the six), else raise.
+
+    >>> check_template_method("ccoeff_normed")
+    'ccoeff_normed'
+    """
+    from waldo_cli.errors import WaldoError
+
+    if method == LEARNED.name:
+        raise WaldoError(
+            "method 'learned' scores a learned filter (waldo learn), not a template: "
+            f"choose one of {', '.join(METHODS)}"
+        )
+    return method_record(method).name
 
 
 def check_method(method: str) -> str:

@@ -372,6 +372,8 @@ def template_param_counts(
     template_height: int,
     template_width: int,
     channels: int,
+    *,
+    bias: bool = False,
 ) -> dict[str, int]:
     """Weights of template matching seen as a layer, against a dense layer doing the same.
 
@@ -380,7 +382,8 @@ def template_param_counts(
     template's h·w·C values, and it produces an (H−h+1)×(W−w+1) score map. A
     fully connected layer producing that same score map needs a weight from
     every image value to every score. Both counts are weights only: a template
-    score has no bias.
+    score has no bias. A learned filter (``bias=True``) has one, u: its layer
+    counts h·w·C + 1 parameters, and the dense layer one bias per score.
 
     Parameters
     ----------
@@ -394,7 +397,8 @@ def template_param_counts(
     Returns
     -------
     dict
-        ``{"conv": h·w·C, "dense": (H·W·C)·(H−h+1)·(W−w+1)}``, exact integers.
+        ``{"conv": h·w·C, "dense": (H·W·C)·(H−h+1)·(W−w+1)}``, exact integers
+        (with ``bias``: h·w·C + 1, and (H·W·C + 1)·(H−h+1)·(W−w+1)).
 
     Raises
     ------
@@ -407,6 +411,8 @@ def template_param_counts(
     --------
     >>> template_param_counts(480, 640, 32, 24, 3)
     {'conv': 2304, 'dense': 255313612800}
+    >>> template_param_counts(480, 640, 32, 24, 3, bias=True)
+    {'conv': 2305, 'dense': 255313889833}
     """
     height = _check_int("image height", image_height, 1)
     width = _check_int("image width", image_width, 1)
@@ -416,4 +422,8 @@ def template_param_counts(
     if h > height or w > width:
         raise TemplateTooLargeError((h, w), (height, width))
     scores = (height - h + 1) * (width - w + 1)
-    return {"conv": h * w * channels, "dense": height * width * channels * scores}
+    extra = 1 if bias else 0
+    return {
+        "conv": h * w * channels + extra,
+        "dense": (height * width * channels + extra) * scores,
+    }

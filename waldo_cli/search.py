@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -32,7 +32,7 @@ from waldo_cli.peaks import best_over_variants, find_peaks
 from waldo_cli.plan import Plan, engines_used
 from waldo_cli.pool import SHARED
 from waldo_cli.results import FindReport, Match
-from waldo_cli.templates import PreparedTemplate, prepare_template
+from waldo_cli.templates import LearnedFilter, PreparedTemplate, prepare_template
 
 __all__ = [
     "CENTRE",
@@ -81,11 +81,20 @@ class SearchOptions:
     threads: int | None = None
     region: tuple[int, int, int, int] | None = None
     grey: bool = False
+    own_scales: bool = True
 
     @property
     def variants(self) -> bool:
-        """Whether the template is searched at several sizes, turns or mirrored."""
+        """Whether the template is searched at several sizes, turns or mirrored.
+
+        ``own_scales``: a learned filter given ``scales=(1.0,)`` is searched at
+        the scales it was learned for (``LearnedFilter.scales``).
+        """
         return self.scales != (1.0,) or self.angles != (0.0,) or self.flip
+
+    def shared(self) -> SearchOptions:
+        """The options every template of one search shares (not those a filter sets itself)."""
+        return replace(self, method=DEFAULT_METHOD, threshold=None, scales=(1.0,), own_scales=True)
 
 
 @dataclass(frozen=True)
@@ -336,15 +345,61 @@ class Searcher:
     >>> m = result.matches[0]
     >>> (m.x, m.y, m.width, m.height), result.scores.values.shape
     ((20, 10, 6, 8), (33, 45))
+
+    ``template`` may be a learned filter (``load_filter``): it is then
+    searched with its own method, ``learned`` (``options.method`` must be
+    that or the default), with no mask; a grey filter searches colour images
+    made grey, a colour filter refuses grey images. Its copies for
+    ``scales``, ``angles`` and ``flip`` are its kernel resized (and divided
+    by the scale squared, so that a larger copy sums as many pixels' worth
+    of evidence), turned or mirrored; the bias stays. Given ``scales=(1.0,)``
+    (and ``own_scales``), it is searched at the scales it was learned for.
     """
 
-    template: LoadedImage
+    template: LoadedImage | LearnedFilter
     options: SearchOptions
     mask: np.ndarray | None = None
     mask_source: str | None = None
     _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
     # reentrant: variants are made from the prepared template, under the lock
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        from waldo_cli.methods import LEARNED
+
+        learned = self.learned
+        if learned is None:
+            return
+        if self.options.method not in (DEFAULT_METHOD, LEARNED.name):
+            raise WaldoError(
+                f"{learned.name} is a learned filter, scored by method 'learned', "
+                f"not {self.options.method!r}"
+            )
+        if self.mask is not None:
+            raise WaldoError(f"{learned.name} is a learned filter: it takes no mask")
+        options = replace(self.options, method=LEARNED.name)
+        if options.scales == (1.0,) and options.own_scales and learned.scales != (1.0,):
+            options = replace(options, scales=(1.0, *(s for s in learned.scales if s != 1.0)))
+        self.options = options
+
+    @property
+    def learned(self) -> LearnedFilter | None:
+        """The learned filter searched for, or None for a template."""
+        return self.template if isinstance(self.template, LearnedFilter) else None
+
+    @property
+    def name(self) -> str:
+        """The template's path (or the filter's file), for reports."""
+        if isinstance(self.template, LearnedFilter):
+            return self.template.name
+        return self.template.path
+
+    @property
+    def _size(self) -> tuple[int, int]:
+        """(h, w) of the template or of the filter's kernel."""
+        if isinstance(self.template, LearnedFilter):
+            return self.template.shape[:2]
+        return self.template.height, self.template.width
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -366,12 +421,17 @@ class Searcher:
                 self._cache[key] = make()
             return self._cache[key]
 
-    def _prepared_for(
-        self, channels: int
-    ) -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
+    def _prepared_for(self, channels: int) -> tuple[np.ndarray, Any, np.ndarray | None]:
+        learned = self.learned
+        if learned is not None:
+            # the engine preprocesses the image and correlates the kernel
+            return learned.kernel, learned, None
+        assert isinstance(self.template, LoadedImage)
+        template = self.template
+
         def make() -> tuple[np.ndarray, PreparedTemplate, np.ndarray | None]:
             probe = np.zeros((1, 1, channels), np.float32)
-            _, pixels = reconcile_channels(probe, self.template.pixels)
+            _, pixels = reconcile_channels(probe, template.pixels)
             mask = self.mask
             if mask is not None and mask.ndim == 3 and mask.shape[2] != pixels.shape[2]:
                 _, mask = reconcile_channels(np.zeros((1, 1, pixels.shape[2])), mask)
@@ -409,13 +469,19 @@ class Searcher:
             )
         return [self._variant(channels, spec) for spec in chosen]
 
-    def _variant(self, channels: int, spec: Any) -> tuple[Any, PreparedTemplate, Any]:
+    def _variant(self, channels: int, spec: Any) -> tuple[Any, Any, Any]:
         """One variant (``variants.make_variant``), made and prepared once."""
         from waldo_cli.variants import make_variant
 
-        def make() -> tuple[Any, PreparedTemplate, Any]:
+        def make() -> tuple[Any, Any, Any]:
             pixels, _, mask = self._prepared_for(channels)
             variant = make_variant(pixels, mask, spec)
+            learned = self.learned
+            if learned is not None:
+                # a copy s times larger sums s² times as many pixels; the
+                # corners a turn adds are zero weights, so no mask is needed
+                scale = np.float32(variant.scale * variant.scale)
+                return variant, learned.with_kernel(variant.pixels / scale), None
             return variant, prepare_template(variant.pixels), variant.mask
 
         return self._cached(("variant", channels, spec), make)
@@ -445,9 +511,14 @@ class Searcher:
         return [(None, prepared, mask)]
 
     def _channels(self, image_shape: tuple[int, ...]) -> int:
-        """The channels a search of an (H, W, C) image runs in (grey if either is grey)."""
+        """The channels a search of an (H, W, C) image runs in (grey if either is grey).
+
+        A colour filter keeps the image's own channels (and refuses a grey one).
+        """
         if self.options.grey:
             return 1
+        if isinstance(self.template, LearnedFilter) and self.template.channels == 3:
+            return int(image_shape[2])
         return min(int(image_shape[2]), self.template.channels)
 
     def degenerate(self, channels: int | None = None) -> str | None:
@@ -478,7 +549,8 @@ class Searcher:
         from waldo_cli.arrays import as_mask
 
         method = self.options.method
-        if method not in ("ccoeff_normed", "ccorr_normed"):
+        # a learned filter is scored by u + Σ V·X: defined for any image
+        if method not in ("ccoeff_normed", "ccorr_normed") or self.learned is not None:
             return None
         if channels is None:
             channels = 1 if self.options.grey else self.template.channels
@@ -535,7 +607,7 @@ class Searcher:
 
     def _check_fits(self, width: int, height: int, name: str | None = None) -> None:
         o = self.options
-        h, w = self.template.height, self.template.width
+        h, w = self._size
         if not o.variants and o.pad == "none" and (h > height or w > width):
             raise TemplateTooLargeError((h, w), (height, width), name=name)
 
@@ -561,7 +633,7 @@ class Searcher:
 
     def _peaks(self, values: np.ndarray) -> list[Match]:
         o = self.options
-        th, tw = self.template.pixels.shape[:2]
+        th, tw = self._size
         return find_peaks(
             values,
             o.method,
@@ -598,7 +670,9 @@ class MultiSearcher:
     def __post_init__(self) -> None:
         if not self.searchers:
             raise WaldoError("a MultiSearcher needs at least one template")
-        if any(s.options != self.searchers[0].options for s in self.searchers):
+        # a learned filter sets its own method, threshold and scales
+        shared = self.searchers[0].options.shared()
+        if any(s.options.shared() != shared for s in self.searchers):
             raise WaldoError("the templates of a MultiSearcher share their options")
 
     @property
@@ -614,7 +688,7 @@ class MultiSearcher:
     def check_fits(self, width: int, height: int) -> None:
         """``Searcher.check_fits`` for every template, naming the one that cannot fit."""
         for searcher in self.searchers:
-            searcher._check_fits(width, height, name=searcher.template.path)
+            searcher._check_fits(width, height, name=searcher.name)
 
     def plans_for(self, image_shape: tuple[int, ...]) -> list[Plan]:
         """What a search of an (H, W, C) image would run, for every template, without running it."""
@@ -683,18 +757,19 @@ def _lay_out(searchers: Sequence[Searcher], image_shape: tuple[int, ...]) -> _La
     if o.region is not None:
         x, y, w, h = o.region
         for s in searchers:
-            if s.template.height > h or s.template.width > w:
-                named = f" {s.template.path}" if len(searchers) > 1 else ""
+            th, tw = s._size
+            if th > h or tw > w:
+                named = f" {s.name}" if len(searchers) > 1 else ""
                 raise WaldoError(
                     f"region {x},{y},{w},{h} ({w}×{h}) is smaller than the template{named} "
-                    f"({s.template.width}×{s.template.height})"
+                    f"({tw}×{th})"
                 )
     channels_of = [s._channels(image_shape) for s in searchers]
     # variants larger than the searched part of the image are never made
     bound = (rect[1] - rect[0], rect[3] - rect[2])
     several = len(searchers) > 1
     templates = [
-        s._templates_for(c, bound, s.template.path if several else None)
+        s._templates_for(c, bound, s.name if several else None)
         for s, c in zip(searchers, channels_of, strict=True)
     ]
     shapes = [p.shape[:2] for found in templates for _, p, _ in found]
@@ -710,7 +785,7 @@ def _lay_out(searchers: Sequence[Searcher], image_shape: tuple[int, ...]) -> _La
             h, w = prepared.shape[:2]
             job = _Job(owner, index, variant, prepared, mask, channels, view.windows((h, w)))
             if variant is None and (h > rows or w > cols):
-                name = searchers[owner].template.path if len(searchers) > 1 else None
+                name = searchers[owner].name if len(searchers) > 1 else None
                 raise TemplateTooLargeError((h, w), (rows, cols), name=name)
             own.append(job)
         jobs.append(own)
@@ -718,20 +793,29 @@ def _lay_out(searchers: Sequence[Searcher], image_shape: tuple[int, ...]) -> _La
     group: list[_Job] = []
     size = 0
     runnable = [job for own in jobs for job in own if job.runs]
+    methods = [s.options.method for s in searchers]
+    threads = searchers[0].threads
     for position, job in enumerate(runnable):
-        if group and group[-1].channels != job.channels:
-            groups.append((group, _plan_group(o, view, group, searchers[0].threads)))
+        # a group is correlated at once: one channel count and one method
+        # (templates and learned filters are never mixed)
+        if group and (group[-1].channels, methods[group[-1].owner]) != (
+            job.channels,
+            methods[job.owner],
+        ):
+            groups.append((group, _plan_group(o, view, group, threads, methods[group[0].owner])))
             group, size = [], 0
         h, w = job.shape
         size += 4 * max(0, rows - h + 1) * max(0, cols - w + 1)
         group.append(job)
         if size >= _VARIANT_BYTES or position == len(runnable) - 1:
-            groups.append((group, _plan_group(o, view, group, searchers[0].threads)))
+            groups.append((group, _plan_group(o, view, group, threads, methods[group[0].owner])))
             group, size = [], 0
     return _Layout(views, jobs, groups)
 
 
-def _plan_group(o: SearchOptions, view: _View, group: list[_Job], threads: int) -> list[Plan]:
+def _plan_group(
+    o: SearchOptions, view: _View, group: list[_Job], threads: int, method: str
+) -> list[Plan]:
     """The plans of one group of jobs, on the searched array (padded already)."""
     shape = (*view.shape, group[0].channels)
     if len(group) == 1 and group[0].variant is None:
@@ -740,7 +824,7 @@ def _plan_group(o: SearchOptions, view: _View, group: list[_Job], threads: int) 
             plan_match(
                 shape,
                 job.prepared,
-                o.method,
+                method,
                 engine=o.engine,
                 mask=job.mask,
                 convolve=o.convolve,
@@ -750,7 +834,7 @@ def _plan_group(o: SearchOptions, view: _View, group: list[_Job], threads: int) 
     plans = plan_matches(
         shape,
         [job.prepared for job in group],
-        o.method,
+        method,
         engine=o.engine,
         masks=[job.mask for job in group],
         convolve=o.convolve,
@@ -795,13 +879,14 @@ def _search(searchers: Sequence[Searcher], loaded: LoadedImage) -> Iterator[Sear
     def run_next_group() -> None:
         group, plans = next(groups)
         array = searched(group[0].channels)
+        method = searchers[group[0].owner].options.method
         if len(group) == 1 and group[0].variant is None:
             job = group[0]
             maps: list[np.ndarray | None] = [
                 match_template(
                     array,
                     job.prepared,
-                    o.method,
+                    method,
                     mask=job.mask,
                     convolve=o.convolve,
                     plan=plans[0],
@@ -811,7 +896,7 @@ def _search(searchers: Sequence[Searcher], loaded: LoadedImage) -> Iterator[Sear
             maps = match_templates(
                 array,
                 [job.prepared for job in group],
-                o.method,
+                method,
                 masks=[job.mask for job in group],
                 convolve=o.convolve,
                 plans=list(plans),
@@ -893,7 +978,7 @@ def _merge_variants(
     )
     # no variant's window is centred there: not a place any match can be
     best[which < 0] = np.nan
-    return ScoreMap(best, CENTRE, searcher.template.pixels.shape[:2], (y0, x0)), which
+    return ScoreMap(best, CENTRE, searcher._size, (y0, x0)), which
 
 
 def _to_image(peak: Match, scores: ScoreMap, job: _Job, searcher: Searcher) -> Match:
@@ -907,7 +992,7 @@ def _to_image(peak: Match, scores: ScoreMap, job: _Job, searcher: Searcher) -> M
     if variant is not None and (variant.scale != 1.0 or variant.angle % 360 != 0):
         from waldo_cli.variants import template_corners
 
-        corners = template_corners(variant, searcher.template.pixels.shape[:2], x, y)
+        corners = template_corners(variant, searcher._size, x, y)
     return Match(
         x=x,
         y=y,
@@ -920,7 +1005,7 @@ def _to_image(peak: Match, scores: ScoreMap, job: _Job, searcher: Searcher) -> M
         cx=x + w / 2,
         cy=y + h / 2,
         margin=peak.margin,
-        template=searcher.template.path,
+        template=searcher.name,
         corners=corners,
     )
 
@@ -984,19 +1069,31 @@ def _result(
         from waldo_cli.params import template_param_counts
 
         h, w = jobs[0].shape
-        counts = template_param_counts(y1 - y0, x1 - x0, h, w, pixels.shape[2])
+        counts = template_param_counts(
+            y1 - y0, x1 - x0, h, w, pixels.shape[2], bias=searcher.learned is not None
+        )
         extra = {"parameters": counts}
+    learned = searcher.learned
+    if learned is not None and o.variants:
+        from waldo_cli.params import template_param_counts
+
+        # the learned layer as it was learned (its copies are resampled from it)
+        h, w, channels = learned.shape
+        if h <= y1 - y0 and w <= x1 - x0:
+            extra["parameters"] = template_param_counts(y1 - y0, x1 - x0, h, w, channels, bias=True)
     seconds, compile_seconds = timing
+    th, tw = searcher._size
     report = FindReport(
         image=loaded.path,
-        template=searcher.template.path,
+        template=searcher.name,
         method=o.method,
         image_size=(loaded.width, loaded.height),
-        template_size=(searcher.template.width, searcher.template.height),
+        template_size=(tw, th),
         matches=matches,
         seconds=seconds,
         threshold=o.threshold,
         extra={
+            **({"filter": learned.name} if learned is not None else {}),
             "engine": engines_used(plans),
             "threads": searcher.threads,
             "mask": searcher.mask_source,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -219,3 +220,143 @@ def prepare_template(template: object) -> PreparedTemplate:
         sq=float(np.sum(tpl64 * tpl64)),
         flat=energy / (h * w) < DBL_EPSILON,
     )
+
+
+# The images a learned filter reads: pixels on the 0–255 scale become
+# x / 255 - 0.5, so that a window of mid-grey contributes nothing and the
+# filter's weights are on the scale of its inputs.
+FILTER_COLOURS = {"rgb": 3, "grey": 1}
+FILTER_FEATURES = ("pixels",)
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedFilter:
+    """A filter learned from examples (``waldo learn``): one correlation plus a bias.
+
+    Its score at a window is the chapter's [H]_{i,j} = u + Σ_{a,b,c} [V]_{a,b,c}
+    [X]_{i+a,j+b,c}, with X the image preprocessed as the filter expects
+    (``preprocess``) and V and u calibrated when it was learned, so that 1 is
+    a typical example and the default threshold 0.5 means "found".
+
+    Attributes
+    ----------
+    kernel : (h, w, C) float32 ndarray
+        V, the weights.
+    bias : float
+        u, added to every window's correlation.
+    colour : {"rgb", "grey"}
+        The channels images are read in (C = 3 or 1).
+    features : str
+        The preprocessing: ``"pixels"`` is x / 255 - 0.5 per channel.
+    calibration : dict
+        How the scores were scaled (what 0.5 and 1 stand for), JSON-ready.
+    training : dict
+        The settings it was learned with and how well it separated its
+        examples, JSON-ready.
+    version : str
+        The waldo that learned it.
+    name : str
+        Where it came from (the file), for reports.
+    scales : tuple of float
+        The sizes of the target it was learned from, relative to the
+        kernel's: ``waldo find`` (a ``Searcher``) searches the kernel resized
+        by each of them unless told other scales; ``match_template`` uses the
+        kernel as it is.
+
+    Examples
+    --------
+    >>> f = LearnedFilter(np.ones((4, 3, 3), np.float32), -0.5)
+    >>> f.shape, f.parameters, f.channels
+    ((4, 3, 3), 37, 3)
+    """
+
+    kernel: np.ndarray
+    bias: float
+    colour: str = "rgb"
+    features: str = "pixels"
+    calibration: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    name: str = "<filter>"
+    scales: tuple[float, ...] = (1.0,)
+    _cache: dict[str, PreparedTemplate] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        from waldo_cli.errors import ShapeError
+
+        kernel = np.asarray(self.kernel)
+        if kernel.ndim != 3 or kernel.size == 0 or kernel.dtype.kind != "f":
+            raise ShapeError(f"{self.name}: the kernel must be a non-empty (h, w, C) float array")
+        if self.colour not in FILTER_COLOURS:
+            raise ShapeError(f"{self.name}: unknown colour space {self.colour!r}")
+        if self.features not in FILTER_FEATURES:
+            raise ShapeError(f"{self.name}: unknown preprocessing {self.features!r}")
+        if kernel.shape[2] != FILTER_COLOURS[self.colour]:
+            raise ShapeError(
+                f"{self.name}: a {self.colour} filter has {FILTER_COLOURS[self.colour]} "
+                f"channel(s), not {kernel.shape[2]}"
+            )
+        if not (np.isfinite(kernel).all() and np.isfinite(self.bias)):
+            raise ShapeError(f"{self.name}: the kernel or the bias holds NaN or infinite values")
+        scales = tuple(float(s) for s in self.scales)
+        if not scales or not all(np.isfinite(s) and s > 0 for s in scales):
+            raise ShapeError(f"{self.name}: scales must be positive numbers, got {self.scales}")
+        object.__setattr__(self, "scales", scales)
+        object.__setattr__(self, "kernel", np.ascontiguousarray(kernel, np.float32))
+        object.__setattr__(self, "bias", float(self.bias))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(h, w, C) of the kernel."""
+        h, w, channels = self.kernel.shape
+        return int(h), int(w), int(channels)
+
+    @property
+    def channels(self) -> int:
+        """Channels of the images it searches (3 for colour, 1 for grey)."""
+        return FILTER_COLOURS[self.colour]
+
+    @property
+    def parameters(self) -> int:
+        """Its weights and its one bias: h·w·C + 1."""
+        h, w, channels = self.shape
+        return h * w * channels + 1
+
+    @property
+    def prepared(self) -> PreparedTemplate:
+        """The kernel prepared as a template, for the engine's correlation (cached)."""
+        with self._lock:
+            found = self._cache.get("prepared")
+            if found is None:
+                found = self._cache["prepared"] = prepare_template(self.kernel)
+            return found
+
+    def with_kernel(self, kernel: np.ndarray) -> LearnedFilter:
+        """The same filter with another kernel (a scaled, turned or mirrored copy)."""
+        return replace(self, kernel=kernel, _cache={}, _lock=threading.Lock())
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """An (H, W, C) image as the filter reads it: (H, W, C) float32 features.
+
+        Raises ShapeError when the image's channels are not the filter's
+        (a grey filter searches colour images made grey first: see
+        ``io.reconcile_filter``; a search does so through ``search._pixels_in``).
+
+        >>> f = LearnedFilter(np.ones((2, 2, 1), np.float32), 0.0, colour="grey")
+        >>> f.preprocess(np.full((3, 3, 1), 255.0))[0, 0, 0]
+        np.float32(0.5)
+        """
+        from waldo_cli.errors import ShapeError
+
+        pixels = as_hwc(image, "image")
+        if pixels.shape[2] != self.channels:
+            raise ShapeError(
+                f"{self.name} was learned on {self.colour} images ({self.channels} "
+                f"channel(s)); the image has {pixels.shape[2]}"
+                + ("; colour cannot be invented for a grey image" if self.channels == 3 else "")
+            )
+        out = np.empty(pixels.shape, np.float32)
+        np.multiply(pixels, np.float32(1 / 255), out=out, casting="unsafe")
+        out -= np.float32(0.5)
+        return out

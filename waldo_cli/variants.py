@@ -42,6 +42,7 @@ __all__ = [
     "parse_range",
     "template_corners",
     "variant_shape",
+    "warp_box",
 ]
 
 # At most this many values per option (--scales, --rotations), counted before
@@ -343,6 +344,88 @@ def make_variants(
         for spec in list_variants(shape, scales, angles, flip)
         if spec.fits(fits)
     ]
+
+
+def warp_box(
+    pixels: np.ndarray,
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+    *,
+    margin: int = 0,
+    scale: float = 1.0,
+    angle: float = 0.0,
+    flip: bool = False,
+    shift: tuple[float, float] = (0.0, 0.0),
+) -> np.ndarray:
+    """The pixels of ``box`` resampled to ``size``, turned, scaled and mirrored about its centre.
+
+    For learning from examples: the box of an example becomes an (h, w)
+    window, with ``margin`` pixels of its surroundings around it (pixels
+    outside the image repeat its edge).
+
+    Parameters
+    ----------
+    pixels : (H, W, C) array
+        The image.
+    box : (x, y, width, height)
+        The example's box in the image.
+    size : (h, w)
+        The window the box becomes.
+    margin : int
+        Extra pixels of surroundings on every side of the window.
+    scale : float
+        The example drawn this much larger (the box's surroundings come in
+        when it is smaller).
+    angle : float
+        Turned counter-clockwise by this many degrees (bilinear).
+    flip : bool
+        Mirrored left to right.
+    shift : (dx, dy)
+        The box's centre moved by these fractions of its width and height.
+
+    Returns
+    -------
+    (h + 2 margin, w + 2 margin, C) float32 ndarray
+
+    Examples
+    --------
+    >>> image = np.arange(48, dtype=np.float32).reshape(6, 8, 1)
+    >>> warp_box(image, (2, 1, 4, 2), (2, 4))[..., 0].tolist()
+    [[10.0, 11.0, 12.0, 13.0], [18.0, 19.0, 20.0, 21.0]]
+    """
+    h, w = size
+    x, y, bw, bh = (float(v) for v in box)
+    height, width, channels = pixels.shape
+    cx, cy = x + bw / 2 + shift[0] * bw, y + bh / 2 + shift[1] * bh
+    sx, sy = bw / w / scale, bh / h / scale
+    out_w, out_h = w + 2 * margin, h + 2 * margin
+    turn = math.radians(angle)
+    cos, sin = math.cos(turn), math.sin(turn)
+    mirror = -1.0 if flip else 1.0
+    # output pixel centre (u + 1/2, v + 1/2) -> input point, as Pillow's affine data
+    a, b = mirror * sx * cos, sy * sin
+    d, e = -mirror * sx * sin, sy * cos
+    c = cx - a * out_w / 2 - b * out_h / 2
+    f = cy - d * out_w / 2 - e * out_h / 2
+    # only the region the window reads is converted (and padded with its edge)
+    xs = [a * u + b * v + c for u in (0, out_w) for v in (0, out_h)]
+    ys = [d * u + e * v + f for u in (0, out_w) for v in (0, out_h)]
+    x0, y0 = math.floor(min(xs)) - 2, math.floor(min(ys)) - 2
+    x1, y1 = math.ceil(max(xs)) + 3, math.ceil(max(ys)) + 3
+    rows = np.clip(np.arange(y0, y1), 0, height - 1)
+    cols = np.clip(np.arange(x0, x1), 0, width - 1)
+    region = np.asarray(pixels, np.float32)[rows][:, cols]
+    data = (a, b, c - x0, d, e, f - y0)
+    planes = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(region[:, :, k]), "F").transform(
+                (out_w, out_h), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR
+            ),
+            np.float32,
+        )
+        for k in range(channels)
+    ]
+    return np.dstack(planes)
 
 
 def template_corners(

@@ -34,15 +34,28 @@ from waldo_cli.cli.options import DIRECTORY
     help="How many people besides Waldo: at most one per 100 pixels of scene (200 is "
     "always allowed, 5000 at most).",
 )
-def demo_command(outdir: str, seed: int | None, size_text: str, crowd: int) -> None:
+@click.option(
+    "--difficulty",
+    type=click.Choice(["easy", "normal", "hard"]),
+    default="normal",
+    show_default=True,
+    help="normal: the puzzles waldo always made (the same bytes for a seed); easy: no "
+    "decoys with two of Waldo's traits; hard: people 0.7-1.3 times their size with depth, "
+    "Waldo sometimes partly hidden (up to a third), more decoys with two of his traits, "
+    "a slightly blurred or JPEG-compressed picture.",
+)
+def demo_command(
+    outdir: str, seed: int | None, size_text: str, crowd: int, difficulty: str
+) -> None:
     """Make a Where's Waldo puzzle in OUTDIR, and the command that solves it.
 
     Draws a busy seaside crowd with exactly one Waldo (red-and-white striped
     shirt, bobble hat, round glasses) among decoys that share some of his
     traits, and writes scene.png, waldo.png (Waldo cut out of the scene, the
-    template) and answer.json (his box: x, y, width, height, and the seed,
-    size and crowd). OUTDIR is created if needed; its parent must exist.
-    Existing puzzle files in it are overwritten.
+    template) and answer.json (his box as drawn: x, y, width, height, and the
+    seed, size and crowd; other difficulties than normal add difficulty,
+    scale, hidden and degraded). OUTDIR is created if needed; its parent must
+    exist. Existing puzzle files in it are overwritten.
     """
     import secrets
     import shlex
@@ -56,7 +69,7 @@ def demo_command(outdir: str, seed: int | None, size_text: str, crowd: int) -> N
     try:
         size = parse_size(size_text)
         check_outdir(outdir)
-        puzzle = render_puzzle(seed, size=size, crowd=crowd)
+        puzzle = render_puzzle(seed, size=size, crowd=crowd, difficulty=difficulty)
         paths = write_puzzle(outdir, puzzle)
     except WaldoError as exc:
         raise WaldoUsageError(str(exc)) from None
@@ -66,14 +79,17 @@ def demo_command(outdir: str, seed: int | None, size_text: str, crowd: int) -> N
 
     width, height = size
     folder = Path(outdir)
+    level = "" if difficulty == "normal" else f", {difficulty}"
     click.echo(
-        f"waldo demo: a {width}x{height} scene, a crowd of {crowd} and one Waldo, seed {seed}"
+        f"waldo demo: a {width}x{height} scene, a crowd of {crowd} and one Waldo, "
+        f"seed {seed}{level}"
     )
     for label, key in (("scene", "scene"), ("template", "template"), ("answer", "answer")):
         click.echo(f"  {label:<9} {paths[key]}")
+    again = "" if difficulty == "normal" else f" --difficulty {difficulty}"
     click.echo(
         f"same puzzle again: waldo demo {shown(outdir)} --seed {seed} "
-        f"--size {width}x{height} --crowd {crowd}"
+        f"--size {width}x{height} --crowd {crowd}{again}"
     )
     find = f"waldo find {shown(paths['scene'])} {shown(paths['template'])}"
     if any("--overlay" in param.opts for param in find_command.params):

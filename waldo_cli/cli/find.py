@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
 
 
 @click.command("find", cls=OptionalValueCommand)
+# TEMPLATE may be a filter learned by `waldo learn` (a .npz file)
 @click.argument("paths", nargs=-1, type=FILE, metavar="IMAGE TEMPLATE | -t TEMPLATE [IMAGE]...")
 @click.option(
     "-t",
@@ -73,7 +74,8 @@ if TYPE_CHECKING:  # rich is imported only where a terminal may get a table
     type=MethodName(),
     default=DEFAULT_METHOD,
     show_default=True,
-    help="How windows are scored (OpenCV's TM_* methods).",
+    help="How windows are scored (OpenCV's TM_* methods). A learned filter is scored by "
+    "its own method, learned.",
 )
 @click.option(
     "--mask",
@@ -309,6 +311,11 @@ def find_command(**kwargs: Any) -> int:
     path of '-' reads the image from standard input. A grey file matched with
     a colour one is matched in grey.
 
+    TEMPLATE may be a filter learned by `waldo learn` (FILTER.npz): it is
+    scored by method "learned", its calibrated "waldoness" (about 1 for a
+    typical example, 0.5 the default threshold), at the scales it was
+    learned for unless --scales says otherwise; it takes no mask.
+
     In batch mode the templates are loaded once, images are searched JOBS at a
     time, results come out in the order the images were given, each as soon
     as it and those before it are done, and an image that cannot be searched
@@ -434,6 +441,41 @@ def _check_usage(args: FindArgs) -> None:
         raise usage_error("give --heatmap-dir, --overlay-dir and --crops different folders")
 
 
+def _options_for(args: FindArgs, loaded: Any, options: Any) -> Any:
+    """The search options for one template: a learned filter's own method and threshold."""
+    from dataclasses import replace
+
+    filtered = _check_filter_usage(args, loaded)
+    if filtered is args:
+        return options
+    return replace(
+        options, method=filtered.method, threshold=filtered.limit, own_scales=args.scales is None
+    )
+
+
+def _check_filter_usage(args: FindArgs, loaded: Any) -> FindArgs:
+    """With a learned filter: its own method (an explicit other one is refused), no mask."""
+    from dataclasses import replace
+
+    from waldo_cli.methods import LEARNED
+    from waldo_cli.templates import LearnedFilter
+
+    if not isinstance(loaded, LearnedFilter):
+        return args
+    ctx = click.get_current_context(silent=True)
+    given = (
+        ctx is not None
+        and ctx.get_parameter_source("method") is not click.core.ParameterSource.DEFAULT
+    )
+    if given and args.method != LEARNED.name:
+        raise usage_error(
+            f"{loaded.name} is a learned filter, scored by its own method: leave out --method"
+        )
+    if args.mask_path is not None:
+        raise usage_error(f"{loaded.name} is a learned filter: it takes no --mask")
+    return replace(args, method=LEARNED.name)
+
+
 def _inputs(args: FindArgs) -> tuple[list[str], list[str]]:
     """The images to search and the templates, from the arguments and --files-from."""
     if args.single:
@@ -467,14 +509,15 @@ def _template_list(args: FindArgs) -> list[str]:
     """The templates of -t, each folder replaced by its image files, each file once.
 
     A folder's files are taken in name order; files whose extension names no
-    image format are skipped, each with a note (not with -q); hidden files
+    image format (nor ``.npz``, a learned filter) are skipped, each with a
+    note (not with -q); hidden files
     and subfolders are left out. A folder with no image file, or a file
     given twice (by any name), is said: the first an error, the second a
     note, and the file is searched once.
     """
     from waldo_cli.io import image_extensions
 
-    known = image_extensions()
+    known = image_extensions() | {".npz"}  # and filters learned by waldo learn
     templates: list[str] = []
     seen: dict[str, str] = {}
     for given in args.template_paths:
@@ -661,7 +704,9 @@ def _load_searcher(
         jit.skip_extension_scan()
         for template in templates:
             loaded, mask, source = _read_template(args, template)
-            searcher = Searcher(loaded, options, mask=mask, mask_source=source)
+            searcher = Searcher(
+                loaded, _options_for(args, loaded, options), mask=mask, mask_source=source
+            )
             reason = searcher.degenerate()
             if reason is not None:
                 raise WaldoError(
@@ -703,11 +748,14 @@ def _image_error(exc: Exception, image: str, single: bool) -> str:
     """An error about one image, as one line that names the image.
 
     In ``waldo find IMAGE TEMPLATE``, a template larger than an image that
-    would fit inside it suggests the two were given the wrong way round.
+    would fit inside it suggests the two were given the wrong way round; so
+    does a learned filter (.npz) given as the image.
     """
     from waldo_cli.errors import ImageReadError, TemplateTooLargeError
 
     if isinstance(exc, ImageReadError):  # names its file already
+        if image.lower().endswith(".npz"):
+            return f"{exc} (a learned filter goes where a template does: waldo find IMAGE {image})"
         return str(exc)
     message = f"{image}: {exc}"
     if single and isinstance(exc, TemplateTooLargeError):
@@ -726,9 +774,12 @@ def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]
         The template or the mask cannot be read, or they differ in size.
     """
     from waldo_cli.errors import ShapeError
+    from waldo_cli.filters import is_filter_file, load_filter
     from waldo_cli.io import read_image
 
     name, data = image_source(template)
+    if is_filter_file(data):
+        return load_filter(data, name=name), None, None
     loaded = read_image(data, name=name)
     if args.mask_path is not None:
         mask_name, mask_data = image_source(args.mask_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from waldo_cli.cli import WaldoUsageError, usage_error
@@ -52,6 +54,15 @@ from waldo_cli.cli.terminal import stdout_console
     is_flag=True,
     help="Under the table, the equation and the assumption behind each row.",
 )
+@click.option(
+    "--filter",
+    "filter_path",
+    metavar="FILTER.npz",
+    default=None,
+    help="Count a filter learned by `waldo learn`: its h·w·C weights and one bias, against "
+    "a dense layer giving the same score map. The image size defaults to its training "
+    "images'.",
+)
 def params_command(
     size: int | None,
     height: int | None,
@@ -62,6 +73,7 @@ def params_command(
     hidden: int,
     as_json: bool,
     explain: bool,
+    filter_path: str | None,
 ) -> None:
     """Count what a convolution saves over a fully connected layer, for your image size.
 
@@ -76,6 +88,12 @@ def params_command(
     divided by the row's. Multiply-adds count, for one forward pass over one
     image, one per weight that meets a pixel inside the image (no biases, no
     taps on the zero padding). --explain is ignored with --json.
+
+    With --filter FILTER.npz, counts the layer a learned filter is: one
+    kernel V of h×w×C weights and one bias u, sliding over an H×W image to
+    give an (H−h+1)×(W−w+1) score map, against the fully connected layer
+    that gives the same map (a weight from every pixel value to every
+    score, and a bias for each).
     """
     import json
 
@@ -84,6 +102,9 @@ def params_command(
 
     if size is not None and (height is not None or width is not None):
         raise usage_error("give --size or --height and --width, not both")
+    if filter_path is not None:
+        _filter_params(filter_path, size, height, width, as_json)
+        return
     if size is None and (height is None or width is None):
         raise usage_error("give --size, or both --height and --width")
     rows, columns = (size, size) if size is not None else (height, width)
@@ -112,3 +133,84 @@ def params_command(
         from waldo_cli.report import plain_param_report
 
         click.echo(plain_param_report(counts, explain=explain))
+
+
+def _filter_params(
+    path: str, size: int | None, height: int | None, width: int | None, as_json: bool
+) -> None:
+    """``waldo params --filter``: the learned layer against the dense one, for one image size.
+
+    Reads only the filter's description (no NumPy): its kernel's shape and
+    the size of the images it learned from.
+    """
+    import json
+
+    from waldo_cli.errors import WaldoError
+    from waldo_cli.filters import read_filter_info
+    from waldo_cli.params import template_param_counts
+
+    ctx = click.get_current_context()
+    for name in ("delta", "channels_in", "channels_out", "hidden", "explain"):
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            option = "--" + name.replace("_", "-")
+            raise usage_error(f"{option} does not apply to --filter (the filter has its own shape)")
+    if (height is None) != (width is None):
+        raise usage_error("give both --height and --width (or --size)")
+    try:
+        info = read_filter_info(path)
+        h, w, channels = (int(v) for v in info["kernel_shape"])
+        if size is not None:
+            rows, columns = size, size
+        elif height is not None and width is not None:
+            rows, columns = height, width
+        else:
+            found = (info.get("training") or {}).get("image_size")
+            if not found:
+                raise WaldoError(f"{path} does not say what images it learned from: give --size")
+            columns, rows = (int(v) for v in found)
+        counts = template_param_counts(rows, columns, h, w, channels, bias=True)
+    except WaldoError as exc:  # a ValueError too: caught first, to keep its message
+        raise WaldoUsageError(str(exc)) from None
+    except (KeyError, TypeError, ValueError):
+        raise WaldoUsageError(f"{path}: a damaged waldo filter (no kernel_shape)") from None
+    scores = (rows - h + 1) * (columns - w + 1)
+    conv, dense = counts["conv"], counts["dense"]
+    doc: dict[str, Any] = {
+        "filter": path,
+        "kernel_shape": [h, w, channels],
+        "image_size": [columns, rows],
+        "score_map": [columns - w + 1, rows - h + 1],
+        "learned": {"weights": conv - 1, "biases": 1, "parameters": conv},
+        "dense": {"weights": dense - scores, "biases": scores, "parameters": dense},
+        "reduction": dense / conv,
+    }
+    if as_json:
+        click.echo(json.dumps(doc))
+        return
+    from waldo_cli.report import format_param_bytes, format_param_reduction
+
+    lines = [
+        f"{path}: V {w}×{h}×{channels} and one bias, on a {columns}×{rows}×{channels} image "
+        f"→ a {columns - w + 1}×{rows - h + 1} score map",
+    ]
+    table = [("layer", "weights", "biases", "parameters", "float32")]
+    for label, part in (("learned filter", doc["learned"]), ("dense, same map", doc["dense"])):
+        table.append(
+            (
+                label,
+                f"{part['weights']:,}",
+                f"{part['biases']:,}",
+                f"{part['parameters']:,}",
+                format_param_bytes(4 * part["parameters"]),
+            )
+        )
+    widths = [max(len(row[k]) for row in table) for k in range(5)]
+    for row in table:
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(n) for c, n in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells))
+    from fractions import Fraction
+
+    lines.append(f"reduction: {format_param_reduction(Fraction(dense, conv))}")
+    click.echo("\n".join(lines))

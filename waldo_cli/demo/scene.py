@@ -4,7 +4,14 @@
 things, standing things and the crowd (Waldo first, nobody drawn later touching
 his box), pastes them back to front, and cuts the template out of the finished
 scene at Waldo's box. It uses no text, no clock and no hash order: one seed,
-size and crowd always give the same pixels.
+size, crowd and difficulty always give the same pixels.
+
+Three difficulties: ``normal`` (the puzzles waldo has always made, pixel for
+pixel), ``easy`` (no decoy has two of Waldo's three traits) and ``hard``
+(everybody drawn 0.7–1.3 times their size with depth, Waldo sometimes partly
+hidden behind somebody or something standing in front of him, more decoys
+with two of his traits, and the finished picture slightly blurred or
+JPEG-compressed).
 
 Everything is drawn at three times the final size and box-averaged down, so
 edges are smooth; box averaging never carries a pixel outside its own 3×3 block,
@@ -13,12 +20,13 @@ which is what lets us promise that nothing is drawn over Waldo's box.
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from waldo_cli.demo.draw import _SS, _pick
 from waldo_cli.demo.people import Person, _draw_person, _look
@@ -28,6 +36,12 @@ from waldo_cli.errors import WaldoError
 DEFAULT_SIZE = (960, 640)
 DEFAULT_CROWD = 200
 MIN_SIZE = (160, 120)
+DIFFICULTIES = ("easy", "normal", "hard")
+DEFAULT_DIFFICULTY = "normal"
+# hard: people at the top of the picture are this much smaller than life, at
+# the bottom this much larger; at most this share of Waldo may be hidden
+_DEPTH_SCALES = (0.7, 1.3)
+_MOST_HIDDEN = 1 / 3
 # The largest crowd: one person per CROWD_PIXELS pixels of scene (a person
 # covers about 800), but the default crowd at any size, and never more than
 # MAX_CROWD (some 10 s of drawing).
@@ -58,6 +72,15 @@ class Puzzle:
         Everybody drawn, Waldo included, in drawing order.
     things : tuple of Thing
         Every object drawn, in drawing order.
+    difficulty : {"easy", "normal", "hard"}
+        How hard the puzzle is.
+    scale : float
+        Waldo's size against the normal puzzles' (1 but in ``hard``).
+    hidden : float
+        The share of Waldo's pixels covered by what stands in front of him
+        (0 but in ``hard``, at most a third).
+    degraded : {"blur", "jpeg"} or None
+        What was done to the finished picture (``hard`` only).
     """
 
     scene: Image.Image
@@ -68,6 +91,10 @@ class Puzzle:
     crowd: int
     people: tuple[Person, ...]
     things: tuple[Thing, ...]
+    difficulty: str = DEFAULT_DIFFICULTY
+    scale: float = 1.0
+    hidden: float = 0.0
+    degraded: str | None = None
 
     @property
     def waldo(self) -> Person:
@@ -77,11 +104,15 @@ class Puzzle:
     def answer(self) -> dict[str, Any]:
         """The content of ``answer.json``: Waldo's box and what made the puzzle.
 
+        A ``normal`` puzzle's answer has exactly the keys it always had; the
+        others add the difficulty, Waldo's scale, the share of him hidden and
+        what degraded the picture.
+
         >>> render_puzzle(3, size=(160, 120), crowd=2).answer()["size"]
         [160, 120]
         """
         x, y, width, height = self.box
-        return {
+        doc: dict[str, Any] = {
             "x": x,
             "y": y,
             "width": width,
@@ -90,6 +121,14 @@ class Puzzle:
             "size": [self.size[0], self.size[1]],
             "crowd": self.crowd,
         }
+        if self.difficulty != DEFAULT_DIFFICULTY:
+            doc.update(
+                difficulty=self.difficulty,
+                scale=round(self.scale, 4),
+                hidden=round(self.hidden, 4),
+                degraded=self.degraded,
+            )
+        return doc
 
 
 def _check_size(size: tuple[int, int]) -> None:
@@ -117,7 +156,10 @@ def max_crowd(size: tuple[int, int]) -> int:
 
 
 def render_puzzle(
-    seed: int, size: tuple[int, int] = DEFAULT_SIZE, crowd: int = DEFAULT_CROWD
+    seed: int,
+    size: tuple[int, int] = DEFAULT_SIZE,
+    crowd: int = DEFAULT_CROWD,
+    difficulty: str = DEFAULT_DIFFICULTY,
 ) -> Puzzle:
     """Draw a crowd scene with one Waldo hidden in it.
 
@@ -135,6 +177,14 @@ def render_puzzle(
         are decoys: red-and-white striped shirts without the hat, red-and-white
         bobble hats without the shirt, round glasses, and a few with two of
         Waldo's three traits.
+    difficulty : {"easy", "normal", "hard"}
+        ``normal`` (default) draws the puzzles waldo always drew, pixel for
+        pixel; ``easy`` has no decoys with two of Waldo's traits; ``hard``
+        draws people 0.7–1.3 times their size with depth (smaller further
+        back), hides up to a third of Waldo behind somebody or something in
+        front of him in about half the puzzles, has three times as many
+        decoys with two of his traits, and blurs or JPEG-compresses the
+        finished picture slightly.
 
     Returns
     -------
@@ -145,7 +195,8 @@ def render_puzzle(
     Raises
     ------
     WaldoError
-        A negative seed, a crowd out of range, or a size out of range.
+        A negative seed, a crowd out of range, a size out of range, or an unknown
+        difficulty.
 
     Examples
     --------
@@ -157,6 +208,11 @@ def render_puzzle(
         raise WaldoError(f"seed {seed} is negative: use 0 or more")
     if int(crowd) < 0:
         raise WaldoError(f"crowd {crowd} is negative: use 0 or more")
+    if difficulty not in DIFFICULTIES:
+        raise WaldoError(
+            f"unknown difficulty {difficulty!r}: choose one of {', '.join(DIFFICULTIES)}"
+        )
+    hard = difficulty == "hard"
     size = (int(size[0]), int(size[1]))
     _check_size(size)
     if int(crowd) > max_crowd(size):
@@ -183,13 +239,20 @@ def render_puzzle(
     # Standing things and people are drawn back to front (by where their feet are),
     # and nothing that is drawn after Waldo may touch his box.
     waldo_look = _look(rng, "waldo")
-    waldo_sprite = _draw_person(waldo_look, float(rng.uniform(37, 41)))
+    waldo_body = float(rng.uniform(37, 41))
+    waldo_sprite = _draw_person(waldo_look, waldo_body)
     waldo_at = _spot(rng, zone, _size_1x(waldo_sprite), (_SAND, _PATH, _GRASS), margin=2)
     assert waldo_at is not None  # the scene is larger than a person and mostly ground
     wx, wy = waldo_at
     ww, wh = _size_1x(waldo_sprite)
+    waldo_scale = 1.0
+    if hard:
+        waldo_scale = _depth(wy + wh, height)
+        waldo_sprite = _draw_person(waldo_look, waldo_body * waldo_scale)
+        wx, wy = _stand(_size_1x(waldo_sprite), (wx + ww / 2, wy + wh), size, margin=2)
+        ww, wh = _size_1x(waldo_sprite)
     guard = (wx - 1, wy - 1, ww + 2, wh + 2)
-    standing: list[_Placed] = [_Placed(waldo_sprite, waldo_at, person=waldo_look)]
+    standing: list[_Placed] = [_Placed(waldo_sprite, (wx, wy), person=waldo_look)]
 
     for kind, count in _standing_counts(scale):
         for k in range(count):
@@ -198,8 +261,16 @@ def render_puzzle(
             if spot is not None:
                 standing.append(_Placed(sprite, spot, thing=(kind, colours, True)))
 
-    roles = _roles(crowd)
+    roles = _roles(crowd, difficulty)
     roles = [roles[i] for i in rng.permutation(len(roles))]
+    # hard: in about half the puzzles somebody (or something) stands in front of Waldo
+    cover = None
+    if hard and rng.random() < 0.5:
+        cover = _cover(rng, waldo_sprite, (wx, wy), roles[-1] if roles else None, size)
+        if cover is not None:
+            standing.append(cover)
+            if cover.person is not None:
+                roles = roles[:-1]
     # A third of the crowd gathers in a few knots, one of them around Waldo, so he
     # stands in a crowd like everybody else and his knot is not the only one.
     knots = [(wx + ww / 2, float(wy + wh))]
@@ -221,6 +292,8 @@ def render_puzzle(
             force=True,
         )
         assert spot is not None  # force always finds a place
+        if hard:
+            sprite, spot = _in_depth(rng, zone, look, body, sprite, spot, guard)
         standing.append(_Placed(sprite, spot, person=look))
 
     # Ties in depth go to the earlier one, so Waldo (first) is drawn first among equals.
@@ -240,6 +313,9 @@ def render_puzzle(
             things.append(Thing(kind, box, index, colours, upright))
 
     final = scene.reduce(_SS)
+    degraded = None
+    if hard:
+        final, degraded = _degrade(rng, final)
     box = (wx, wy, ww, wh)
     template = final.crop((wx, wy, wx + ww, wy + wh))
     return Puzzle(
@@ -251,7 +327,143 @@ def render_puzzle(
         crowd=int(crowd),
         people=tuple(people),
         things=tuple(things),
+        difficulty=difficulty,
+        scale=waldo_scale,
+        hidden=_hidden(waldo_sprite, (wx, wy), cover) if cover is not None else 0.0,
+        degraded=degraded,
     )
+
+
+# ---------------------------------------------------------------- hard puzzles
+
+
+def _depth(foot: float, height: int) -> float:
+    """How large somebody whose feet are on row ``foot`` is drawn: smaller further back."""
+    low, high = _DEPTH_SCALES
+    return low + (high - low) * min(max(foot / height, 0.0), 1.0)
+
+
+def _stand(
+    size: tuple[int, int], foot: tuple[float, float], scene: tuple[int, int], margin: int = 0
+) -> tuple[int, int]:
+    """The top-left corner of a sprite of ``size`` whose feet are at ``foot``, kept inside."""
+    (w, h), (width, height) = size, scene
+    x = int(round(foot[0] - w / 2))
+    y = int(round(foot[1])) - h
+    x = min(max(x, margin), width - w - margin)
+    y = min(max(y, margin), height - h - margin)
+    return x, y
+
+
+def _hits(box: tuple[int, int, int, int], guard: tuple[int, int, int, int]) -> bool:
+    """Whether something at ``box`` is drawn after Waldo (stands lower) and touches his box."""
+    return box[1] + box[3] >= guard[1] + guard[3] - 1 and _overlaps(box, guard)
+
+
+def _in_depth(
+    rng: np.random.Generator,
+    zone: np.ndarray,
+    look: Person,
+    body: float,
+    sprite: Image.Image,
+    spot: tuple[int, int],
+    guard: tuple[int, int, int, int],
+) -> tuple[Image.Image, tuple[int, int]]:
+    """A person drawn again at the size their depth gives, standing where they stood.
+
+    If the larger figure would now touch Waldo from in front, another place
+    is found for it (beside him, at worst).
+    """
+    height, width = zone.shape
+    w, h = _size_1x(sprite)
+    foot = (spot[0] + w / 2, float(spot[1] + h))
+    sprite = _draw_person(look, body * _depth(foot[1], height))
+    size = _size_1x(sprite)
+    at = _stand(size, foot, (width, height))
+    if _hits((*at, *size), guard):
+        found = _spot(rng, zone, size, (_SAND, _PATH, _GRASS), guard=guard, force=True)
+        assert found is not None  # force always finds a place
+        at = found
+    return sprite, at
+
+
+def _alpha(sprite: Image.Image) -> np.ndarray:
+    return np.asarray(sprite.getchannel("A")) > 0
+
+
+def _hidden(
+    waldo: Image.Image, at: tuple[int, int], cover: _Placed | None, alpha: np.ndarray | None = None
+) -> float:
+    """The share of Waldo's drawn pixels (at 3×) that ``cover``, drawn after him, hides."""
+    if cover is None:
+        return 0.0
+    mine = _alpha(waldo)
+    theirs = _alpha(cover.sprite) if alpha is None else alpha
+    dx, dy = (cover.at[0] - at[0]) * _SS, (cover.at[1] - at[1]) * _SS
+    hidden = np.zeros_like(mine)
+    h, w = mine.shape
+    th, tw = theirs.shape
+    x0, y0 = max(dx, 0), max(dy, 0)
+    x1, y1 = min(dx + tw, w), min(dy + th, h)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    hidden[y0:y1, x0:x1] = theirs[y0 - dy : y1 - dy, x0 - dx : x1 - dx]
+    return float(np.count_nonzero(hidden & mine)) / max(1, int(np.count_nonzero(mine)))
+
+
+def _cover(
+    rng: np.random.Generator,
+    waldo: Image.Image,
+    at: tuple[int, int],
+    role: str | None,
+    scene: tuple[int, int],
+) -> _Placed | None:
+    """Somebody (of ``role``, one of the crowd) or something standing in front of Waldo.
+
+    Placed lower in the picture than him, so drawn after him, hiding between
+    a tenth and a third of his pixels; None when no place does.
+    """
+    width, height = scene
+    wx, wy = at
+    ww, wh = _size_1x(waldo)
+    if role is not None and rng.random() < 0.7:
+        look = _look(rng, role)
+        body = float(rng.uniform(26, 31) if look.child else rng.uniform(35, 42))
+        sprite = _draw_person(look, body * _depth(wy + wh, height))
+        kind = None
+    else:
+        kind = _pick(rng, ("bush", "windbreak", "deckchair"))
+        colours, sprite = _THINGS[kind](rng, 1)
+        look = None
+    size = _size_1x(sprite)
+    alpha = _alpha(sprite)
+    for _ in range(80):
+        foot = (
+            wx + ww / 2 + float(rng.choice((-1.0, 1.0)) * rng.uniform(0.3, 1.2) * ww),
+            float(wy + wh + int(rng.integers(0, max(2, wh // 3)))),
+        )
+        spot = _stand(size, foot, scene)
+        item = _Placed(sprite, spot, person=look)
+        if spot[1] + size[1] < wy + wh:
+            continue  # not in front of him
+        if 0.1 <= _hidden(waldo, at, item, alpha) <= _MOST_HIDDEN:
+            if kind is not None:
+                item = _Placed(sprite, spot, thing=(kind, colours, True))
+            return item
+    return None
+
+
+def _degrade(rng: np.random.Generator, picture: Image.Image) -> tuple[Image.Image, str]:
+    """The finished picture slightly blurred, or JPEG-compressed and decoded again."""
+    if rng.random() < 0.5:
+        radius = float(rng.uniform(0.5, 0.9))
+        return picture.filter(ImageFilter.GaussianBlur(radius)), "blur"
+    quality = int(rng.integers(45, 71))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB"), "jpeg"
 
 
 # ---------------------------------------------------------------- placement
@@ -326,15 +538,20 @@ def _spot(
     return x, min(max(gy + gh - h, 0), height - h)
 
 
-def _roles(crowd: int) -> list[str]:
-    """Who the crowd is: decoys first (so a small crowd still has some), then anybody."""
+def _roles(crowd: int, difficulty: str = DEFAULT_DIFFICULTY) -> list[str]:
+    """Who the crowd is: decoys first (so a small crowd still has some), then anybody.
+
+    ``easy`` has no decoys with two of Waldo's traits, ``hard`` three times
+    as many (at least one of each kind).
+    """
+    pairs = {"easy": (0.0, 0), "normal": (0.012, 0), "hard": (0.036, 1)}[difficulty]
     share = [
         ("stripes", 0.035, 1),
         ("bobble", 0.035, 1),
         ("glasses", 0.05, 1),
-        ("stripes+glasses", 0.012, 0),
-        ("bobble+glasses", 0.012, 0),
-        ("stripes+bobble", 0.012, 0),
+        ("stripes+glasses", *pairs),
+        ("bobble+glasses", *pairs),
+        ("stripes+bobble", *pairs),
     ]
     roles: list[str] = []
     for role, fraction, least in share:
