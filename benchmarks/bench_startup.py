@@ -5,12 +5,14 @@ with ``pip install .`` (no scipy, scikit-image or OpenCV beside it):
 
     python benchmarks/bench_startup.py --waldo ~/venv/bin/waldo --python-cv python
     python benchmarks/bench_startup.py --quick       # fewer runs, a 2048² memory image
+    python benchmarks/bench_startup.py --section loop --section client
 
 ``--waldo`` defaults to the ``waldo`` beside this Python, ``--python-cv`` (a
 Python with OpenCV, for the comparison script) to this Python. This script
-needs only Pillow.
+needs only Pillow. Sections that need a waldo server start one of their own
+in a temporary runtime folder (XDG_RUNTIME_DIR) and stop it.
 
-Two sections, printed as Markdown:
+Six sections, printed as Markdown:
 
 * ``startup``: wall-clock seconds of ``waldo --help``, ``waldo params`` and
   ``waldo find IMAGE TEMPLATE --json`` on a 1024×1024 PNG and a 32×32
@@ -22,26 +24,40 @@ Two sections, printed as Markdown:
   PNG and a 64×64 template, and of a Python calling ``match_template`` on a
   uint8 array of that size, against the bound 3 × (image as float32 + score
   map as float32), and of a process that only imports waldo and Numba.
+* ``loop``: ``for i in $(seq 50); do waldo find IMAGE TEMPLATE --json; done``
+  (1024² PNG, 32×32 template) with a waldo server, without one
+  (WALDO_SERVER=off), and the OpenCV script in the same loop, the three
+  loops alternating round after round; medians per call and ratios.
+* ``client``: what the console script adds above ``python -c pass`` when a
+  server runs the command: its own CPU time, and the whole round trip of a
+  tiny search.
+* ``compile``: the first search of each kind with an empty kernel cache
+  (small template, FFT-sized, masked, variants), its ``compile_seconds``,
+  and ``waldo cache warm`` from empty, with each kernel's compile seconds.
+* ``server-memory``: a server's resident memory over 10,000 requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 PHOTO = HERE.parent / "sample_images" / "astronaut.png"
-SECTIONS = ("startup", "memory")
+SECTIONS = ("startup", "memory", "loop", "client", "compile", "server-memory")
 
 OPENCV_SCRIPT = """\
 import sys
@@ -309,6 +325,236 @@ def memory_section(waldo: str, python_rt: str, folder: Path, side: int, tside: i
         )
 
 
+@contextlib.contextmanager
+def server_for(waldo: str, folder: Path) -> Iterator[dict[str, str]]:
+    """A waldo server of its own (a temporary runtime folder); the environment that reaches it."""
+    runtime = Path(tempfile.mkdtemp(prefix="runtime-", dir=folder))
+    runtime.chmod(0o700)
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "WALDO_SERVER")}
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    # not 0 (never): a bench stopped half-way must not leave a server behind for good
+    run([waldo, "server", "start", "--idle-timeout", "10m"], env)
+    try:
+        yield env
+    finally:
+        run([waldo, "server", "stop"], env)
+
+
+def served(waldo: str, env: dict[str, str]) -> int:
+    return int(json.loads(run([waldo, "server", "status", "--json"], env)[1])["served"])
+
+
+def shell_loop(command: list[str], calls: int, env: dict[str, str]) -> float:
+    """Seconds per call of ``command`` run ``calls`` times in a bash loop, output to /dev/null."""
+    quoted = " ".join(shlex.quote(c) for c in command)
+    script = f"for i in $(seq {calls}); do {quoted} > /dev/null || exit 1; done"
+    return run(["bash", "-c", script], env)[0] / calls
+
+
+def loop_section(
+    waldo: str, python_rt: str, python_cv: str, folder: Path, calls: int, rounds: int
+) -> None:
+    image, template = write_pictures(folder, 1024, 32)
+    script = folder / "opencv_find.py"
+    script.write_text(OPENCV_SCRIPT, encoding="utf-8")
+    find = [waldo, "find", str(image), str(template), "--json"]
+    opencv = [python_cv, str(script), str(image), str(template)]
+    with server_for(waldo, folder) as env:
+        off = dict(env, WALDO_SERVER="off")
+        run(find, off)  # the kernels are in the cache, the files in the OS's
+        run(opencv, env)
+        before = served(waldo, env)
+        times: dict[str, list[float]] = {"server": [], "off": [], "opencv": []}
+        for k in range(rounds):
+            order = [("server", find, env), ("off", find, off), ("opencv", opencv, env)]
+            for label, command, variant_env in order[k % 3 :] + order[: k % 3]:
+                times[label].append(shell_loop(command, calls, variant_env))
+        count = served(waldo, env) - before
+    if count != calls * rounds:
+        raise RuntimeError(f"the server ran {count} of {calls * rounds} calls")
+    cv = statistics.median(times["opencv"])
+    print(
+        f"1024×1024 RGB PNG, 32×32 template, `--json` to /dev/null; {rounds} rounds of the "
+        f"three loops of {calls} calls, the loops in turn (a different one first each round); "
+        "seconds per call (one loop's wall clock / calls), median over the rounds.\n"
+    )
+    print("| loop of `waldo find` … | s per call (median) | per round | ÷ OpenCV script |")
+    print("|---|---:|---|---:|")
+    for label, title in (
+        ("server", "with the server"),
+        ("off", "without it (`WALDO_SERVER=off`)"),
+        ("opencv", "the OpenCV script in the same loop"),
+    ):
+        median = statistics.median(times[label])
+        per = ", ".join(f"{t:.3f}" for t in times[label])
+        print(f"| {title} | {median:.3f} | {per} | {median / cv:.2f}× |", flush=True)
+
+
+def cpu_seconds(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall-clock seconds and the CPU seconds of the process itself (not of a server's worker)."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=tempfile.gettempdir(),
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
+def client_section(waldo: str, python_rt: str, folder: Path, runs: int) -> None:
+    image, template = write_pictures(folder, 64, 8)
+    tiny = [waldo, "find", str(image), str(template), "--json"]
+    with server_for(waldo, folder) as env:
+        rows = {}
+        for label, command in (
+            ("pass", [python_rt, "-c", "pass"]),
+            ("help", [waldo, "find", "--help"]),
+            ("tiny", tiny),
+        ):
+            cpu_seconds(command, env)
+            samples = [cpu_seconds(command, env) for _ in range(runs)]
+            rows[label] = (
+                statistics.median(s[0] for s in samples),
+                statistics.median(s[1] for s in samples),
+            )
+    (pass_wall, pass_cpu), (tiny_wall, tiny_cpu) = rows["pass"], rows["tiny"]
+    help_wall, help_cpu = rows["help"]
+    print(
+        f"Median of {runs} runs. The client's CPU time is its own process's (user + system, "
+        "from `wait4`): the search runs in the server's worker, which is not its child.\n"
+    )
+    print("| process | wall ms | own CPU ms | wall above `python -c pass` | CPU above it |")
+    print("|---|---:|---:|---:|---:|")
+    print(
+        f"| `python -c pass` (waldo's Python) | {pass_wall * 1e3:.1f} | {pass_cpu * 1e3:.1f} | | |"
+    )
+    print(
+        f"| `waldo find --help` through the server (the round trip, least work) | "
+        f"{help_wall * 1e3:.1f} | {help_cpu * 1e3:.1f} | {(help_wall - pass_wall) * 1e3:.1f} | "
+        f"{(help_cpu - pass_cpu) * 1e3:.1f} |"
+    )
+    print(
+        f"| `waldo find` 64² PNG, 8×8 template, `--json`, through the server | "
+        f"{tiny_wall * 1e3:.1f} | {tiny_cpu * 1e3:.1f} | {(tiny_wall - pass_wall) * 1e3:.1f} | "
+        f"{(tiny_cpu - pass_cpu) * 1e3:.1f} |",
+        flush=True,
+    )
+
+
+def write_masked(folder: Path, side: int, tside: int) -> Path:
+    """The template of write_pictures with a transparent corner (a masked search)."""
+    with Image.open(folder / f"template-{side}-{tside}.png") as picture:
+        rgba = picture.convert("RGBA")
+    alpha = Image.new("L", rgba.size, 255)
+    alpha.paste(0, (0, 0, tside // 2, tside // 2))
+    rgba.putalpha(alpha)
+    path = folder / f"template-{side}-{tside}-masked.png"
+    rgba.save(path)
+    return path
+
+
+def compile_section(waldo: str, folder: Path) -> None:
+    image, small = write_pictures(folder, 1024, 7)
+    _, large = write_pictures(folder, 1024, 32)
+    cases = [
+        ("small template (7×7: direct)", [small]),
+        ("FFT-sized template (32×32: fft)", [large]),
+        ("masked, small (7×7 with alpha: masked direct)", [write_masked(folder, 1024, 7)]),
+        ("masked, FFT-sized (32×32 with alpha: masked fft)", [write_masked(folder, 1024, 32)]),
+        ("variants (32×32, `--scales 0.25,1.2 --rotations 15`)", [large, "--scales", "0.25,1.2"]),
+    ]
+    cases[-1][1].extend(["--rotations", "15"])
+    base = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "WALDO_SERVER")}
+    base["WALDO_SERVER"] = "off"
+    print(
+        "Each row: one whole `waldo find IMAGE TEMPLATE --json` process on a 1024² PNG with a "
+        "new empty NUMBA_CACHE_DIR, so it compiles what it runs; `compile_seconds` is what the "
+        "JSON reports apart from the search's `seconds`. CPU s: user + system time of the "
+        "process (a compile is one thread: on an idle machine, about the wall time).\n"
+    )
+    print("| first search | engine | wall s | CPU s | compile_seconds |")
+    print("|---|---|---:|---:|---:|")
+    for label, rest in cases:
+        cache = tempfile.mkdtemp(prefix="numba-cache-", dir=folder)
+        command = [waldo, "find", str(image), *map(str, rest), "--json"]
+        seconds, cpu, stdout = run_with_cpu(command, dict(base, NUMBA_CACHE_DIR=cache))
+        doc = json.loads(stdout)
+        print(
+            f"| {label} | {doc['engine']} | {seconds:.2f} | {cpu:.2f} | "
+            f"{doc['compile_seconds']:.2f} |",
+            flush=True,
+        )
+        shutil.rmtree(cache)
+    cache = tempfile.mkdtemp(prefix="numba-cache-", dir=folder)
+    seconds, cpu, stdout = run_with_cpu([waldo, "cache", "warm"], dict(base, NUMBA_CACHE_DIR=cache))
+    kernels = ", ".join(line.strip() for line in stdout.splitlines() if ": " in line)
+    print(
+        f"| `waldo cache warm` (every kernel; CPU of both processes) | | {seconds:.2f} | "
+        f"{cpu:.2f} | {kernels} |",
+        flush=True,
+    )
+    shutil.rmtree(cache)
+
+
+def run_with_cpu(command: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """Wall-clock seconds, CPU seconds (the process and the children it waited for), stdout."""
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tempfile.gettempdir()
+    )
+    stdout = process.stdout.read()
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) not in (0, 1):
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stderr.decode(errors='replace')}")
+    return seconds, usage.ru_utime + usage.ru_stime, stdout.decode(errors="replace")
+
+
+def server_memory_section(waldo: str, python_rt: str, folder: Path, requests: int) -> None:
+    """Requests sent by this script through waldo's own client, sequentially."""
+    image, template = write_pictures(folder, 64, 8)
+    code = (
+        "import os, sys, json\n"
+        "from waldo_cli import client\n"
+        "null = os.open(os.devnull, os.O_WRONLY)\n"
+        "saved = os.dup(1), os.dup(2)\n"
+        "argv = ['find', sys.argv[1], sys.argv[2], '--json']\n"
+        "for k in range(int(sys.argv[3])):\n"
+        "    os.dup2(null, 1); os.dup2(null, 2)\n"
+        "    status = client.run_in_server(argv, auto=False)\n"
+        "    os.dup2(saved[0], 1); os.dup2(saved[1], 2)\n"
+        "    if status != 0:\n"
+        "        sys.exit(f'request {k}: status {status}')\n"
+    )
+    with server_for(waldo, folder) as env:
+        status = json.loads(run([waldo, "server", "status", "--json"], env)[1])
+        rows = [(0, status["memory"], 0.0)]
+        chunk = max(1, requests // 10)
+        started = time.perf_counter()
+        done = 0
+        while done < requests:
+            n = min(chunk, requests - done)
+            run([python_rt, "-c", code, str(image), str(template), str(n)], env)
+            done += n
+            status = json.loads(run([waldo, "server", "status", "--json"], env)[1])
+            rows.append((status["served"], status["memory"], time.perf_counter() - started))
+    print(
+        f"A server serving {requests:,} `waldo find` requests one after another (64² PNG, "
+        "8×8 template, `--json`), sent through waldo's client by a Python loop; the server's "
+        "resident memory (its `status`) after each tenth.\n"
+    )
+    print("| requests served | server RSS MiB | seconds |")
+    print("|---:|---:|---:|")
+    for count, memory, seconds in rows:
+        print(f"| {count:,} | {memory / 2**20:.1f} | {seconds:.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -338,11 +584,17 @@ def main() -> None:
         "--section",
         choices=SECTIONS,
         action="append",
-        help="run only this section (repeatable; default: both)",
+        help="run only this section (repeatable; default: all)",
+    )
+    parser.add_argument("--calls", type=int, default=50, help="calls per shell loop (loop)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three loops (loop)")
+    parser.add_argument(
+        "--requests", type=int, default=10_000, help="requests sent (server-memory)"
     )
     args = parser.parse_args()
     if args.quick:
-        args.runs, args.cold_runs = 3, 2
+        args.runs, args.cold_runs, args.calls, args.rounds = 3, 2, 20, 2
+        args.requests = 2000
     sections = args.section or SECTIONS
 
     sys.path.insert(0, str(HERE))
@@ -380,6 +632,18 @@ def main() -> None:
         if "memory" in sections:
             print("\n### Peak memory\n")
             memory_section(waldo, python_rt, folder, 2048 if args.quick else 4096, 64)
+        if "loop" in sections:
+            print("\n### A shell loop, with and without the server\n")
+            loop_section(waldo, python_rt, args.python_cv, folder, args.calls, args.rounds)
+        if "client" in sections:
+            print("\n### The client's overhead\n")
+            client_section(waldo, python_rt, folder, max(args.runs, 10))
+        if "compile" in sections:
+            print("\n### The first search of each kind, kernels compiled from nothing\n")
+            compile_section(waldo, folder)
+        if "server-memory" in sections:
+            print("\n### The server's memory over many requests\n")
+            server_memory_section(waldo, python_rt, folder, args.requests)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import pytest
+
+# A waldo server the developer has running would serve the suite's `waldo`
+# subprocesses; they run in-process instead (test_server.py starts its own).
+os.environ["WALDO_SERVER"] = "off"
 
 
 @pytest.fixture

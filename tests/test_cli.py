@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -397,8 +398,34 @@ def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):
         [waldo, "cache", "warm"], capture_output=True, text=True, timeout=600, env=env
     )
     assert warmed.returncode == 0 and "fft kernels ready" in warmed.stdout
+    # each kernel's compile time, from Numba's event API
+    for name in ("_correlate_direct", "_correlate_fft", "_finish_scores", "_masked_fft"):
+        assert re.search(rf"^{name}: \d+\.\d s$", warmed.stdout, re.M), warmed.stdout
     info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
     assert "not compiled" not in info.stdout
+
+
+def test_a_masked_batch_says_it_compiles_too(tmp_path, files):
+    """The masked kernels and a batch's first image wait for the compiler too: said once."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    template = Image.open(files / "waldo.png").convert("RGBA")
+    alpha = np.full(template.size[::-1], 255, np.uint8)
+    alpha[:6, :6] = 0  # a transparent corner: a masked search
+    template.putalpha(Image.fromarray(alpha))
+    template.save(tmp_path / "masked.png")
+    scene = str(files / "scene.png")
+    args = [_waldo_executable(), "find", "-t", str(tmp_path / "masked.png"), scene, scene]
+    cold = subprocess.run(
+        [*args, "--engine", "direct", "--jsonl"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert cold.returncode == 0, cold.stderr
+    assert cold.stderr.count("compiling the search kernels, once") == 1, cold.stderr
+    records = [json.loads(line) for line in cold.stdout.splitlines()]
+    assert [r["mask"] for r in records] == ["alpha", "alpha"]
 
 
 def test_subpixel_option_gives_decimal_positions(files):

@@ -400,14 +400,20 @@ def test_cache_falls_back_to_a_private_folder_when_nothing_else_is_writable(tmp_
 
     folder, root = jit._decide_cache(writable)
     assert root is not None and folder.startswith(root + os.sep)
-    assert Path(root).parent == tmp_path / "tmp"
-    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
-    # the user's cache folder, when it can be written: waldo/numba there
+    # a private folder, and in it one folder per waldo version, Python and CPU
+    assert Path(root).parent.parent == tmp_path / "tmp"
+    assert stat.S_IMODE(os.stat(Path(root).parent).st_mode) == 0o700
+    assert Path(root).name == jit._cache_key()
+    # the user's cache folder, when it can be written: waldo/kernels/KEY there, never
+    # the package's own __pycache__ (writable here, as in any venv)
     folder, root = jit._decide_cache(lambda f: f.startswith(str(tmp_path / "xdg" / "waldo")))
-    assert root == str(tmp_path / "xdg" / "waldo" / "numba")
-    # Numba's own choice, when it has one: nothing to set
+    assert root == str(tmp_path / "xdg" / "waldo" / "kernels" / jit._cache_key())
     folder, root = jit._decide_cache(lambda f: True)
-    assert root is None and folder == jit.cache_dir()
+    assert root == str(tmp_path / "xdg" / "waldo" / "kernels" / jit._cache_key())
+    # the user's own NUMBA_CACHE_DIR: Numba's choice, nothing to set
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    folder, root = jit._decide_cache(lambda f: True)
+    assert root is None and folder.startswith(str(tmp_path / "mine") + os.sep)
 
 
 def test_cache_folder_someone_else_made_is_not_used(tmp_path, monkeypatch):
@@ -446,7 +452,7 @@ def test_search_as_another_user_with_no_home_and_a_read_only_package():
     assert proc.returncode == 0, proc.stderr
     folder, score = proc.stdout.split()
     assert float(score) == 1.0
-    root = Path(folder).parent
+    root = Path(folder).parent.parent  # .../waldo-numba-UID/KEY/SUBPATH
     assert root.parent == Path(tempfile.gettempdir()) and root.name.startswith("waldo-numba-")
     assert root.stat().st_uid == 65534 and stat.S_IMODE(root.stat().st_mode) == 0o700
     assert list(Path(folder).glob("kernels._correlate_direct-*.nbi"))

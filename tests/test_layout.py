@@ -19,13 +19,14 @@ from waldo_cli.cli import cli
 
 PACKAGE = Path(__file__).resolve().parent.parent / "waldo_cli"
 
-# which modules may import what (module paths relative to waldo_cli/, as posix)
+# which modules may import what (module paths relative to waldo_cli/, as posix);
+# server.py loads Pillow's plugins and rich once, before it forks its workers
 _ALLOWED = {
     "numba": {"kernels.py", "jit.py"},
     "rocket_fft": {"jit.py"},
-    "PIL": {"io.py", "render.py", "variants.py", "demo/"},
+    "PIL": {"io.py", "render.py", "variants.py", "demo/", "server.py"},
     "click": {"cli/", "cli.py"},
-    "rich": {"cli/", "cli.py", "report.py"},
+    "rich": {"cli/", "cli.py", "report.py", "server.py"},
     # the [dask] extra: one room, imported only when --dask (or the library) asks for it
     "distributed": {"cluster.py"},
     "dask": {"cluster.py"},
@@ -87,7 +88,7 @@ def _modules_after(code: str) -> set[str]:
 def test_light_commands_import_neither_numpy_pillow_nor_numba(args):
     """What `waldo ARGS` imports, run as the console script runs it."""
     code = (
-        f"import sys\nsys.argv = ['waldo', *{args!r}]\nfrom waldo_cli.cli import main\n"
+        f"import sys\nsys.argv = ['waldo', *{args!r}]\nfrom waldo_cli.client import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
     )
     modules = _modules_after(code)
@@ -108,6 +109,20 @@ def test_a_local_batch_imports_nothing_of_dask(tmp_path):
     modules = _modules_after(code)
     assert "waldo_cli.batch" in modules  # it did search
     assert not modules & {"distributed", "dask", "fsspec", "waldo_cli.cluster"}
+
+
+def test_the_client_looks_for_a_server_before_importing_anything_heavy(tmp_path):
+    """The console script's first step, for a command a server would run, is stdlib only."""
+    code = (
+        "import os\n"
+        f"os.environ['XDG_RUNTIME_DIR'] = {str(tmp_path)!r}\n"
+        "os.environ.pop('WALDO_SERVER', None)\n"
+        "from waldo_cli import client\n"
+        "assert client.run_in_server(['find', 'a.png', 'b.png'], auto=False) is None\n"
+    )
+    tmp_path.chmod(0o700)
+    modules = _modules_after(code)
+    assert not modules & {"click", "rich", "numpy", "PIL", "numba"}
 
 
 def test_engine_imports_neither_click_nor_rich():

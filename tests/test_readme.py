@@ -69,6 +69,12 @@ SKIPPED = {
     "waldo find -t logo.png --files-from urls.txt --csv --dask tcp://scheduler:8786 --unordered": (
         "placeholder files and scheduler: tests/test_cluster.py runs --unordered on a local cluster"
     ),
+    "waldo server start": "tests/test_server.py starts servers, in a private runtime folder",
+    'for f in shots/*.png; do waldo find "$f" button.png --json; done': (
+        "placeholder files (shots/, button.png)"
+    ),
+    "waldo server status": "tests/test_server.py asks servers, in a private runtime folder",
+    "waldo server stop": "tests/test_server.py stops servers, in a private runtime folder",
     "mkdir -p train && for s in $(seq 0 29); do waldo demo train/$s --seed $s; done": (
         "30 full-size puzzles, for waldo learn below: tests/test_learn.py learns from small ones"
     ),

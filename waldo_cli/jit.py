@@ -1,9 +1,10 @@
 """Numba housekeeping: where the compiled kernels are cached, what is compiled, warming, clearing.
 
 ``kernels.py`` holds the kernels themselves and nothing else; this module
-knows which kernels each engine runs (for ``waldo cache`` and the first-run
-notice) and how to load them quickly. Numba is imported only here and in
-``kernels.py``.
+knows where their cache lives (``cache_dir``, the one place that decides
+it), which kernels each engine runs (for ``waldo cache``, the server and the
+first-run notice), how long each took to compile (Numba's event API), and
+how to load them quickly. Numba is imported only here and in ``kernels.py``.
 
 The kernels are imported through ``kernels()``, which first makes sure Numba
 has a cache folder it can write (``cache_dir``): Numba picks its folder when
@@ -12,15 +13,19 @@ the kernels are imported, and without one every search would fail.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
+import platform
 import re
 import stat
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, Protocol
 
@@ -64,38 +69,54 @@ def _private_temp_root() -> str:
     return tempfile.mkdtemp(prefix="waldo-numba-")
 
 
-def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
-    """(the folder the kernels are cached in, the NUMBA_CACHE_DIR to set or None).
+def _cpu_name() -> str:
+    """The CPU the machine code is compiled for, as LLVM names it (``znver3``, ``skylake``)."""
+    from numba.core import config as numba_config
 
-    Numba's own order first: NUMBA_CACHE_DIR, the package's ``__pycache__``,
-    the user's cache folder (``~/.cache/numba``); where it finds none it can
-    write it cannot cache at all, so waldo then names one: ``waldo/numba``
-    in the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``), else a
-    private folder in the temporary directory.
+    config: Any = numba_config
+    if config.CPU_NAME:  # NUMBA_CPU_NAME: a cache meant to be portable
+        return str(config.CPU_NAME)
+    from llvmlite import binding
+
+    return str(binding.get_host_cpu_name())
+
+
+def _cache_key() -> str:
+    """One cache folder per waldo version, Python and CPU: ``waldo-0.1.0-py3.11-x86_64-znver3``."""
+    from waldo_cli import __version__
+
+    python = f"py{sys.version_info[0]}.{sys.version_info[1]}"
+    return f"waldo-{__version__}-{python}-{platform.machine() or 'cpu'}-{_cpu_name()}"
+
+
+def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
+    """(the folder the kernels are cached in, the cache root Numba must be given, or None).
+
+    NUMBA_CACHE_DIR when the user set it and it can be written. Otherwise
+    ``kernels/<waldo version, Python, CPU>`` in waldo's folder of the
+    user's cache directory (platformdirs: ``~/.cache/waldo`` on Linux),
+    never the package's own ``__pycache__``: a cache inside
+    ``site-packages`` outlives ``pip uninstall`` (pip removes only the files
+    it installed), and the ``waldo_cli/__pycache__`` folder it leaves behind
+    turns a later editable install's package into an empty namespace package
+    (``waldo --help`` then fails to import). Where the user's cache
+    directory cannot be written (a read-only or missing home), a private
+    folder in the temporary directory, keyed the same way.
     """
     from numba.core.caching import _CacheLocator
-    from numba.misc.appdirs import AppDirs
+
+    from waldo_cli.client import user_cache_dir
 
     source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels.py")
     subpath = _CacheLocator.get_suitable_cache_subpath(source)
     given = os.environ.get("NUMBA_CACHE_DIR", "")
     if given and writable(os.path.join(given, subpath)):
         return os.path.join(given, subpath), None
-    in_tree = os.path.join(os.path.dirname(source), "__pycache__")
-    if writable(in_tree):
-        return in_tree, None
-    user = os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, subpath)
-    if writable(user):
-        return user, None
-    home = os.path.expanduser("~")
-    caches = os.environ.get("XDG_CACHE_HOME") or (
-        os.path.join(home, ".cache") if os.path.isabs(home) else ""
-    )
-    if os.path.isabs(caches):
-        root = os.path.join(caches, "waldo", "numba")
-        if writable(os.path.join(root, subpath)):
-            return os.path.join(root, subpath), root
-    root = _private_temp_root()
+    key = _cache_key()
+    user = os.path.join(user_cache_dir(), "kernels", key)
+    if os.path.isabs(user) and writable(os.path.join(user, subpath)):
+        return os.path.join(user, subpath), user
+    root = os.path.join(_private_temp_root(), key)
     return os.path.join(root, subpath), root
 
 
@@ -103,23 +124,23 @@ def _decide_cache(writable: Callable[[str], bool]) -> tuple[str, str | None]:
 def cache_dir() -> str:
     """The folder waldo's compiled kernels are cached in, decided once per process.
 
-    Numba's choice when it has one it can write (NUMBA_CACHE_DIR, the
-    package's ``__pycache__``, the user's ``~/.cache/numba``). Otherwise
-    (another user, a read-only install, no home) Numba could not cache and
-    every search would fail, so this sets NUMBA_CACHE_DIR, for this process,
-    to ``waldo/numba`` in the user's cache folder (``$XDG_CACHE_HOME`` or
-    ``~/.cache``) if it can be written, else to a private folder (mode 0700)
-    in the temporary directory. Called before the kernels are imported.
+    The one place that decides it (see ``_decide_cache``): NUMBA_CACHE_DIR
+    if the user set it, else the user's cache folder, keyed by waldo's
+    version, the Python and the CPU, else a private temporary folder. Sets
+    Numba's configuration, not the environment: child processes keep the
+    user's own, and a waldo server compares the NUMBA_* variables of its
+    clients with its own. Called before the kernels are imported, because
+    Numba picks a kernel's cache folder when the kernel is defined.
 
     >>> os.path.isdir(cache_dir())
     True
     """
     folder, root = _decide_cache(_writable)
     if root is not None:
-        os.environ["NUMBA_CACHE_DIR"] = root
-        config: Any = sys.modules.get("numba.core.config")
-        if config is not None:  # Numba already read the environment
-            config.CACHE_DIR = root
+        from numba.core import config as numba_config
+
+        config: Any = numba_config
+        config.CACHE_DIR = root
     return folder
 
 
@@ -155,8 +176,16 @@ def skip_extension_scan() -> None:
 
 
 def load_fft() -> None:
-    """Register rocket-fft's ``numpy.fft`` overloads (needed by the FFT kernels)."""
-    import rocket_fft  # noqa: F401
+    """Give the FFT kernels rocket-fft's transforms, before they are compiled or loaded.
+
+    Importing rocket-fft also registers the native library their machine
+    code calls, so this is needed before a cached FFT kernel runs too.
+    """
+    module: Any = kernels()
+    if module._r2c is None:
+        from rocket_fft import c2r, r2c
+
+        module._r2c, module._c2r = r2c, c2r
 
 
 def _numba_file_pattern(stem: str, name: str) -> re.Pattern[str]:
@@ -278,3 +307,105 @@ def warm_kernels(engine: str) -> None:
     """Compile (or load) the kernels of one ``KERNELS`` entry with a tiny search."""
     _warm(engine, False)
     _warm(engine, True)
+
+
+# --- compile times, announced and measured -----------------------------------
+
+
+@contextlib.contextmanager
+def on_compile(started: Callable[[str], None]) -> Iterator[dict[str, float]]:
+    """Call ``started(name)`` when a waldo kernel begins to compile; yield the seconds each took.
+
+    Numba's event API (``numba.core.event``) reports every compilation, so
+    this sees the compiles a search really waits for, whichever engine,
+    mask or variant runs them, and never a kernel loaded from the cache.
+    The dictionary fills as kernels finish compiling (wall-clock seconds,
+    the callees compiled into a kernel included). ``started`` runs in the
+    compiling thread.
+    """
+    from numba.core import event
+
+    names = kernel_names()
+    seconds: dict[str, float] = {}
+
+    class Listener(event.Listener):
+        def __init__(self) -> None:
+            self.begun: dict[tuple[str, int], float] = {}
+
+        def on_start(self, ev: Any) -> None:
+            name = ev.data["dispatcher"].py_func.__name__
+            if name in names:
+                self.begun[name, threading.get_ident()] = time.perf_counter()
+                started(name)
+
+        def on_end(self, ev: Any) -> None:
+            name = ev.data["dispatcher"].py_func.__name__
+            begun = self.begun.pop((name, threading.get_ident()), None)
+            if begun is not None:
+                seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - begun
+
+    with event.install_listener("numba:compile", Listener()):
+        yield seconds
+
+
+# Which kernels a warm-up of each (engine, masked) pair compiles, in the
+# order the two halves of ``warm_all`` run them: each half takes about the
+# same time, and the second half reaches ``_finish_scores`` only after the
+# first has put it in the cache.
+_HALVES = (
+    (("direct", False), ("direct", True)),
+    (("fft", True), ("fft", False)),
+)
+
+
+def warm_all(jobs: int = 2) -> dict[str, float]:
+    """Compile (or load) every kernel; return the seconds each one's compile took.
+
+    With ``jobs`` > 1 the kernels are compiled in two processes at once
+    (Numba compiles in one thread, under a lock, so threads would not
+    help): the direct and masked-direct kernels in a child process, the
+    FFT ones here, and then this process loads what the child compiled.
+    """
+    skip_extension_scan()
+    seconds: dict[str, float] = {}
+    child = None
+    if jobs > 1 and not all(map(is_cached, kernel_names())):
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from waldo_cli.jit import _main; _main(['warm', '0'])"],
+            stdout=subprocess.PIPE,
+            env=_child_environment(),
+        )
+    with on_compile(lambda name: None) as times:
+        for engine, masked in _HALVES[1] if child is not None else (*_HALVES[0], *_HALVES[1]):
+            _warm(engine, masked)
+    seconds.update(times)
+    if child is not None:
+        out, _ = child.communicate()
+        if child.returncode == 0:
+            seconds.update(json.loads(out or b"{}"))
+        with on_compile(lambda name: None) as times:  # loads them, or compiles what failed
+            for engine, masked in _HALVES[0]:
+                _warm(engine, masked)
+        seconds.update(times)
+    return seconds
+
+
+def _child_environment() -> dict[str, str]:
+    """The environment plus the cache root this process chose, if any (the child must agree)."""
+    cache_dir()
+    from numba.core import config as numba_config
+
+    config: Any = numba_config
+    env = dict(os.environ)
+    if config.CACHE_DIR and "NUMBA_CACHE_DIR" not in env:
+        env["NUMBA_CACHE_DIR"] = str(config.CACHE_DIR)
+    return env
+
+
+def _main(argv: list[str]) -> None:
+    """``_main(["warm", HALF])``: compile one half of ``_HALVES``; print the times as JSON."""
+    skip_extension_scan()
+    with on_compile(lambda name: None) as times:
+        for engine, masked in _HALVES[int(argv[1])]:
+            _warm(engine, masked)
+    print(json.dumps(times))

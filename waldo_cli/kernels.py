@@ -30,6 +30,15 @@ FLT_EPSILON = float(np.finfo(np.float32).eps)
 # The largest float32: raw scores beyond it are stored as it (saturated), never inf.
 FLT_MAX = float(np.finfo(np.float32).max)
 
+# rocket-fft's low-level transforms, r2c(ain, aout, axes, forward, fct,
+# threads) and c2r: they write into arrays we own and compile in a fraction
+# of the time numpy.fft's interface takes (its argument checks and error
+# messages are compiled into every caller: 9 of the 12 s the FFT kernel
+# took). ``jit.load_fft`` sets them before an FFT kernel is compiled or
+# loaded, so that a direct search never imports rocket-fft (0.4 s).
+_r2c = None
+_c2r = None
+
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
 def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compiled
@@ -134,15 +143,23 @@ def _correlate_fft(
     n_channels, height, width = image.shape
     n_templates, _, tile_h, half = spectra.shape
     tile_w = 2 * (half - 1)
-    step_y = tile_h - heights.max() + 1
-    step_x = tile_w - widths.max() + 1
-    tiles_y = (height - heights.max() + step_y) // step_y
-    tiles_x = (width - widths.max() + step_x) // step_x
+    h_max = 0
+    w_max = 0
+    for v in range(n_templates):
+        h_max = max(h_max, heights[v])
+        w_max = max(w_max, widths[v])
+    step_y = tile_h - h_max + 1
+    step_x = tile_w - w_max + 1
+    tiles_y = (height - h_max + step_y) // step_y
+    tiles_x = (width - w_max + step_x) // step_x
+    axes = np.arange(2)
+    scale = 1.0 / (tile_h * tile_w)  # the inverse transform's normalisation
     buf = np.zeros((tile_h, tile_w), np.float64)
+    corr = np.empty((tile_h, tile_w), np.float64)
     # one template: each channel's spectrum goes into the product while it is
     # still in the cache; several: the spectra are kept for all of them
     keep = n_templates > 1
-    freq = np.empty((n_channels if keep else 0, tile_h, half), np.complex128)
+    freq = np.empty((n_channels if keep else 1, tile_h, half), np.complex128)
     acc = np.empty((tile_h, half), np.complex128)
     for tile in range(first, min(last, tiles_y * tiles_x)):
         ty, tx = tile // tiles_x, tile % tiles_x
@@ -159,16 +176,16 @@ def _correlate_fft(
                 dst = buf[y]
                 for x in range(cols):
                     dst[x] = src[x] - off
-            if keep:
-                freq[c] = np.fft.rfft2(buf)
-            else:
-                _multiply_add(acc, np.fft.rfft2(buf), spectra[0, c])
+            spectrum = freq[c if keep else 0]
+            _r2c(buf, spectrum, axes, True, 1.0, 1)
+            if not keep:
+                _multiply_add(acc, spectrum, spectra[0, c])
         for v in range(n_templates):
             if keep:
                 acc[:] = 0.0
                 for c in range(n_channels):
                     _multiply_add(acc, freq[c], spectra[v, c])
-            corr = np.fft.irfft2(acc, s=(tile_h, tile_w))
+            _c2r(acc, corr, axes, False, scale, 1)
             out_h = height - heights[v] + 1
             out_w = width - widths[v] + 1
             out = flat_out[starts[v] : starts[v] + out_h * out_w].reshape((out_h, out_w))
@@ -766,10 +783,12 @@ def _masked_fft(
     need_a = method == CCOEFF_NORMED
     need_s = need_a and soft
     shared = w_spec.shape[0] == 1
-    shape = (tile_h, tile_w)
+    axes = np.arange(2)
+    scale = 1.0 / (tile_h * tile_w)  # the inverse transform's normalisation
     # only the maps the method needs: a tile's maps are large
     maps = np.zeros((2 + n_channels * (need_a + need_s), tile_h, tile_w), np.float64)
     prod = np.empty((tile_h, half), np.complex128)
+    freq = np.empty((tile_h, half), np.complex128)
     work = np.empty((3, tile_w), np.float64)
     for tile in range(first, min(last, tiles_y * tiles_x)):
         y0 = (tile // tiles_x) * step_y
@@ -778,7 +797,7 @@ def _masked_fft(
         cols = min(tile_w, width - x0)
         acc = np.zeros((tile_h, half), np.complex128)
         acc_b = np.zeros((tile_h if need_b else 0, half), np.complex128)
-        buf = np.zeros(shape, np.float64)
+        buf = np.zeros((tile_h, tile_w), np.float64)
         squares = np.zeros((tile_h if need_b else 0, tile_w), np.float64)
         for c in range(n_channels):
             off = offsets[c]
@@ -796,7 +815,7 @@ def _masked_fft(
                         sq[x] += dst[x] * dst[x]
             # float64 transforms: these sums are differenced, and their
             # rounding must stay far below the 2e-5 the scores keep
-            freq = np.fft.rfft2(buf)
+            _r2c(buf, freq, axes, True, 1.0, 1)
             for y in range(tile_h):
                 a = acc[y]
                 f = freq[y]
@@ -810,7 +829,7 @@ def _masked_fft(
                     d = prod[y]
                     for x in range(half):
                         d[x] = f[x] * k[x]
-                maps[2 + c] = np.fft.irfft2(prod, s=shape)
+                _c2r(prod, maps[2 + c], axes, False, scale, 1)
             if need_s:
                 for y in range(tile_h):
                     f = freq[y]
@@ -818,18 +837,18 @@ def _masked_fft(
                     d = prod[y]
                     for x in range(half):
                         d[x] = f[x] * k[x]
-                maps[2 + n_channels + c] = np.fft.irfft2(prod, s=shape)
+                _c2r(prod, maps[2 + n_channels + c], axes, False, scale, 1)
             if need_b and (not shared or c == n_channels - 1):
-                freq = np.fft.rfft2(squares)
+                _r2c(squares, freq, axes, True, 1.0, 1)
                 for y in range(tile_h):
                     a = acc_b[y]
                     f = freq[y]
                     k = w_spec[p, y]
                     for x in range(half):
                         a[x] += f[x] * k[x]
-        maps[0] = np.fft.irfft2(acc, s=shape)
+        _c2r(acc, maps[0], axes, False, scale, 1)
         if need_b:
-            maps[1] = np.fft.irfft2(acc_b, s=shape)
+            _c2r(acc_b, maps[1], axes, False, scale, 1)
         n = min(step_x, out_w - x0)
         for y in range(min(step_y, out_h - y0)):
             _masked_scores(

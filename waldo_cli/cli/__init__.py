@@ -3,7 +3,7 @@
 Exit status follows grep: 0 a match was found, 1 none was, 2 bad usage or bad
 input (always one line on stderr, never a traceback), 130 interrupted.
 
-One module per command (find, learn, conv, params, demo, cache), the options they
+One module per command (find, learn, conv, params, demo, cache, server), the options they
 share in ``options``, and what concerns the terminal and the process (stdout
 records, consoles, the progress bar, SIGPIPE, SIGINT) in ``terminal``. The
 command modules import NumPy, Pillow and Numba only inside their functions, so
@@ -143,6 +143,7 @@ from waldo_cli.cli.demo import demo_command  # noqa: E402
 from waldo_cli.cli.find import find_command  # noqa: E402
 from waldo_cli.cli.learn import learn_command  # noqa: E402
 from waldo_cli.cli.params import params_command  # noqa: E402
+from waldo_cli.cli.server import server_group  # noqa: E402
 
 cli.add_command(find_command)
 cli.add_command(learn_command)
@@ -150,6 +151,7 @@ cli.add_command(cache_group)
 cli.add_command(params_command)
 cli.add_command(demo_command)
 cli.add_command(conv_command)
+cli.add_command(server_group)
 
 __all__ = [
     "EXIT_ERROR",

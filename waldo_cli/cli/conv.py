@@ -8,7 +8,7 @@ import click
 
 from waldo_cli.cli import WaldoUsageError
 from waldo_cli.cli.options import FILE, convolve_option, json_option
-from waldo_cli.cli.terminal import image_source
+from waldo_cli.cli.terminal import compile_notice, image_source
 
 if TYPE_CHECKING:
     from click.shell_completion import CompletionItem
@@ -145,9 +145,10 @@ def conv_command(
         kernel = make_kernel(kernel_spec, pixels.shape[2], delta=delta)
         check_outputs(out_path, kernel.shape[3], protect)
         jit.skip_extension_scan()
-        started = time.perf_counter()
-        features = apply_layer(pixels, kernel, pad=pad, convolve=convolve)
-        seconds = time.perf_counter() - started
+        with compile_notice(as_json):  # --json: stderr stays silent
+            started = time.perf_counter()
+            features = apply_layer(pixels, kernel, pad=pad, convolve=convolve)
+            seconds = time.perf_counter() - started
         summaries = write_features(features, out_path, channel_mappings(kernel), protect=protect)
     except WaldoError as exc:
         raise WaldoUsageError(str(exc)) from None

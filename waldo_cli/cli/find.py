@@ -818,16 +818,9 @@ def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]
 def _search(searcher: Any, loaded: Any, quiet: bool) -> list[Any]:
     """Search one loaded image: a SearchResult per template.
 
-    Says so on stderr if the search waits for the compiler (not with -q):
-    the plan says which kernels it will run.
+    Says so on stderr if the search waits for the compiler (not with -q).
     """
-    from waldo_cli.errors import WaldoError
-
-    try:
-        kernels = searcher.kernels_for(loaded.pixels.shape)
-    except WaldoError:  # the search itself says what is wrong
-        kernels = set()
-    with compile_notice(kernels, quiet):
+    with compile_notice(quiet):
         return list(searcher.search_iter(loaded))
 
 
@@ -973,7 +966,11 @@ def _find_many(args: FindArgs, searcher: Any, images: list[str], pictures: Any) 
     progress = progress_bar(err) if show_progress else None
     done = matched = failed = 0
     status = None
-    with Output() as out, progress if progress is not None else contextlib.nullcontext():
+    with (
+        Output() as out,
+        progress if progress is not None else contextlib.nullcontext(),
+        compile_notice(args.quiet, err if progress is not None else None),
+    ):
         task = progress.add_task("find", total=len(images), rate="–") if progress else None
         one_image = (args.heatmap_path, args.overlay_path, args.scores_path, args.show)
         if one_image != (None, None, None, None):  # one image (checked up front)

@@ -4,7 +4,7 @@ The library never touches signals or standard streams; this module does, for
 the commands: a stdout writer that Ctrl-C cannot cut in the middle of a
 record, death by SIGPIPE as grep dies, rich consoles built when a command runs
 (so colour follows where the output really goes), the batch's progress bar,
-and the notice that the first search waits for the compiler.
+and the notice that a command waits for the compiler.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -209,27 +209,33 @@ def progress_bar(console: Console) -> Progress:
     )
 
 
-@contextlib.contextmanager
-def compile_notice(kernels: Collection[str], quiet: bool) -> Iterator[None]:
-    """Say so on stderr when a search waits more than a second for Numba to compile.
+COMPILE_NOTICE = "waldo: compiling the search kernels, once (later runs start at once)…"
 
-    ``kernels``: the names of the kernels the search's plan will call
-    (``Searcher.kernels_for``); only those not yet in the cache count.
+
+@contextlib.contextmanager
+def compile_notice(quiet: bool, console: Console | None = None) -> Iterator[None]:
+    """Say so on stderr, once, when the command waits for Numba to compile a kernel.
+
+    Numba's event API (``jit.on_compile``) tells when a kernel begins to
+    compile, so the notice comes for whatever the command runs (the direct
+    or FFT kernels, the masked ones, each variant's engine, a batch's first
+    image, a convolutional layer) and never for a kernel loaded from the
+    cache. ``console``: where a progress bar is drawn, so the line goes above it.
     """
+    if quiet:
+        yield
+        return
     from waldo_cli import jit
 
-    timer = None
-    if not quiet and not all(jit.is_cached(name) for name in kernels):
-        timer = threading.Timer(
-            1.0,
-            click.echo,
-            args=("waldo: compiling the search kernels, once (later runs start at once)…",),
-            kwargs={"err": True},
-        )
-        timer.daemon = True
-        timer.start()
-    try:
+    said = threading.Lock()
+
+    def started(name: str) -> None:
+        if not said.acquire(blocking=False):
+            return  # said already
+        if console is not None:
+            console.print(COMPILE_NOTICE, highlight=False, markup=False, soft_wrap=True)
+        else:
+            click.echo(COMPILE_NOTICE, err=True)
+
+    with jit.on_compile(started):
         yield
-    finally:
-        if timer is not None:
-            timer.cancel()
