@@ -187,3 +187,23 @@ def find_peaks_ref(scores, lower, threshold, reach):
         rival = scores[outside].min() if lower else scores[outside].max()
         out.append((x, y, score, rival - score if lower else score - rival))
     return out
+
+
+def lag_sums_ref(image, h, w):
+    """Σ_p F_c(p) F_c'(p + δ) over the pixel pairs inside the image, and their count, per lag δ.
+
+    Returns lags (C, C, 2h-1, 2w-1) and pairs (2h-1, 2w-1), float64, by plain loops over the lags.
+    """
+    image = np.asarray(image, np.float64)
+    height, width, channels = image.shape
+    lags = np.zeros((channels, channels, 2 * h - 1, 2 * w - 1))
+    pairs = np.zeros((2 * h - 1, 2 * w - 1))
+    for dy in range(-(h - 1), h):
+        for dx in range(-(w - 1), w):
+            y0, y1 = max(0, -dy), min(height, height - dy)
+            x0, x1 = max(0, -dx), min(width, width - dx)
+            here = image[y0:y1, x0:x1].reshape(-1, channels)
+            there = image[y0 + dy : y1 + dy, x0 + dx : x1 + dx].reshape(-1, channels)
+            lags[:, :, dy + h - 1, dx + w - 1] = here.T @ there
+            pairs[dy + h - 1, dx + w - 1] = len(here)
+    return lags, pairs

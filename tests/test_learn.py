@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import assert_one_line_error
+from naive import lag_sums_ref
 from PIL import Image
 
 from waldo_cli import __version__
@@ -26,7 +27,7 @@ from waldo_cli.demo import render_puzzle, write_puzzle
 from waldo_cli.errors import FilterReadError, ShapeError, WaldoError
 from waldo_cli.examples import Example
 from waldo_cli.filters import load_filter, save_filter
-from waldo_cli.learn import learn_filter
+from waldo_cli.learn import _summed_moments, learn_filter, window_moments
 from waldo_cli.templates import LearnedFilter
 
 WALDO = str(Path(sys.executable).with_name("waldo"))
@@ -110,6 +111,25 @@ def test_learning_recovers_a_known_filter(rng):
     assert learned.shape == truth.shape
     assert cosine > 0.95
     np.testing.assert_allclose(kernel.sum(axis=(0, 1)), 0.0, atol=1e-5 * np.abs(kernel).sum())
+
+
+def test_background_moments_are_the_images_lag_sums(rng):
+    # images of two FFT sizes, two of one size: their spectra are summed in groups
+    images = [
+        rng.uniform(-0.5, 0.5, shape).astype(np.float32)
+        for shape in [(12, 15, 3), (12, 15, 3), (9, 20, 3)]
+    ]
+    size = (4, 3)
+    refs = [lag_sums_ref(image, *size) for image in images]
+    summed = _summed_moments(images, size)
+    np.testing.assert_allclose(summed.lags, sum(r[0] for r in refs), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(summed.pairs, sum(r[1] for r in refs))
+    np.testing.assert_allclose(
+        summed.total, sum(image.reshape(-1, 3).sum(axis=0, dtype=np.float64) for image in images)
+    )
+    assert summed.pixels == sum(image.shape[0] * image.shape[1] for image in images)
+    one = window_moments(images[2], size)
+    np.testing.assert_allclose(one.lags, refs[2][0], rtol=1e-9, atol=1e-9)
 
 
 def test_learned_filter_scores_its_examples_above_its_negatives(learned):

@@ -31,7 +31,17 @@ and Ramanan, ECCV 2012) whose negatives are mostly hard negatives:
    by image): 1 is a typical held-out example, 0.5 (the default threshold)
    the score that best separates held-out examples from the best peaks
    clear of them. Scores are on a scale where the background's mean is 0
-   and the training positives' mean 1, the same for every fold.
+   and the training positives' mean 1, the same for every fold. A fold's
+   filter leaves out its images' examples but keeps the negatives (every
+   window, and the hard negatives of the last round), so its matrix is the
+   last round's: the folds' positives are more right-hand sides of that solve,
+   and the learning factorises three matrices, not eight.
+
+Where the time goes (30 ``waldo demo`` puzzles): the two hard-negative
+searches and the evaluations (about 120 correlations), the hard negatives'
+scatter matrix (12,000 windows), the three solves, and the background's
+FFTs, whose spectra products are summed over the images before one inverse
+FFT per channel pair (``_summed_moments``).
 
 A MOSSE-style correlation filter and ridge regression on patches were
 measured against it; the README gives the numbers and the reasons.
@@ -138,26 +148,54 @@ def window_moments(features: np.ndarray, size: tuple[int, int]) -> _Moments:
     >>> m.lags.shape, float(m.lags[0, 0, 1, 2]), int(m.pairs[1, 2])
     ((1, 1, 3, 5), 20.0, 20)
     """
-    height, width, channels = features.shape
+    return _summed_moments([features], size)
+
+
+def _summed_moments(
+    images: Sequence[np.ndarray],
+    size: tuple[int, int],
+    progress: Callable[[], None] | None = None,
+) -> _Moments:
+    """The sum of several images' ``window_moments``, with one inverse FFT per channel pair.
+
+    An autocorrelation is linear in the products of spectra, so the products
+    of images that share an FFT size are summed before the (costly) inverse
+    transforms: one set of them per FFT size, not one per image.
+    """
     h, w = size
-    shape = (_fft_size(height + h), _fft_size(width + w))
-    planes = np.fft.rfft2(features.transpose(2, 0, 1).astype(np.float64), s=shape)
-    lags = np.empty((channels, channels, 2 * h - 1, 2 * w - 1))
-    for c in range(channels):
-        # Σ_p F_c(p) F_c'(p + δ) for every c' at once, negative lags wrapped round
-        full = np.fft.irfft2(np.conj(planes[c])[None] * planes[c:], s=shape)
-        full = np.roll(full, (h - 1, w - 1), axis=(1, 2))[:, : 2 * h - 1, : 2 * w - 1]
-        lags[c, c:] = full
-        # the lag −δ of (c', c) is the lag δ of (c, c')
-        lags[c + 1 :, c] = full[1:, ::-1, ::-1]
-    dy = height - np.abs(np.arange(-(h - 1), h))
-    dx = width - np.abs(np.arange(-(w - 1), w))
-    return _Moments(
-        lags=lags,
-        pairs=np.outer(dy, dx).astype(np.float64),
-        total=features.reshape(-1, channels).sum(axis=0, dtype=np.float64),
-        pixels=height * width,
-    )
+    channels = images[0].shape[2]
+    lags = np.zeros((channels, channels, 2 * h - 1, 2 * w - 1))
+    pairs = np.zeros((2 * h - 1, 2 * w - 1))
+    total = np.zeros(channels)
+    pixels = 0
+    groups: dict[tuple[int, int], list[np.ndarray]] = {}
+    for features in images:
+        height, width = features.shape[:2]
+        shape = (_fft_size(height + h), _fft_size(width + w))
+        groups.setdefault(shape, []).append(features)
+    for shape, members in groups.items():
+        # products[c]: Σ over the images of conj(F_c) F_c' for every c' ≥ c
+        products: list[Any] = [0] * channels
+        for features in members:
+            height, width = features.shape[:2]
+            planes = np.fft.rfft2(features.transpose(2, 0, 1).astype(np.float64), s=shape)
+            for c in range(channels):
+                products[c] = products[c] + np.conj(planes[c])[None] * planes[c:]
+            dy = height - np.abs(np.arange(-(h - 1), h))
+            dx = width - np.abs(np.arange(-(w - 1), w))
+            pairs += np.outer(dy, dx)
+            total += features.reshape(-1, channels).sum(axis=0, dtype=np.float64)
+            pixels += height * width
+            if progress is not None:
+                progress()
+        for c in range(channels):
+            # Σ_p F_c(p) F_c'(p + δ) for every c' at once, negative lags wrapped round
+            full = np.fft.irfft2(products[c], s=shape)
+            full = np.roll(full, (h - 1, w - 1), axis=(1, 2))[:, : 2 * h - 1, : 2 * w - 1]
+            lags[c, c:] += full
+            # the lag −δ of (c', c) is the lag δ of (c, c')
+            lags[c + 1 :, c] += full[1:, ::-1, ::-1]
+    return _Moments(lags=lags, pairs=pairs, total=total, pixels=pixels)
 
 
 def _covariance(
@@ -259,29 +297,35 @@ def _centre(matrix: np.ndarray, channels: int, both: bool = True) -> np.ndarray:
 def _solve(
     cov: np.ndarray,
     mean: np.ndarray,
-    positive: np.ndarray,
+    positives: Sequence[np.ndarray],
     negative: np.ndarray,
     background: np.ndarray,
     lam: float,
     channels: int,
-) -> _Fit:
-    """Solve w = (Σ + λ tr(Σ)/d I)⁻¹ (μ₊ − μ₋): one linear solve, in float64.
+) -> list[_Fit]:
+    """Solve w = (Σ + λ tr(Σ)/d I)⁻¹ (μ₊ − μ₋) for each μ₊: one factorisation, in float64.
 
     ``cov`` is Σ, the negatives' covariance; ``mean`` and ``background``
-    the background windows' mean and covariance, which scale the result.
+    the background windows' mean and covariance, which scale the results.
+    Several positives' means (the held-out folds') share the one matrix,
+    so they are right-hand sides of the same solve.
     """
     d = len(mean)
     # a kernel that sums to zero in each channel ignores how light or how red
     # a window is on the whole: only its pattern counts. Solving in the
     # centred windows' space keeps w there (Π w = w).
     regularised = _centre(cov, channels)
-    target = _centre(positive - negative, channels)
+    targets = np.stack([_centre(p - negative, channels) for p in positives], axis=1)
     regularised[np.diag_indices(d)] += lam * float(np.trace(regularised)) / d
-    w = np.linalg.solve(regularised, target)
+    solved = np.linalg.solve(regularised, targets)
     del regularised
-    sigma = float(np.sqrt(max(float(w @ background @ w), 1e-300)))
-    strength = float(w @ (positive - mean)) / sigma
-    return _Fit(w=w, mean=mean, sigma=sigma, strength=strength if strength > 0 else 1.0)
+    fits = []
+    for k, positive in enumerate(positives):
+        w = np.ascontiguousarray(solved[:, k])
+        sigma = float(np.sqrt(max(float(w @ background @ w), 1e-300)))
+        strength = float(w @ (positive - mean)) / sigma
+        fits.append(_Fit(w=w, mean=mean, sigma=sigma, strength=strength if strength > 0 else 1.0))
+    return fits
 
 
 @dataclass
@@ -309,7 +353,8 @@ class _Hard:
         return _Hard(
             np.vstack([self.rows, rows]),
             np.concatenate([self.owners, owners]),
-            self.scatter + wide.T @ wide,
+            # np.dot sees xᵀx and does one symmetric rank-k update (half of @'s work)
+            self.scatter + np.dot(wide.T, wide),
             self.total + wide.sum(axis=0),
         )
 
@@ -334,52 +379,63 @@ class _Hard:
 
 def _train(
     units: _Units,
-    which: Sequence[int],
     positives: np.ndarray,
     owners: np.ndarray,
-    moments: Sequence[_Moments | None],
+    background: _Moments,
     size: tuple[int, int],
     lam: float,
     rounds: int,
-    hard: _Hard | None = None,
+    held: Sequence[Sequence[int]] = (),
     progress: Callable[[], None] | None = None,
-) -> tuple[_Fit, _Hard]:
-    """Learn from the images in ``which``: background LDA, then hard negatives.
+) -> tuple[_Fit, list[_Fit | None], _Hard]:
+    """Learn from all the images: background LDA, then ``rounds`` of hard negatives.
 
-    With ``hard`` given (those the whole learning found, from these images
-    only), they are used at once; otherwise ``rounds`` searches of these
-    images find them, each followed by a solve.
+    Also returns, for each set of images in ``held``, the filter learned
+    without their examples (None when no example is left): the same
+    negatives and the same matrix, so it is one more right-hand side of the
+    last solve.
     """
-    chosen = set(which)
-    mean, cov = _covariance(
-        [m for i, m in enumerate(moments) if i in chosen and m is not None], size
-    )
-    positive = positives[np.isin(owners, list(chosen))].mean(axis=0)
+    mean, cov = _covariance([background], size)
     channels = len(mean) // (size[0] * size[1])
+    everyone = range(len(units.features))
 
-    def solve(found: _Hard) -> _Fit:
+    def solve(found: _Hard, positive_sets: Sequence[np.ndarray]) -> list[_Fit]:
         if not len(found.rows):
-            return _solve(cov, mean, positive, mean, cov, lam, channels)
+            return _solve(cov, mean, positive_sets, mean, cov, lam, channels)
         # the negatives: (1 − α) every window, α the hard ones (mean and covariance)
         hard_mean, hard_cov = found.moments()
         negative = (1 - HARD_WEIGHT) * mean + HARD_WEIGHT * hard_mean
         hard_cov *= HARD_WEIGHT
         hard_cov += (1 - HARD_WEIGHT) * cov
-        return _solve(hard_cov, mean, positive, negative, cov, lam, channels)
+        return _solve(hard_cov, mean, positive_sets, negative, cov, lam, channels)
 
-    if hard is not None:
-        return solve(hard), hard
+    # the held-out folds' positives share the last solve, as more right-hand sides
+    kept = [~np.isin(owners, list(images)) for images in held]
+    wanted = [positives.mean(axis=0), *(positives[k].mean(axis=0) for k in kept if k.any())]
+
+    def last(found: _Hard) -> tuple[_Fit, list[_Fit | None]]:
+        fit, *folds = solve(found, wanted)
+        solved = iter(folds)
+        return fit, [next(solved) if k.any() else None for k in kept]
+
     found = _Hard.empty(len(mean))
-    fit = solve(found)
-    for _ in range(rounds):
+    if rounds == 0:
+        fit, fold_fits = last(found)
+        return fit, fold_fits, found
+    fit = solve(found, wanted[:1])[0]
+    for done in range(1, rounds + 1):
         if progress is not None:
             progress()
-        rows, origin = _hard_negatives(units, which, fit, size)
-        if not len(rows):
+        rows, origin = _hard_negatives(units, everyone, fit, size)
+        if not len(rows):  # no new hard negatives: the last fit stands
             break
         found = found.add(rows, origin)
-        fit = solve(found)
-    return fit, found
+        if done == rounds:
+            fit, fold_fits = last(found)
+            return fit, fold_fits, found
+        fit = solve(found, wanted[:1])[0]
+    fit, fold_fits = last(found)
+    return fit, fold_fits, found
 
 
 @dataclass
@@ -754,10 +810,6 @@ def learn_filter(
     with_targets = [i for i, b in enumerate(units.boxes) if b]
     folds = min(FOLDS, len(with_targets), len(fits)) if len(with_targets) > 1 else 0
     counter.total += len(fits) + 1 + HARD_ROUNDS + folds + 1
-    moments: list[_Moments | None] = [None] * len(everything)
-    for i in fits:
-        moments[i] = window_moments(units.features[i], grid)
-        counter.step("background statistics")
     copies = COPIES if augment else 1
     rows, owners = [], []
     for i in with_targets:
@@ -771,30 +823,31 @@ def learn_filter(
     positives = np.vstack(rows)
     owner = np.asarray(owners)
     counter.step("positives")
-
+    # held-out calibration: k folds of the images, each learned without their
+    # examples (against the same negatives: every image's background and the
+    # hard negatives the whole learning found)
+    order = [int(i) for i in rng.permutation(len(everything))]
+    fold_of = {i: k % folds for k, i in enumerate(order)} if folds else {}
     everyone = list(range(len(everything)))
-    fit, hard = _train(
+    held = [[i for i in everyone if fold_of[i] == k] for k in range(folds)]
+    background = _summed_moments(
+        [units.features[i] for i in fits], grid, counter.stepper("background statistics")
+    )
+    fit, fold_fits, hard = _train(
         units,
-        everyone,
         positives,
         owner,
-        moments,
+        background,
         grid,
         regularisation,
         HARD_ROUNDS,
+        held,
         progress=counter.stepper("hard negatives"),
     )
-    # held-out calibration: k folds of the images, each learned without them
-    # (with the hard negatives the whole learning found in the others)
-    order = [int(i) for i in rng.permutation(len(everything))]
-    fold_of = {i: k % folds for k, i in enumerate(order)} if folds else {}
     held_outcome = _Outcome()
-    for k in range(folds):
-        held = [i for i in everyone if fold_of[i] == k]
-        kept = [i for i in everyone if fold_of[i] != k]
-        if any(units.boxes[i] for i in kept) and any(moments[i] is not None for i in kept):
-            fold, _ = _train(units, kept, positives, owner, moments, grid, regularisation, 0, hard)
-            held_outcome.add(_evaluate(units, held, fold, grid))
+    for images, fold in zip(held, fold_fits, strict=True):
+        if fold is not None and any(i in fits for i in everyone if i not in images):
+            held_outcome.add(_evaluate(units, images, fold, grid))
         counter.step("held-out folds")
     trained = _evaluate(units, everyone, fit, grid)
     counter.step("calibrating")
