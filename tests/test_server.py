@@ -415,7 +415,7 @@ def test_without_unix_sockets_commands_run_in_process(live, files):
 def _interrupted(env, files):
     """A long batch, Ctrl-C'd once its first record is out: (status, stdout, stderr)."""
     proc = subprocess.Popen(
-        [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 400, "--jsonl", "-j", "1"],
+        [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 4000, "--jsonl", "-j", "1"],
         cwd=files,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -435,7 +435,7 @@ def test_ctrl_c_ends_with_130_and_whole_records(live, files):
         assert status == 130, err
         assert err.decode().endswith("waldo: interrupted\n"), err
         lines = out.decode().splitlines()
-        assert 1 <= len(lines) < 400
+        assert 1 <= len(lines) < 4000
         for line in lines:  # every record whole
             assert json.loads(line)["image"] == "scene.png"
     assert live.served() == before + 1
@@ -611,7 +611,6 @@ def test_limits_the_server_cannot_take_on_run_in_process(tmp_path):
     assert not stale and "priority" in why
 
 
-@pytest.mark.slow
 def test_a_stale_server_is_not_used_and_auto_replaces_it(tmp_path, files):
     """The installed files change under a running server (an upgrade, an edit)."""
     runtime = tmp_path / "runtime"
@@ -644,7 +643,6 @@ def test_a_stale_server_is_not_used_and_auto_replaces_it(tmp_path, files):
 # --- faults --------------------------------------------------------------------
 
 
-@pytest.mark.slow
 def test_a_server_killed_mid_request(tmp_path, files):
     """One line on stderr, status 2, and the next call runs in-process (a server of its own)."""
     runtime = tmp_path / "runtime"
@@ -652,7 +650,7 @@ def test_a_server_killed_mid_request(tmp_path, files):
     try:
         pid = _start(runtime, env)["pid"]
         proc = subprocess.Popen(
-            [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 400, "--jsonl", "-j", "1"],
+            [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 4000, "--jsonl", "-j", "1"],
             cwd=files,
             env=env,
             stdin=subprocess.DEVNULL,

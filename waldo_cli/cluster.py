@@ -212,7 +212,10 @@ def _start_local(workers: int) -> Session:
             # no dashboard; the scheduler's small HTTP server on any free port
             dashboard_address=None,
             scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-            silence_logs=logging.ERROR,
+            # waldo reports what goes wrong itself (error records, one line):
+            # a worker whose scheduler closed under Ctrl-C must not print a
+            # heartbeat's traceback on the user's terminal
+            silence_logs=logging.CRITICAL,
         )
     client = Client(cluster, set_as_default=False)
     # waldo's own worker processes, as the waldo process itself: Numba need

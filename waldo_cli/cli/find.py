@@ -795,9 +795,11 @@ def _read_template(args: FindArgs, template: str) -> tuple[Any, Any, str | None]
     """
     from waldo_cli.errors import ShapeError
     from waldo_cli.filters import is_filter_file, load_filter
-    from waldo_cli.io import read_image
+    from waldo_cli.io import read_image, read_source
 
-    name, data = image_source(template)
+    # a stream (stdin, <(...), a FIFO) is read once, here: looking at its first
+    # bytes for a filter must not consume what the image reader needs
+    name, data = template, read_source(template)
     if is_filter_file(data):
         return load_filter(data, name=name), None, None
     loaded = read_image(data, name=name)
