@@ -1449,3 +1449,24 @@ def test_a_template_name_that_is_not_utf8_is_escaped_in_every_format(files, tmp_
             assert [m["template"] for m in docs[1]["matches"]] == [escaped]
         else:
             assert escaped in text.splitlines()[2], (fmt, text)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "method"),
+    [
+        ("TM_CCOEFF_NORMED", "ccoeff_normed"),
+        ("cv2.TM_SQDIFF_NORMED", "sqdiff_normed"),
+        ("CCORR_NORMED", "ccorr_normed"),
+        ("cv.tm_sqdiff", "sqdiff"),
+    ],
+)
+def test_method_names_as_people_type_them_on_the_command_line(files, spelling, method):
+    """-m in any case, and OpenCV's spellings: the same search, reported by waldo's name."""
+    common = (files / "scene.png", files / "waldo.png", "-k", 2, "--no-threshold", "--json")
+    typed = _json(waldo_exe("find", *common, "-m", spelling))
+    plain = _json(waldo("find", *common, "-m", method))
+    assert typed["method"] == method
+    assert typed["matches"] == plain["matches"]
+    bad = waldo("find", files / "scene.png", files / "waldo.png", "-m", "TM_CROSS")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "TM_CROSS" in bad.stderr
