@@ -314,6 +314,32 @@ def test_padded_variants_in_a_region_keep_each_variant_to_its_own_overhang(scene
         assert m.x + m.width <= 70 and m.y + m.height <= 50
 
 
+def test_variants_larger_than_the_region_are_never_made(scene, monkeypatch):
+    """A region bounds the variants as the image does (#13): one that cannot fit in it is
+    left out before it is resampled, counted as skipped, and the search equals the crop's."""
+    from waldo_cli import variants
+
+    image, template = scene  # 120×90, an 18×14 template at (70, 40)
+    made = []
+    real = variants._transform
+
+    def spy(pixels, mask, scale, angle, flip):
+        made.append(scale)
+        return real(pixels, mask, scale, angle, flip)
+
+    monkeypatch.setattr(variants, "_transform", spy)
+    region = (60, 30, 30, 25)  # 30×25: the 18×14 template fits, its 2× copy (36×28) does not
+    found = _search(image, template, region=region, scales=(1.0, 2.0, 0.8), threshold=None)
+    assert sorted(made) == [0.8, 1.0]
+    doc = found.report.to_dict()
+    assert (doc["variants"]["searched"], doc["variants"]["skipped"]) == (2, 1)
+    crop = _search(image[30:55, 60:90], template, scales=(1.0, 2.0, 0.8), threshold=None)
+    assert [(m.x + 60, m.y + 30, m.scale) for m in crop.matches] == [
+        (m.x, m.y, m.scale) for m in found.matches
+    ]
+    assert (found.matches[0].x, found.matches[0].y) == (70, 40)
+
+
 @pytest.mark.parametrize(
     ("region", "needle"),
     [
@@ -1423,3 +1449,24 @@ def test_a_template_name_that_is_not_utf8_is_escaped_in_every_format(files, tmp_
             assert [m["template"] for m in docs[1]["matches"]] == [escaped]
         else:
             assert escaped in text.splitlines()[2], (fmt, text)
+
+
+@pytest.mark.parametrize(
+    ("spelling", "method"),
+    [
+        ("TM_CCOEFF_NORMED", "ccoeff_normed"),
+        ("cv2.TM_SQDIFF_NORMED", "sqdiff_normed"),
+        ("CCORR_NORMED", "ccorr_normed"),
+        ("cv.tm_sqdiff", "sqdiff"),
+    ],
+)
+def test_method_names_as_people_type_them_on_the_command_line(files, spelling, method):
+    """-m in any case, and OpenCV's spellings: the same search, reported by waldo's name."""
+    common = (files / "scene.png", files / "waldo.png", "-k", 2, "--no-threshold", "--json")
+    typed = _json(waldo_exe("find", *common, "-m", spelling))
+    plain = _json(waldo("find", *common, "-m", method))
+    assert typed["method"] == method
+    assert typed["matches"] == plain["matches"]
+    bad = waldo("find", files / "scene.png", files / "waldo.png", "-m", "TM_CROSS")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+    assert "TM_CROSS" in bad.stderr

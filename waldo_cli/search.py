@@ -555,14 +555,11 @@ class Searcher:
         if channels is None:
             channels = 1 if self.options.grey else self.template.channels
         if self.options.variants:
-            # a copy loses its variance by shrinking (to a point, at worst): the
-            # copies no larger than the template are checked, the larger ones
-            # (which an image may never need) are not made for this
-            h, w = self._prepared_for(channels)[0].shape[:2]
+            # a copy loses its variance by shrinking (to a point, at worst), at
+            # any turn; an enlarged copy keeps what the template has (and is not
+            # made for this: an image may never need it)
             found = [
-                self._variant(channels, spec)
-                for spec in self._specs(channels)
-                if spec.shape[0] * spec.shape[1] <= h * w
+                self._variant(channels, spec) for spec in self._specs(channels) if spec.scale <= 1.0
             ]
         else:
             found = self._templates_for(channels, None)
