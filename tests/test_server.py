@@ -412,9 +412,9 @@ def test_without_unix_sockets_commands_run_in_process(live, files):
     assert json.loads(without.stdout)["matches"][0]["x"] == 40
 
 
-def _interrupted(env, files):
-    """A long batch, Ctrl-C'd once its first record is out: (status, stdout, stderr)."""
-    proc = subprocess.Popen(
+def _long_batch(env, files):
+    """A batch of 4,000 searches, one at a time: long enough to be interrupted under load."""
+    return subprocess.Popen(
         [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 4000, "--jsonl", "-j", "1"],
         cwd=files,
         env=env,
@@ -422,6 +422,11 @@ def _interrupted(env, files):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+
+
+def _interrupted(env, files):
+    """A long batch, Ctrl-C'd once its first record is out: (status, stdout, stderr)."""
+    proc = _long_batch(env, files)
     first = proc.stdout.readline()
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=300)
@@ -649,14 +654,7 @@ def test_a_server_killed_mid_request(tmp_path, files):
     env = _base_env(runtime)
     try:
         pid = _start(runtime, env)["pid"]
-        proc = subprocess.Popen(
-            [WALDO, "find", "-t", "waldo.png", *["scene.png"] * 4000, "--jsonl", "-j", "1"],
-            cwd=files,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        proc = _long_batch(env, files)
         first = proc.stdout.readline()
         os.kill(pid, signal.SIGKILL)
         rest, err = proc.communicate(timeout=300)
