@@ -362,6 +362,26 @@ def test_conv_runs_in_the_server(live, files, tmp_path):
     assert_same(served, alone)
 
 
+def test_learn_runs_in_the_server_and_writes_the_same_filter(live, files, tmp_path):
+    """`waldo learn` computes too: the server runs it, with the same output and the same file."""
+    negatives = tmp_path / "noise.png"
+    rng = np.random.default_rng(5)
+    Image.fromarray(rng.integers(0, 256, (90, 110, 3), dtype=np.uint8)).save(negatives)
+    outputs = []
+    before = live.served()
+    for env, name in ((live.env, "served"), (live.off, "alone")):
+        folder = tmp_path / name
+        folder.mkdir()
+        args = ["learn", files / "waldo.png", "--negatives", negatives, "--seed", 3]
+        proc = run(env, *args, "-o", "filter.npz", "--no-augment", cwd=folder)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append((proc, (folder / "filter.npz").read_bytes()))
+    assert live.served() == before + 1, "the server did not run learn"
+    (served, served_file), (alone, alone_file) = outputs
+    assert_same(served, alone)
+    assert served_file == alone_file
+
+
 def test_a_file_size_limit_is_the_clients(live, files, tmp_path):
     """`ulimit -f 0`: the overlay cannot be written, in the server's worker as in-process."""
     before = live.served()
@@ -484,6 +504,47 @@ def test_eight_clients_at_once_get_their_own_answers(live, files):
 
 
 # --- security ---------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="reads /proc")
+def test_the_spare_worker_takes_the_next_request_and_holds_no_clients_pipe(live, files):
+    """A worker forked ahead of the request warms up, runs the next command, and exits.
+
+    It is forked when the server holds no client's descriptor: a pipe the
+    last command wrote to ends when that command does.
+    """
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.run(
+            [WALDO, "find", "scene.png", "waldo.png", "--json"],
+            env=live.env,
+            cwd=files,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+        os.close(write_end)
+        write_end = -1
+        assert proc.returncode == 0, proc.stderr
+        ready, _, _ = select.select([read_end], [], [], 30)
+        output = b""
+        while ready and (chunk := os.read(read_end, 1 << 16)):
+            output += chunk
+        assert json.loads(output)["matches"][0]["x"] == 40  # and the pipe ended
+        spare = _status(live.runtime)["spare"]
+        assert isinstance(spare, int)
+        pipe = f"pipe:[{os.fstat(read_end).st_ino}]"
+        held = [os.readlink(f"/proc/{spare}/fd/{fd}") for fd in os.listdir(f"/proc/{spare}/fd")]
+        assert pipe not in held
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    served, alone = both(live, "find", "scene.png", "waldo.png", cwd=files)
+    assert_same(served, alone)
+    assert not Path(f"/proc/{spare}").exists()  # it ran that command, and is gone
+    assert _status(live.runtime)["spare"] not in (None, spare)  # a new one waits
 
 
 def test_socket_folder_is_private(live):

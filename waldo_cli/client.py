@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 # The message format; a server with another one is stale.
 PROTOCOL = 1
 # Commands that compute, and so are worth a server; the rest start fast anyway.
-COMPUTE_COMMANDS = frozenset({"find", "conv"})
+COMPUTE_COMMANDS = frozenset({"find", "conv", "learn"})
 # How long a server lives without a request, by default (seconds).
 DEFAULT_IDLE_TIMEOUT = 15 * 60.0
 # Environment variables read only when Python or Numba start, so a server

@@ -36,6 +36,15 @@ kernels are warmed on one thread, the server's BLAS is asked for one
 (``client.spawn_server``), and one ``selectors`` loop serves every socket
 and learns of finished workers from SIGCHLD through a wake-up descriptor.
 Workers start their own search threads after the fork.
+
+A spare worker is forked as soon as a command ends (and at start), and
+warms up with two tiny searches into /dev/null while no client waits; the
+next request is handed to it over a socket pair. A new process's first
+command pays for the fork, the pages copy-on-write copies on first write
+and each module's first calls: about 20 ms of a small search, and 30 of a
+``--help``, which the spare pays between requests. It is forked only where
+the server holds no client's descriptor, so no spare keeps a client's pipe
+open.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ import gc
 import io
 import logging
 import os
+import re
 import selectors
 import signal
 import socket
@@ -52,7 +62,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from waldo_cli import client
 from waldo_cli.client import Channel
@@ -74,6 +84,14 @@ class _Request:
     channel: Channel | None
     pid: int
     started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _Spare:
+    """A worker forked and warmed up ahead of a request, waiting on its end of a socket pair."""
+
+    channel: Channel
+    pid: int
 
 
 class Server:
@@ -111,6 +129,10 @@ class Server:
         self.fsencoding = [sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()]
         self._wake: tuple[socket.socket, socket.socket] | None = None
         self.lock: int | None = None  # the lock's descriptor, which workers must not keep
+        # a worker forked and warmed up before the request that will use it
+        # (``_make_spare``); ``serve`` turns this on
+        self.prefork = False
+        self.spare: _Spare | None = None
 
     # --- set-up -------------------------------------------------------------
 
@@ -154,6 +176,7 @@ class Server:
         while True:
             if self.stopping:
                 self._close_listener()
+                self._drop_spare()
                 if not self.requests:
                     break
             timeout = None
@@ -169,6 +192,7 @@ class Server:
     def close(self) -> None:
         """Stop listening and let go of every descriptor (the workers are gone)."""
         self._close_listener()
+        self._drop_spare()
         if self._wake is not None:
             signal.set_wakeup_fd(-1)
             for end in self._wake:
@@ -258,6 +282,8 @@ class Server:
             channel.send({"ok": False, "stale": stale, "reason": why, "pid": os.getpid()})
             channel.sock.close()
             return
+        if self._hand_to_spare(channel, message, fds):
+            return
         # the worker waits at this gate until the client knows it exists
         gate_in, gate_out = os.pipe()
         try:
@@ -284,9 +310,73 @@ class Server:
             return
         finally:
             os.close(gate_out)
-        channel.sock.setblocking(False)
-        self.selector.register(channel.sock, selectors.EVENT_READ, self._from_client)
+        self._watch(request)
+
+    def _watch(self, request: _Request) -> None:
+        """Listen to the client of a running command: its signals, its going away."""
+        assert request.channel is not None
+        request.channel.sock.setblocking(False)
+        self.selector.register(request.channel.sock, selectors.EVENT_READ, self._from_client)
         self._signals(request)  # any the client sent before the worker existed
+
+    # --- the spare worker ------------------------------------------------------
+
+    def _make_spare(self) -> None:
+        """Fork a worker now, for the next request: it warms up while no client waits.
+
+        A new process's first command pays for what a second one finds done
+        (the pages copy-on-write gives it, modules' first calls, the fork
+        itself): about 20 ms of a small search. The spare pays it between
+        requests, by running two tiny searches into /dev/null, and then waits
+        for its request. Made only where the server holds no client's
+        descriptor (at start, and when a worker ends), so that a spare never
+        keeps a client's pipe open.
+        """
+        if not self.prefork or self.spare is not None or self.stopping:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            _log.warning("cannot fork a spare worker: %s", exc)
+            ours.close()
+            theirs.close()
+            return
+        if pid == 0:
+            ours.close()
+            _wait_as_spare(self, theirs)  # never returns
+        theirs.close()
+        self.spare = _Spare(Channel(ours), pid)
+
+    def _drop_spare(self) -> None:
+        """Let the spare go: it sees its socket close and exits."""
+        if self.spare is not None:
+            self.spare.channel.sock.close()
+            self.spare = None
+
+    def _hand_to_spare(self, channel: Channel, message: dict[str, Any], fds: list[int]) -> bool:
+        """Give a request to the spare worker, if there is one that lives; whether it took it."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return False
+        try:
+            spare.channel.send(message, fds)
+        except OSError:  # it died: a worker is forked for this request instead
+            spare.channel.sock.close()
+            return False
+        request = _Request(channel, spare.pid)
+        self.requests[spare.pid] = request
+        try:
+            channel.send({"ok": True, "worker": spare.pid})
+            spare.channel.send({"go": True})  # the gate: the client knows its worker
+        except OSError:
+            request.channel = None  # the client is gone: the worker leaves at the gate
+            channel.sock.close()
+            return True
+        finally:
+            spare.channel.sock.close()
+        self._watch(request)
+        return True
 
     def _from_client(self, conn: socket.socket) -> None:
         request = next(
@@ -337,6 +427,13 @@ class Server:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and pid == self.spare.pid:
+                # a spare that dies before its request is not replaced: the
+                # next requests get a worker forked for them, as without one
+                _log.warning("the spare worker %d ended (status %d)", pid, status)
+                self._drop_spare()
+                self.prefork = False
+                continue
             request = self.requests.pop(pid, None)
             if request is None:
                 continue
@@ -357,6 +454,7 @@ class Server:
                 with contextlib.suppress(KeyError, ValueError):
                     self.selector.unregister(conn)
                 conn.close()
+            self._make_spare()
 
     def status(self) -> dict[str, Any]:
         """What ``waldo server status`` shows."""
@@ -367,6 +465,7 @@ class Server:
             "uptime": time.time() - self.started,
             "served": self.served,
             "running": len(self.requests),
+            "spare": self.spare.pid if self.spare is not None else None,
             "refused": self.refused,
             "stale_requests": self.stale,
             "memory": _resident_bytes(),
@@ -385,44 +484,139 @@ def _work(
     server: Server, channel: Channel, request: dict[str, Any], fds: list[int], gate: int
 ) -> None:
     """In the forked child: become the client's process, run its command, exit as it ended."""
-    forwarded = [s for s in _FORWARDABLE if s not in (signal.SIGSTOP, signal.SIGCONT)]
     try:
-        # Signals wait until the command runs (and so can be handled as in-process).
-        signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
-        _die_with(os.getppid())
-        signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        for signum in request.get("ignored") or []:
-            with contextlib.suppress(OSError, ValueError):
-                signal.signal(signum, signal.SIG_IGN)
-        # the server's descriptors are not the command's
-        if server.listener is not None:
-            server.listener.close()
-        for other in server.requests.values():
-            if other.channel is not None:
-                other.channel.sock.close()
-        if server._wake is not None:
-            for end in server._wake:
-                end.close()
-        server.selector.close()
-        if server.lock is not None:
-            os.close(server.lock)
+        forwarded = _leave_server(server)
         channel.sock.close()
         if os.read(gate, 2) != b"go":
             os._exit(0)  # the client left before it learnt of us
         os.close(gate)
+    except BaseException:  # noqa: BLE001 - a worker must end, and say why
+        _could_not_start()
+    _run_request(request, fds, forwarded)
+
+
+def _wait_as_spare(server: Server, sock: socket.socket) -> None:
+    """In a spare worker: warm up, wait for a request on ``sock``, run it, exit as it ended."""
+    try:
+        forwarded = _leave_server(server)
+        _warm_up()
+        channel = Channel(sock)
+        request, fds = channel.receive(with_fds=True)
+        if request is None:
+            os._exit(0)  # the server let us go
+        # a signal sent to this process while it waited was not the client's
+        # (the server passes those on only after the gate below)
+        while signal.sigtimedwait(forwarded, 0) is not None:
+            pass
+        go, _ = channel.receive()
+        sock.close()
+        if not go or not go.get("go"):
+            for fd in fds:
+                os.close(fd)
+            os._exit(0)  # the client left before it learnt of us
+    except BaseException:  # noqa: BLE001 - a worker must end, and say why
+        _could_not_start()
+    _run_request(request, fds, forwarded)
+
+
+def _leave_server(server: Server) -> list[int]:
+    """The first steps of a forked worker: hold signals, let go of the server's descriptors.
+
+    Returns the signals held back until the command runs.
+    """
+    forwarded = [s for s in _FORWARDABLE if s not in (signal.SIGSTOP, signal.SIGCONT)]
+    # Signals wait until the command runs (and so can be handled as in-process).
+    signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
+    _die_with(os.getppid())
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+    # the server's descriptors are not the command's
+    if server.listener is not None:
+        server.listener.close()
+    for other in server.requests.values():
+        if other.channel is not None:
+            other.channel.sock.close()
+    if server.spare is not None:
+        server.spare.channel.sock.close()
+    if server._wake is not None:
+        for end in server._wake:
+            end.close()
+    server.selector.close()
+    if server.lock is not None:
+        os.close(server.lock)
+    return forwarded
+
+
+def _run_request(request: dict[str, Any], fds: list[int], forwarded: list[int]) -> None:
+    """Take on the client's process, run its command, exit with its status."""
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for signum in request.get("ignored") or []:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(signum, signal.SIG_IGN)
         _become_client(request, fds)
     except BaseException:  # noqa: BLE001 - a worker must end, and say why
-        _log.exception("a worker could not take on its client's process")
-        with contextlib.suppress(OSError):
-            os.write(
-                2, b"waldo: error: the waldo server could not run this command; run it again\n"
-            )
-        os._exit(2)
+        _could_not_start()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
     os._exit(_run_command(request["argv"]))
+
+
+def _could_not_start() -> NoReturn:
+    _log.exception("a worker could not take on its client's process")
+    with contextlib.suppress(OSError):
+        os.write(2, b"waldo: error: the waldo server could not run this command; run it again\n")
+    os._exit(2)
+
+
+# Two tiny searches a spare worker runs before its request: the JSON a
+# script reads and the text a person reads, each image its own pipe.
+_WARM_UPS = (("--json",), ())
+
+
+def _warm_up() -> None:
+    """Run two tiny ``waldo find`` commands into /dev/null, as a command would run.
+
+    What a process's first command does once (its first calls into the
+    modules, the pages fork shares until they are written) is then done
+    before a client waits. The images come through pipes, so nothing is
+    written to disk, and the search is one row, so no thread starts.
+    Whatever fails here fails quietly: the request still runs.
+    """
+    from PIL import Image
+
+    picture = Image.linear_gradient("L").resize((12, 12)).convert("RGB")
+    pngs = []
+    for box in ((0, 0, 12, 12), (3, 3, 9, 9)):
+        buffer = io.BytesIO()
+        picture.crop(box).save(buffer, "PNG", compress_level=1)
+        pngs.append(buffer.getvalue())
+    null = os.open(os.devnull, os.O_RDWR)
+    saved = (sys.stdin, sys.stdout, sys.stderr, sys.argv)
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        sys.stdin = _std_stream(0, False, ["utf-8", "strict", False, False], "<stdin>")
+        sys.stdout = _std_stream(1, True, ["utf-8", "strict", False, False], "<stdout>")
+        sys.stderr = _std_stream(2, True, ["utf-8", "backslashreplace", False, False], "<stderr>")
+        for options in _WARM_UPS:
+            pipes = []
+            for data in pngs:
+                read_end, write_end = os.pipe()
+                os.write(write_end, data)  # small: fits the pipe's buffer
+                os.close(write_end)
+                pipes.append(read_end)
+            argv = ["find", *(f"/dev/fd/{fd}" for fd in pipes), *options]
+            try:
+                _run_command(argv)
+            finally:
+                for fd in pipes:
+                    os.close(fd)
+    except Exception:  # noqa: BLE001 - a warm-up is a courtesy
+        _log.exception("a spare worker's warm-up failed")
+    finally:
+        sys.stdin, sys.stdout, sys.stderr, sys.argv = saved
+        os.close(null)
 
 
 def _cannot_take_on(request: dict[str, Any]) -> tuple[str, bool] | None:
@@ -502,6 +696,54 @@ def _become_client(request: dict[str, Any], fds: list[int]) -> None:
     from waldo_cli.pool import SHARED
 
     SHARED.set_threads(None)
+    _blas_threads_as_the_client()
+
+
+# What OpenBLAS calls its thread-count setter, as NumPy's wheels build it or not.
+_BLAS_SETTERS = (
+    "scipy_openblas_set_num_threads64_",
+    "scipy_openblas_set_num_threads",
+    "openblas_set_num_threads64_",
+    "openblas_set_num_threads",
+)
+
+
+def _blas_threads_as_the_client() -> None:
+    """Give OpenBLAS the threads it would have started in the client's own process.
+
+    The server loads it with one thread (a pool of threads would not survive
+    the fork), so a worker sets the count OpenBLAS picks at load: the first
+    of OPENBLAS_NUM_THREADS, GOTO_NUM_THREADS, OMP_NUM_THREADS above 0, else
+    one per core, at most the cores this process may use. ``waldo learn``'s
+    solves then take as long as in-process, and give the same bits (the
+    threads split the sums). Linux with NumPy's OpenBLAS only: elsewhere
+    nothing is done.
+    """
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            maps = fh.read()
+    except OSError:
+        return
+    libraries = set(re.findall(r"(/\S*openblas[^/\s]*\.so[^/\s]*)$", maps, re.MULTILINE))
+    if not libraries:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    count = cores or 1
+    for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
+        with contextlib.suppress(ValueError):
+            wanted = int(os.environ.get(name, "").strip() or 0)
+            if wanted > 0:
+                count = min(wanted, count)
+                break
+    import ctypes
+
+    for path in sorted(libraries):
+        with contextlib.suppress(OSError):
+            library = ctypes.CDLL(path)
+            setter = next((getattr(library, n) for n in _BLAS_SETTERS if hasattr(library, n)), None)
+            if setter is not None:
+                setter.argtypes = [ctypes.c_int]
+                setter(count)
 
 
 def _std_stream(fd: int, write: bool, spec: list[Any], name: str) -> io.TextIOWrapper:
@@ -688,11 +930,13 @@ def serve(idle_timeout: float = client.DEFAULT_IDLE_TIMEOUT) -> int:
     server.lock = lock
     server.handle_signals()
     server.bind()
+    server.prefork = True
     if _threads() > 1:
         _log.warning("%d threads before the first fork; workers may hang", _threads())
     gc.collect()
     gc.freeze()  # the workers' collector leaves the server's objects (and their pages) alone
     _log.info("listening on %s (idle timeout %s s)", server.path, _seconds(idle_timeout))
+    server._make_spare()
     server.run()
     _log.info("stopped after %d commands", server.served)
     return 0

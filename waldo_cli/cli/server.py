@@ -48,8 +48,8 @@ def server_group() -> None:
     waldo server status    is one running? pid, uptime, searches served, memory
     waldo server stop      stop it (once the commands it runs are done)
 
-    While a server for this installation runs, `waldo find` and `waldo conv`
-    run in it: the client hands it its terminal or pipes, working directory,
+    While a server for this installation runs, `waldo find`, `waldo conv` and
+    `waldo learn` run in it: the client hands it its terminal or pipes, working directory,
     environment and umask, and the output and exit status are what the same
     command gives without it. WALDO_SERVER=auto starts one on the first
     command (which runs without it); WALDO_SERVER=off never uses one.
