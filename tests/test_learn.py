@@ -360,6 +360,8 @@ def test_answer_json_with_several_boxes(tmp_path):
         (None, ["{d}/p", "--size", "0x3"], ("--size",)),
         (None, ["{d}/p", "--regularisation", "-1"], ("regularisation",)),
         (None, ["{d}/p", "--size", "900x900"], ("larger",)),
+        # negatives no larger than the example: one window, no background to scale against
+        ("tiny", ["{d}/crop.png", "--negatives", "{d}/noise.png", "--no-augment"], ("too small",)),
     ],
 )
 def test_learn_bad_input_is_one_line_and_exit_2(setup, args, needles, tmp_path):
@@ -377,6 +379,11 @@ def test_learn_bad_input_is_one_line_and_exit_2(setup, args, needles, tmp_path):
         )
     elif setup == "crop":
         Image.new("RGB", (10, 20), (200, 0, 0)).save(tmp_path / "crop.png")
+    elif setup == "tiny":
+        rng = np.random.default_rng(14)
+        crop, noise = rng.integers(0, 256, (2, 24, 28, 3), dtype=np.uint8)
+        Image.fromarray(crop).save(tmp_path / "crop.png")
+        Image.fromarray(noise).save(tmp_path / "noise.png")
     argv = [a.format(d=tmp_path) for a in args]
     out = tmp_path / "out.npz"
     assert_one_line_error(run("learn", *argv, "-o", out), *needles)

@@ -320,9 +320,17 @@ def _solve(
     solved = np.linalg.solve(regularised, targets)
     del regularised
     fits = []
+    # the background's variance along w, next to what a typical direction has:
+    # far below it (or below 0: a lag estimate from a few windows need not be
+    # positive) the background cannot scale the scores, and sigma is 0
+    typical = max(float(np.trace(background)) / d, 1e-300)
     for k, positive in enumerate(positives):
         w = np.ascontiguousarray(solved[:, k])
-        sigma = float(np.sqrt(max(float(w @ background @ w), 1e-300)))
+        variance = float(w @ background @ w)
+        if not variance > 1e-9 * typical * float(w @ w):
+            fits.append(_Fit(w=w, mean=mean, sigma=0.0))
+            continue
+        sigma = float(np.sqrt(variance))
         strength = float(w @ (positive - mean)) / sigma
         fits.append(_Fit(w=w, mean=mean, sigma=sigma, strength=strength if strength > 0 else 1.0))
     return fits
@@ -377,6 +385,16 @@ class _Hard:
         return mean, self.scatter / n - np.outer(mean, mean)
 
 
+def _scaled(fit: _Fit) -> _Fit:
+    """The fit, if the background gave its scores a scale (``_solve``); else a one-line error."""
+    if not fit.sigma > 0:
+        raise WaldoError(
+            "the images to take negatives from are too small to tell the target from its "
+            "background: give scenes or --negatives images several times the examples' size"
+        )
+    return fit
+
+
 def _train(
     units: _Units,
     positives: np.ndarray,
@@ -416,13 +434,13 @@ def _train(
     def last(found: _Hard) -> tuple[_Fit, list[_Fit | None]]:
         fit, *folds = solve(found, wanted)
         solved = iter(folds)
-        return fit, [next(solved) if k.any() else None for k in kept]
+        return _scaled(fit), [next(solved) if k.any() else None for k in kept]
 
     found = _Hard.empty(len(mean))
     if rounds == 0:
         fit, fold_fits = last(found)
         return fit, fold_fits, found
-    fit = solve(found, wanted[:1])[0]
+    fit = _scaled(solve(found, wanted[:1])[0])
     for done in range(1, rounds + 1):
         if progress is not None:
             progress()
@@ -433,7 +451,7 @@ def _train(
         if done == rounds:
             fit, fold_fits = last(found)
             return fit, fold_fits, found
-        fit = solve(found, wanted[:1])[0]
+        fit = _scaled(solve(found, wanted[:1])[0])
     fit, fold_fits = last(found)
     return fit, fold_fits, found
 
@@ -846,7 +864,11 @@ def learn_filter(
     )
     held_outcome = _Outcome()
     for images, fold in zip(held, fold_fits, strict=True):
-        if fold is not None and any(i in fits for i in everyone if i not in images):
+        if (
+            fold is not None
+            and fold.sigma > 0
+            and any(i in fits for i in everyone if i not in images)
+        ):
             held_outcome.add(_evaluate(units, images, fold, grid))
         counter.step("held-out folds")
     trained = _evaluate(units, everyone, fit, grid)
