@@ -162,17 +162,61 @@ def kernel_names(engines: tuple[str, ...] | None = None) -> set[str]:
     return {name for names in chosen.values() for name in names}
 
 
-def skip_extension_scan() -> None:
+def skip_extension_scan(only_waldo: bool = False) -> None:
     """Keep Numba from importing every installed Numba extension at first dispatch.
 
-    For the ``waldo`` process only: its kernels need no extension but
-    rocket-fft, which ``load_fft`` imports when the FFT path runs. Scanning
-    and importing all of them costs the shell user time on every run.
+    For a process that runs waldo's kernels and nothing else: they need no
+    extension but rocket-fft, which ``load_fft`` imports when the FFT path
+    runs. Scanning and importing all of them costs the shell user time on
+    every run. ``only_waldo``: the process runs waldo's commands and no
+    one else's code (the ``waldo`` command, a waldo server, ``cache warm``;
+    not a Dask worker), so Numba's and rocket-fft's optional SciPy parts,
+    which waldo does not call, are not imported either (``_without_scipy``).
     """
+    global _ONLY_WALDO
     cache_dir()  # before Numba reads its configuration
     from numba.core import entrypoints
 
     entrypoints._already_initialized = True
+    _ONLY_WALDO = _ONLY_WALDO or only_waldo
+
+
+# Set by skip_extension_scan(only_waldo=True).
+_ONLY_WALDO = False
+_TARGET_READY = False
+
+
+@contextlib.contextmanager
+def _without_scipy(*names: str) -> Iterator[None]:
+    """Make ``import`` of the named SciPy modules fail for a moment, where not yet imported.
+
+    When SciPy is installed, Numba's CPU target imports ``scipy.linalg`` on
+    first use (for ``np.dot`` in jitted code) and rocket-fft ``scipy.fft``
+    (for SciPy's interface in jitted code): together about 0.4 s of a
+    ``waldo`` command's start-up, for parts waldo's kernels never call.
+    """
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # import NAME: ImportError
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
+def _ready_target() -> None:
+    """Set up Numba's CPU target once, without SciPy's BLAS where only waldo runs here."""
+    global _TARGET_READY
+    if _TARGET_READY:
+        return
+    if _ONLY_WALDO:
+        from numba.core.registry import cpu_target
+
+        with _without_scipy("scipy.linalg"):
+            cpu_target.target_context.refresh()
+    _TARGET_READY = True
 
 
 def load_fft() -> None:
@@ -183,7 +227,8 @@ def load_fft() -> None:
     """
     module: Any = kernels()
     if module._r2c is None:
-        from rocket_fft import c2r, r2c
+        with _without_scipy("scipy.fft") if _ONLY_WALDO else contextlib.nullcontext():
+            from rocket_fft import c2r, r2c
 
         module._r2c, module._c2r = r2c, c2r
 
@@ -283,6 +328,7 @@ def load_kernels(plans: Iterable[_Planned]) -> float:
 
 
 def _warm(engine: str, masked: bool) -> None:
+    _ready_target()
     import numpy as np
 
     from waldo_cli.engine import match_template
@@ -366,7 +412,7 @@ def warm_all(jobs: int = 2) -> dict[str, float]:
     help): the direct and masked-direct kernels in a child process, the
     FFT ones here, and then this process loads what the child compiled.
     """
-    skip_extension_scan()
+    skip_extension_scan(only_waldo=True)
     seconds: dict[str, float] = {}
     child = None
     if jobs > 1 and not all(map(is_cached, kernel_names())):
@@ -404,7 +450,7 @@ def _child_environment() -> dict[str, str]:
 
 def _main(argv: list[str]) -> None:
     """``_main(["warm", HALF])``: compile one half of ``_HALVES``; print the times as JSON."""
-    skip_extension_scan()
+    skip_extension_scan(only_waldo=True)
     with on_compile(lambda name: None) as times:
         for engine, masked in _HALVES[int(argv[1])]:
             _warm(engine, masked)

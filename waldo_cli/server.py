@@ -844,7 +844,7 @@ def load_everything() -> dict[str, float]:
     from PIL import Image
 
     Image.init()  # every image plugin, once, not in each worker
-    jit.skip_extension_scan()
+    jit.skip_extension_scan(only_waldo=True)
     jit.load_fft()
     cached = all(jit.is_cached(name) for name in jit.kernel_names())
     from waldo_cli.pool import usable_cores

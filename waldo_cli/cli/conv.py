@@ -144,7 +144,7 @@ def conv_command(
             pixels = to_grey(pixels)
         kernel = make_kernel(kernel_spec, pixels.shape[2], delta=delta)
         check_outputs(out_path, kernel.shape[3], protect)
-        jit.skip_extension_scan()
+        jit.skip_extension_scan(only_waldo=True)
         with compile_notice(as_json):  # --json: stderr stays silent
             started = time.perf_counter()
             features = apply_layer(pixels, kernel, pad=pad, convolve=convolve)

@@ -721,7 +721,7 @@ def _load_searcher(
     )
     searchers = []
     try:
-        jit.skip_extension_scan()
+        jit.skip_extension_scan(only_waldo=True)
         for template in templates:
             loaded, mask, source = _read_template(args, template)
             searcher = Searcher(

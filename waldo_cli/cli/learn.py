@@ -152,6 +152,7 @@ def _load_kernels(quiet: bool) -> None:
     from waldo_cli import jit
     from waldo_cli.cli.terminal import compile_notice
 
+    jit.skip_extension_scan(only_waldo=True)
     with compile_notice(quiet):  # Numba says which kernels compile (jit.on_compile)
         for engine in jit.KERNELS:
             jit.warm_plain(engine)
