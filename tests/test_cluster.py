@@ -354,6 +354,32 @@ def test_template_is_shipped_once_and_tasks_in_flight_are_bounded(images, dask_c
     assert len(tasks) < len(good) / 2  # several images a task
 
 
+def test_a_task_is_let_go_once_its_records_are_out(images, dask_cluster, address):
+    """The client lets go of a task as its records come out, not when the next task ends.
+
+    A result the client still held a reference to was computed again when its
+    worker died, for nothing (#17).
+    """
+    from waldo_cli.cluster import search_on_cluster
+    from waldo_cli.io import read_image
+    from waldo_cli.search import Searcher, SearchOptions
+
+    _, client = dask_cluster
+    template, paths = images
+    searcher = Searcher(read_image(str(template)), SearchOptions(threads=1))
+    results = search_on_cluster(client, searcher, [(paths[0], paths[0])], total=1)
+
+    def searches():
+        """the client to let go of the search task"""
+        return not [k for k in list(client.futures) if "-searcher-" not in str(k)]
+
+    try:
+        assert next(results).index == 0
+        _until(searches, seconds=10)  # the generator waits here, suspended
+    finally:
+        results.close()
+
+
 def test_a_task_whose_workers_kept_dying_is_tried_image_by_image():
     """Dask gives up on a task after its workers died three times: which image was it?"""
     from collections import deque
