@@ -354,6 +354,32 @@ def test_template_is_shipped_once_and_tasks_in_flight_are_bounded(images, dask_c
     assert len(tasks) < len(good) / 2  # several images a task
 
 
+def test_a_task_is_let_go_once_its_records_are_out(images, dask_cluster, address):
+    """The client lets go of a task as its records come out, not when the next task ends.
+
+    A result the client still held a reference to was computed again when its
+    worker died, for nothing (#17).
+    """
+    from waldo_cli.cluster import search_on_cluster
+    from waldo_cli.io import read_image
+    from waldo_cli.search import Searcher, SearchOptions
+
+    _, client = dask_cluster
+    template, paths = images
+    searcher = Searcher(read_image(str(template)), SearchOptions(threads=1))
+    results = search_on_cluster(client, searcher, [(paths[0], paths[0])], total=1)
+
+    def searches():
+        """the client to let go of the search task"""
+        return not [k for k in list(client.futures) if "-searcher-" not in str(k)]
+
+    try:
+        assert next(results).index == 0
+        _until(searches, seconds=10)  # the generator waits here, suspended
+    finally:
+        results.close()
+
+
 def test_a_task_whose_workers_kept_dying_is_tried_image_by_image():
     """Dask gives up on a task after its workers died three times: which image was it?"""
     from collections import deque
@@ -579,10 +605,6 @@ def _writer_once_read(fifo: Path, proc) -> int:
     return _until(opened, proc=proc)
 
 
-# Left out of the default run (`pytest -m slow` runs it): on the final code it hung
-# in about one run in seven (waldo waiting with 4 records out and no search task
-# left on the scheduler), a real fault of the every-worker kill that #17 keeps open.
-@pytest.mark.slow
 def test_workers_killed_mid_batch_cost_no_record(images, local_session, address, tmp_path):
     """kill -9 of a worker while it searches, then of every worker: each image exactly once.
 
@@ -590,7 +612,10 @@ def test_workers_killed_mid_batch_cost_no_record(images, local_session, address,
     writes the image into it, so each kill lands mid-task, whatever the load.
     The first: the scheduler runs the dead worker's tasks again elsewhere. The
     second takes every copy of the searcher with it: the scheduler rebuilds it
-    on the workers that come back.
+    on the workers that come back. A gate is an image again before it is
+    written: Dask may run a task once more (a result lost with its worker
+    while the client fetched it), and a FIFO nobody writes would hold that
+    worker's one thread forever, and the tasks queued behind it (#17).
     """
     cluster = local_session.cluster
     template, _ = images
@@ -620,6 +645,9 @@ def test_workers_killed_mid_batch_cost_no_record(images, local_session, address,
             proc=proc,
         )
         os.set_blocking(writer, True)
+        spare = gate.with_name(f"{gate.name}.image")
+        spare.symlink_to(tmp_path / "big.png")
+        os.replace(spare, gate)  # the reader keeps the FIFO it opened
         with open(writer, "wb") as fh:
             fh.write(picture)
     try:

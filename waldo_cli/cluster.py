@@ -28,7 +28,9 @@ How a batch runs there:
   input) travel inside the task.
 - A worker that dies is Dask's to handle: the scheduler runs its tasks again
   elsewhere, and a task that raised is retried (``retries``). Each task's
-  records reach the client once, so each image is reported exactly once. A
+  records reach the client once, so each image is reported exactly once, and
+  the client lets go of a task's result as soon as it has it: the scheduler
+  does not compute again what a dying worker held and the client has. A
   task whose workers kept dying is tried again image by image; an image that
   still kills its worker gets an error record, and the batch goes on. Tasks
   cancelled by someone else (another client, a restart of the cluster) are
@@ -596,7 +598,13 @@ class _Run:
         for future, outcome in self.done:
             slot = self.running.pop(future.key)
             slot.future = None
-            finished = self._finish(slot, future.status, outcome)
+            status = future.status
+            # the outcome is here: the scheduler may forget it now. Held until
+            # the next task ended (this generator keeps the loop's names while
+            # it yields), a result lost with its worker was computed again for
+            # nothing, on a thread the scheduler then took for free (#17)
+            future.release()
+            finished = self._finish(slot, status, outcome)
             if not self.ordered:
                 yield from finished
             while self.waiting and self.waiting[0].results is not None:
