@@ -319,7 +319,11 @@ def flops_table(workload, n: int, args) -> None:
         {
             "search": lambda: match_template(image, template, "ccoeff_normed", engine="direct"),
             "kernel": lambda: SHARED.run_bands(
-                kernels._correlate_direct, (planar, taps, out), out.shape[0], threads=get_threads()
+                kernels._correlate_direct,
+                (planar, taps, out),
+                out.shape[0],
+                threads=get_threads(),
+                scratch=lambda: (np.empty((3, out.shape[1])),),
             ),
         },
         args.repeats,

@@ -42,7 +42,11 @@ def main() -> None:
         out = np.empty((2048 - h + 1, 2048 - h + 1), np.float32)
         fastest, _ = best_of(
             lambda t=template, o=out: SHARED.run_bands(
-                kernels._correlate_direct, (image, t, o), o.shape[0], threads=threads
+                kernels._correlate_direct,
+                (image, t, o),
+                o.shape[0],
+                threads=threads,
+                scratch=lambda o=o: (np.empty((3, o.shape[1])),),
             )
         )
         rate = out.size * h * h * 3 / fastest / threads
@@ -59,7 +63,7 @@ def main() -> None:
         rounds = -(-tiles // threads)
         jit.load_fft()
         fastest, _ = best_of(
-            lambda s=spectrum, o=out, h=h, n=tiles: SHARED.run_bands(
+            lambda s=spectrum, o=out, h=h, n=tiles, t=side: SHARED.run_bands(
                 kernels._correlate_fft,
                 (
                     image,
@@ -69,9 +73,14 @@ def main() -> None:
                     np.array([h]),
                     o.reshape(-1),
                     np.zeros(1, np.int64),
+                    np.arange(2, dtype=np.int64),
                 ),
                 n,
                 threads=threads,
+                scratch=lambda: (
+                    np.zeros((2, t, t)),
+                    np.empty((2, t, t // 2 + 1), np.complex128),
+                ),
             ),
             repeats=3,
         )

@@ -569,6 +569,7 @@ def _correlate(
             (planar, kernel, out),
             out.shape[0],
             threads=plan.threads,
+            scratch=lambda: (np.empty((3, out.shape[1])),),
         )
     else:
         # out is C-contiguous (whole rows), so this flat view is out itself
@@ -608,6 +609,7 @@ def _finish(
         ),
         corr.shape[0],
         threads=threads,
+        scratch=lambda: (np.empty((2 * planar.shape[0] + 5, planar.shape[2])),),
     )
     return corr
 
@@ -647,11 +649,26 @@ def _correlate_shared(
     heights = np.array([p.shape[0] for p in preps], np.int64)
     widths = np.array([p.shape[1] for p in preps], np.int64)
     tiles = -(-out_shape[0] // (side - h_max + 1)) * -(-out_shape[1] // (side - w_max + 1))
+    _, _, tile_h, half = spectra.shape
+    spectral = (planar.shape[0] if len(preps) > 1 else 1) + 1
     SHARED.run_bands(
         kernels._correlate_fft,
-        (planar, offsets, spectra, heights, widths, flat, starts[:-1].astype(np.int64)),
+        (
+            planar,
+            offsets,
+            spectra,
+            heights,
+            widths,
+            flat,
+            starts[:-1].astype(np.int64),
+            np.arange(2, dtype=np.int64),
+        ),
         tiles,
         threads=threads,
+        scratch=lambda: (
+            np.zeros((2, tile_h, 2 * (half - 1))),
+            np.empty((spectral, tile_h, half), np.complex128),
+        ),
     )
     return [flat[starts[k] : starts[k + 1]].reshape(shape) for k, shape in enumerate(shapes)]
 
@@ -686,17 +703,42 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
     code = METHOD_CODES[method]
     scores = np.empty(out_shape, np.float32)
     common = (masked.w_sum, masked.m_sum, masked.t_sq, masked.tnorm, floor, masked.soft)
+    need_b = method not in ("ccorr", "ccoeff")  # the methods with a norm
+    need_a = method == "ccoeff_normed"
+    planes = masked.mask.shape[0]
     if plan.engine == "direct":
+        index, count = _mask_taps(masked.mask)
         SHARED.run_bands(
             kernels._masked_direct,
-            (code, planar, offsets, masked.kern, masked.weights, masked.mask, *common, scores),
+            (
+                code,
+                planar,
+                offsets,
+                masked.kern,
+                masked.weights,
+                masked.mask,
+                *common,
+                scores,
+                index,
+                count,
+                masked.kern.sum(axis=(1, 2)),
+            ),
             out_shape[0],
             threads=plan.threads,
+            scratch=lambda: (
+                np.zeros((planes if need_b else 0, h, width)),
+                np.zeros((2 + 2 * channels, 1, out_shape[1])),
+                np.empty((3, out_shape[1])),
+            ),
         )
     else:
         load_fft()
         side = plan.tile or 0
-        tiles = -(-out_shape[0] // (side - h + 1)) * -(-out_shape[1] // (side - w + 1))
+        spectra = masked.spectra(side)
+        _, tile_h, half = spectra[0].shape
+        tile_w = 2 * (half - 1)
+        tiles = -(-out_shape[0] // (tile_h - h + 1)) * -(-out_shape[1] // (tile_w - w + 1))
+        layers = 2 + channels * (need_a + (need_a and masked.soft))
         SHARED.run_bands(
             kernels._masked_fft,
             (
@@ -706,14 +748,39 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
                 masked.kern,
                 masked.weights,
                 masked.mask,
-                *masked.spectra(side),
+                *spectra,
                 *common,
                 scores,
+                np.arange(2, dtype=np.int64),
             ),
             tiles,
             threads=plan.threads,
+            scratch=lambda: (
+                np.zeros((layers, tile_h, tile_w)),
+                np.empty((4, tile_h, half), np.complex128),
+                np.empty((2, tile_h, tile_w)),
+                np.empty((3, tile_w)),
+            ),
         )
     return scores
+
+
+def _mask_taps(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, count): the taps each row of each mask plane keeps, for ``_masked_direct``.
+
+    >>> index, count = _mask_taps(np.array([[[0.0, 2.0, 0.0, 1.0]]]))
+    >>> index.tolist(), count.tolist()
+    ([[[1, 3, 0, 0]]], [[2]])
+    """
+    planes, h, w = mask.shape
+    index = np.zeros((planes, h, w), np.int64)
+    count = np.zeros((planes, h), np.int64)
+    for p in range(planes):
+        for i in range(h):
+            kept = np.flatnonzero(mask[p, i] != 0.0)
+            index[p, i, : len(kept)] = kept
+            count[p, i] = len(kept)
+    return index, count
 
 
 def _map_bytes(image_shape: tuple[int, ...], prepared: PreparedTemplate) -> int:

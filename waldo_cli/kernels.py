@@ -41,12 +41,13 @@ _c2r = None
 
 
 @njit(cache=True, nogil=True, fastmath={"contract"})
-def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compiled
+def _correlate_direct(image, template, out, acc, y0, y1):  # pragma: no cover - compiled
     """out[y, x] = sum over c, i, j of template[c, i, j] * image[c, y + i, x + j], y0 <= y < y1.
 
     image (C, H, W) float32, template (C, h, w) float64, out (H-h+1, W-w+1)
-    float32 or float64; all C-contiguous. Products and sums are float64, so
-    exact enough; each finished sum is rounded once, to out's dtype.
+    float32 or float64; acc (3, W-w+1) float64 scratch; all C-contiguous.
+    Products and sums are float64, so exact enough; each finished sum is
+    rounded once, to out's dtype.
     """
     n_channels, _, _ = image.shape
     _, h, w = template.shape
@@ -58,9 +59,9 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
     # (it checks at run time that the arrays do not overlap, and gives up
     # beyond a few of them). The input is indexed from one slice, src[x + j],
     # not one slice per tap, for the same reason.
-    acc0 = np.zeros(out_w)
-    acc1 = np.zeros(out_w)
-    acc2 = np.zeros(out_w)
+    acc0 = acc[0]
+    acc1 = acc[1]
+    acc2 = acc[2]
     for yb in range(y0, y1, 3):
         rows = min(3, y1 - yb)
         acc0[:] = 0.0
@@ -124,7 +125,7 @@ def _correlate_direct(image, template, out, y0, y1):  # pragma: no cover - compi
 
 @njit(cache=True, nogil=True)
 def _correlate_fft(
-    image, offsets, spectra, heights, widths, flat_out, starts, first, last
+    image, offsets, spectra, heights, widths, flat_out, starts, axes, real, spectral, first, last
 ):  # pragma: no cover - compiled
     """The correlation of _correlate_direct, by overlap-save FFT tiles, for V templates.
 
@@ -138,7 +139,9 @@ def _correlate_fft(
     transform per template. Channels are summed in the frequency domain;
     the transforms are float64, whose rounding stays far below the 2e-5 the
     scores must keep, even for flat windows in a bright tile. Fills tiles
-    first <= tile < last.
+    first <= tile < last. Scratch: axes (0, 1) int64; real (2, T, T)
+    float64, zeros; spectral (K + 1, T, T//2+1) complex128, K = C for
+    several templates, else 1.
     """
     n_channels, height, width = image.shape
     n_templates, _, tile_h, half = spectra.shape
@@ -152,15 +155,14 @@ def _correlate_fft(
     step_x = tile_w - w_max + 1
     tiles_y = (height - h_max + step_y) // step_y
     tiles_x = (width - w_max + step_x) // step_x
-    axes = np.arange(2)
     scale = 1.0 / (tile_h * tile_w)  # the inverse transform's normalisation
-    buf = np.zeros((tile_h, tile_w), np.float64)
-    corr = np.empty((tile_h, tile_w), np.float64)
+    buf = real[0]
+    corr = real[1]
     # one template: each channel's spectrum goes into the product while it is
     # still in the cache; several: the spectra are kept for all of them
     keep = n_templates > 1
-    freq = np.empty((n_channels if keep else 1, tile_h, half), np.complex128)
-    acc = np.empty((tile_h, half), np.complex128)
+    freq = spectral[: spectral.shape[0] - 1]
+    acc = spectral[spectral.shape[0] - 1]
     for tile in range(first, min(last, tiles_y * tiles_x)):
         ty, tx = tile // tiles_x, tile % tiles_x
         y0, x0 = ty * step_y, tx * step_x
@@ -225,6 +227,7 @@ def _finish_scores(
     template_energy,
     template_sq,
     out,
+    work,
     y0,
     y1,
 ):  # pragma: no cover - compiled
@@ -234,7 +237,8 @@ def _finish_scores(
     (H-h+1, W-w+1) float32 holds sum((T - mean T) * I) / unscale (a power of
     two that kept it within float32); out (H-h+1, W-w+1) float32 (may be
     corr itself: each row is read before it is written). Raw scores beyond
-    float32 are stored as ±FLT_MAX. Fills rows y0 <= y < y1.
+    float32 are stored as ±FLT_MAX. Fills rows y0 <= y < y1. work (2C + 5,
+    W) float64 is scratch.
     """
     n_channels, _, width = image.shape
     _, out_w = out.shape
@@ -247,16 +251,20 @@ def _finish_scores(
     # slid down the band; the offset (the channel's rounded mean) keeps every
     # partial sum small, so float64 holds them exactly enough. Squares are
     # only ever needed summed over channels.
-    col = np.zeros((n_channels, width), np.float64)
-    col2 = np.zeros(width, np.float64)
-    wsum = np.empty((n_channels, out_w), np.float64)
-    wsq = np.empty(out_w, np.float64)
+    col = work[:n_channels]
+    col2 = work[n_channels]
+    for r in range(n_channels + 1):
+        zero = work[r]
+        for x in range(width):
+            zero[x] = 0.0
+    wsum = work[n_channels + 1 : 2 * n_channels + 1]
+    wsq = work[2 * n_channels + 1]
     # per-window terms over all channels, accumulated along x so the loops
     # vectorise: sum of I**2, sum of (I - window mean)**2, and the method's
     # extra term (ccorr: sum_c T_mean_c * S_c; sqdiff: sum_c (S_c - n T_mean_c)**2 / n)
-    sum2 = np.empty(out_w, np.float64)
-    var = np.empty(out_w, np.float64)
-    extra = np.empty(out_w, np.float64)
+    sum2 = work[2 * n_channels + 2]
+    var = work[2 * n_channels + 3]
+    extra = work[2 * n_channels + 4]
     for c in range(n_channels):
         off = offsets[c]
         for i in range(y0, y0 + h):
@@ -624,14 +632,39 @@ def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover
 
 @njit(cache=True, nogil=True)
 def _masked_direct(
-    method, image, offsets, kern, weights, mask, w_sum, m_sum, t_sq, tnorm, floor, soft, out, y0, y1
+    method,
+    image,
+    offsets,
+    kern,
+    weights,
+    mask,
+    w_sum,
+    m_sum,
+    t_sq,
+    tnorm,
+    floor,
+    soft,
+    out,
+    index,
+    count,
+    k_sum,
+    ring,
+    maps,
+    work,
+    y0,
+    y1,
 ):  # pragma: no cover - compiled
     """Masked scores by sliding windows: the maps of a row of windows, then its scores.
 
     image (C, H, W) float32; offsets (C,) float64 (0 for ccorr and sqdiff);
     kern (C, h, w), weights and mask (C or 1, h, w) float64 (one plane: the
     same for every channel); the rest as in _masked_scores; out (H-h+1,
-    W-w+1) float32. Fills rows y0 <= y < y1.
+    W-w+1) float32. index (C or 1, h, w) int64 and count (C or 1, h) int64:
+    the taps each row of the mask keeps (the first count[p, i] of
+    index[p, i]; left-out pixels add to no map); k_sum (C,) the sum of each
+    kern plane. Scratch: ring (C or 1, or 0 when the method needs no
+    squares, h, W), maps (2 + 2C, 1, W-w+1) and work (3, W-w+1) float64.
+    Fills rows y0 <= y < y1.
     """
     n_channels, _, width = image.shape
     _, h, w = kern.shape
@@ -642,25 +675,10 @@ def _masked_direct(
     need_b = method != CCORR and method != CCOEFF
     need_a = method == CCOEFF_NORMED
     need_s = need_a and soft
-    # the taps each row of the mask keeps: left-out pixels add to no map
-    index = np.zeros((planes, h, w), np.int64)
-    count = np.zeros((planes, h), np.int64)
-    for p in range(planes):
-        for i in range(h):
-            for j in range(w):
-                if mask[p, i, j] != 0.0:
-                    index[p, i, count[p, i]] = j
-                    count[p, i] += 1
     # The linear maps are summed from the float32 pixels and offset after:
     # sum K (I - o) = sum K I - o sum K. The squares cannot be: the last h
     # image rows of (I - o)**2, summed over channels when one weight plane
     # serves all, are kept in a ring, each row computed once.
-    k_sum = np.zeros(n_channels, np.float64)
-    for c in range(n_channels):
-        k_sum[c] = kern[c].sum()
-    ring = np.zeros((planes if need_b else 0, h, width), np.float64)
-    maps = np.zeros((2 + 2 * n_channels, 1, out_w), np.float64)
-    work = np.empty((3, out_w), np.float64)
     for y in range(y0, y1):
         if need_b:
             for r in range(y0 if y == y0 else y + h - 1, y + h):
@@ -756,6 +774,11 @@ def _masked_fft(
     floor,
     soft,
     out,
+    axes,
+    maps,
+    spectral,
+    real,
+    work,
     first,
     last,
 ):  # pragma: no cover - compiled
@@ -768,6 +791,9 @@ def _masked_fft(
     once and its spectrum serves every map that needs it; with one weight
     plane for all channels, the squares are summed over channels before
     their one transform. Fills tiles first <= tile < last, row by row.
+    Scratch: axes (0, 1) int64; maps (2 + C (1 for ccoeff_normed, 2 with a
+    soft mask), T, T) float64; spectral (4, T, T//2+1) complex128; real
+    (2, T, T) float64; work (3, T) float64.
     """
     n_channels, height, width = image.shape
     _, h, w = kern.shape
@@ -783,22 +809,24 @@ def _masked_fft(
     need_a = method == CCOEFF_NORMED
     need_s = need_a and soft
     shared = w_spec.shape[0] == 1
-    axes = np.arange(2)
     scale = 1.0 / (tile_h * tile_w)  # the inverse transform's normalisation
-    # only the maps the method needs: a tile's maps are large
-    maps = np.zeros((2 + n_channels * (need_a + need_s), tile_h, tile_w), np.float64)
-    prod = np.empty((tile_h, half), np.complex128)
-    freq = np.empty((tile_h, half), np.complex128)
-    work = np.empty((3, tile_w), np.float64)
+    # only the maps the method needs (the caller's): a tile's maps are large
+    prod = spectral[0]
+    freq = spectral[1]
+    acc = spectral[2]
+    acc_b = spectral[3]
+    buf = real[0]
+    squares = real[1]
     for tile in range(first, min(last, tiles_y * tiles_x)):
         y0 = (tile // tiles_x) * step_y
         x0 = (tile % tiles_x) * step_x
         rows = min(tile_h, height - y0)
         cols = min(tile_w, width - x0)
-        acc = np.zeros((tile_h, half), np.complex128)
-        acc_b = np.zeros((tile_h if need_b else 0, half), np.complex128)
-        buf = np.zeros((tile_h, tile_w), np.float64)
-        squares = np.zeros((tile_h if need_b else 0, tile_w), np.float64)
+        acc[:] = 0.0
+        buf[:] = 0.0
+        if need_b:
+            acc_b[:] = 0.0
+            squares[:] = 0.0
         for c in range(n_channels):
             off = offsets[c]
             p = 0 if shared else c

@@ -89,19 +89,34 @@ class ThreadPool:
             return [self._executor.submit(kernel, *call) for call in calls]
 
     def run_bands(
-        self, kernel: Callable[..., Any], args: tuple[Any, ...], count: int, *, threads: int
+        self,
+        kernel: Callable[..., Any],
+        args: tuple[Any, ...],
+        count: int,
+        *,
+        threads: int,
+        scratch: Callable[[], tuple[Any, ...]] | None = None,
     ) -> None:
-        """Call ``kernel(*args, start, stop)`` over [0, count) in bands, on ``threads`` threads."""
+        """Call ``kernel(*args, *scratch(), start, stop)`` over [0, count) in bands, on threads.
+
+        ``scratch`` makes the working arrays of one call (each band its own,
+        as bands run at once): kernels given their buffers allocate nothing,
+        and compile without NumPy's allocation functions.
+        """
+
+        def own() -> tuple[Any, ...]:
+            return scratch() if scratch is not None else ()
+
         threads = min(threads, count)
         if threads <= 1:
-            kernel(*args, 0, count)
+            kernel(*args, *own(), 0, count)
             return
         # a few bands per thread even out bands that cost more than others
         bands = min(count, 4 * threads)
         edges = [count * i // bands for i in range(bands + 1)]
         futures = self._submit(
             threads,
-            [(*args, a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b],
+            [(*args, *own(), a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b],
             kernel,
         )
         for future in futures:
