@@ -344,3 +344,25 @@ def test_run_batch_takes_any_executor_and_keeps_input_order(tmp_path):
     assert results[5].error is not None
     found = [(r.report.matches[0].x, r.report.matches[0].y) for r in results if r.report]
     assert found == [(2 * k, k) for k in range(12)]
+
+
+def test_compiling_apart_runs_only_the_named_kernels_and_puts_the_others_back():
+    """jit._warm_only: the other kernels are no-ops for a moment (another process compiles them)."""
+    from waldo_cli import jit
+
+    module = jit.kernels()
+    before = {name: getattr(module, name) for name in jit.kernel_names()}
+    seen = []
+    real = module._correlate_direct
+
+    def spy(*args):
+        seen.append("_correlate_direct")
+        return real(*args)
+
+    module._correlate_direct = spy
+    try:
+        jit._warm_only([("direct", False)], ["_correlate_direct"])
+    finally:
+        module._correlate_direct = real
+    assert seen  # the named kernel ran, and _finish_scores was the no-op meanwhile
+    assert {name: getattr(module, name) for name in jit.kernel_names()} == before

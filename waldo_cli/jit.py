@@ -317,14 +317,92 @@ def load_kernels(plans: Iterable[_Planned]) -> float:
     ``compile_seconds``. Each (engine, masked) pair is warmed with a tiny
     search of the same argument types, so it loads exactly those kernels.
     """
-    needed = {(p.engine, p.masked) for p in plans if not all(map(is_loaded, p.kernels))}
+    plans = [p for p in plans if not all(map(is_loaded, p.kernels))]
+    needed = {(p.engine, p.masked) for p in plans}
     if not needed:
         return 0.0
     started = time.perf_counter()
     with _LOADING:
+        missing = sorted({n for p in plans for n in p.kernels if not is_cached(n)})
+        if _ONLY_WALDO and len(missing) > 1:
+            from waldo_cli.pool import usable_cores
+
+            if usable_cores() > 1:
+                _compile_apart(sorted(needed), missing)
         for engine, masked in sorted(needed):
-            _warm(engine, masked)
+            _warm(engine, masked)  # loads what _compile_apart compiled
     return time.perf_counter() - started
+
+
+# About how many seconds each kernel takes to compile (bench_startup.py's
+# compile section), to share them out between two processes.
+_COMPILE_WEIGHT = {
+    "_correlate_direct": 2.0,
+    "_finish_scores": 3.0,
+    "_correlate_fft": 2.5,
+    "_masked_direct": 9.0,
+    "_masked_fft": 6.0,
+}
+
+
+def _compile_apart(pairs: list[tuple[str, bool]], missing: list[str]) -> None:
+    """Compile the missing kernels in two processes at once: a child's share, then ours.
+
+    Numba compiles one kernel at a time, in one thread, so a first search
+    that needs two or more kernels waits for their sum; two processes on
+    two cores wait for about the larger share. Each process runs the
+    warm-ups of ``pairs`` with the other's kernels replaced by a function
+    that does nothing (``_warm_only``), and the kernels meet in the cache.
+    Only where this process runs waldo alone (``skip_extension_scan``): the
+    kernels module is changed for a moment.
+    """
+    theirs: list[str] = []
+    ours: list[str] = []
+    for name in sorted(missing, key=lambda n: -_COMPILE_WEIGHT.get(n, 1.0)):
+        share = sum(_COMPILE_WEIGHT.get(n, 1.0) for n in theirs)
+        mine = sum(_COMPILE_WEIGHT.get(n, 1.0) for n in ours)
+        (theirs if share <= mine else ours).append(name)
+    order = json.dumps({"pairs": pairs, "kernels": theirs})
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from waldo_cli.jit import _main; _main(['only', '-'])"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_child_environment(),
+        )
+    except OSError:
+        return  # this process compiles them all
+    with contextlib.suppress(OSError):
+        assert child.stdin is not None
+        child.stdin.write(order.encode())
+        child.stdin.close()
+    try:
+        _warm_only(pairs, ours)
+    finally:
+        child.wait()  # whatever it did not compile, _warm compiles here
+
+
+def _warm_only(pairs: list[tuple[str, bool]], names: list[str]) -> None:
+    """Run the warm-ups of ``pairs`` that call ``names``, every other kernel a no-op."""
+    module = kernels()
+    every = kernel_names()
+    saved = {n: getattr(module, n) for n in every if n not in names}
+    try:
+        for name in saved:
+            setattr(module, name, _no_kernel)
+        from waldo_cli.plan import _KERNELS as PAIRS
+
+        for engine, masked in pairs:
+            if set(PAIRS[engine, masked]) & set(names):
+                _warm(engine, masked)
+    finally:
+        for name, kernel in saved.items():
+            setattr(module, name, kernel)
+
+
+def _no_kernel(*args: object) -> None:
+    """What ``_warm_only`` calls instead of a kernel another process compiles."""
 
 
 def _warm(engine: str, masked: bool) -> None:
@@ -449,8 +527,15 @@ def _child_environment() -> dict[str, str]:
 
 
 def _main(argv: list[str]) -> None:
-    """``_main(["warm", HALF])``: compile one half of ``_HALVES``; print the times as JSON."""
+    """``_main(["warm", HALF])``: compile one half of ``_HALVES``; print the times as JSON.
+
+    ``_main(["only", "-"])``: compile the kernels named on stdin (``_compile_apart``).
+    """
     skip_extension_scan(only_waldo=True)
+    if argv[0] == "only":
+        order = json.loads(sys.stdin.read())
+        _warm_only([(e, bool(m)) for e, m in order["pairs"]], list(order["kernels"]))
+        return
     with on_compile(lambda name: None) as times:
         for engine, masked in _HALVES[int(argv[1])]:
             _warm(engine, masked)
