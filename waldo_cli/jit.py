@@ -345,7 +345,7 @@ _COMPILE_WEIGHT = {
 }
 
 
-def _compile_apart(pairs: list[tuple[str, bool]], missing: list[str]) -> None:
+def _compile_apart(pairs: list[tuple[str, bool]], missing: list[str]) -> dict[str, float]:
     """Compile the missing kernels in two processes at once: a child's share, then ours.
 
     Numba compiles one kernel at a time, in one thread, so a first search
@@ -354,7 +354,8 @@ def _compile_apart(pairs: list[tuple[str, bool]], missing: list[str]) -> None:
     warm-ups of ``pairs`` with the other's kernels replaced by a function
     that does nothing (``_warm_only``), and the kernels meet in the cache.
     Only where this process runs waldo alone (``skip_extension_scan``): the
-    kernels module is changed for a moment.
+    kernels module is changed for a moment. Returns the child's compile
+    seconds of each kernel it compiled.
     """
     theirs: list[str] = []
     ours: list[str] = []
@@ -367,20 +368,28 @@ def _compile_apart(pairs: list[tuple[str, bool]], missing: list[str]) -> None:
         child = subprocess.Popen(
             [sys.executable, "-c", "from waldo_cli.jit import _main; _main(['only', '-'])"],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=_child_environment(),
         )
     except OSError:
-        return  # this process compiles them all
+        return {}  # this process compiles them all
     with contextlib.suppress(OSError):
         assert child.stdin is not None
         child.stdin.write(order.encode())
         child.stdin.close()
+    out = b""
     try:
         _warm_only(pairs, ours)
     finally:
-        child.wait()  # whatever it did not compile, _warm compiles here
+        assert child.stdout is not None
+        out = child.stdout.read()  # whatever it did not compile, _warm compiles here
+        child.wait()
+    try:
+        seconds = json.loads(out) if child.returncode == 0 else {}
+    except ValueError:
+        return {}
+    return {str(k): float(v) for k, v in seconds.items()} if isinstance(seconds, dict) else {}
 
 
 def _warm_only(pairs: list[tuple[str, bool]], names: list[str]) -> None:
@@ -472,14 +481,8 @@ def on_compile(started: Callable[[str], None]) -> Iterator[dict[str, float]]:
         yield seconds
 
 
-# Which kernels a warm-up of each (engine, masked) pair compiles, in the
-# order the two halves of ``warm_all`` run them: each half takes about the
-# same time, and the second half reaches ``_finish_scores`` only after the
-# first has put it in the cache.
-_HALVES = (
-    (("direct", False), ("direct", True)),
-    (("fft", True), ("fft", False)),
-)
+# Every (engine, masked) pair, each warmed by a tiny search of its own.
+_PAIRS = (("direct", False), ("direct", True), ("fft", False), ("fft", True))
 
 
 def warm_all(jobs: int = 2) -> dict[str, float]:
@@ -487,30 +490,19 @@ def warm_all(jobs: int = 2) -> dict[str, float]:
 
     With ``jobs`` > 1 the kernels are compiled in two processes at once
     (Numba compiles in one thread, under a lock, so threads would not
-    help): the direct and masked-direct kernels in a child process, the
-    FFT ones here, and then this process loads what the child compiled.
+    help), shared out by their usual compile times (``_compile_apart``);
+    then this process loads what the child compiled.
     """
     skip_extension_scan(only_waldo=True)
+    pairs = list(_PAIRS)
+    missing = sorted(n for n in kernel_names() if not is_cached(n))
     seconds: dict[str, float] = {}
-    child = None
-    if jobs > 1 and not all(map(is_cached, kernel_names())):
-        child = subprocess.Popen(
-            [sys.executable, "-c", "from waldo_cli.jit import _main; _main(['warm', '0'])"],
-            stdout=subprocess.PIPE,
-            env=_child_environment(),
-        )
     with on_compile(lambda name: None) as times:
-        for engine, masked in _HALVES[1] if child is not None else (*_HALVES[0], *_HALVES[1]):
-            _warm(engine, masked)
+        if jobs > 1 and len(missing) > 1:
+            seconds.update(_compile_apart(pairs, missing))
+        for engine, masked in pairs:
+            _warm(engine, masked)  # loads, or compiles what the child did not
     seconds.update(times)
-    if child is not None:
-        out, _ = child.communicate()
-        if child.returncode == 0:
-            seconds.update(json.loads(out or b"{}"))
-        with on_compile(lambda name: None) as times:  # loads them, or compiles what failed
-            for engine, masked in _HALVES[0]:
-                _warm(engine, masked)
-        seconds.update(times)
     return seconds
 
 
@@ -527,16 +519,12 @@ def _child_environment() -> dict[str, str]:
 
 
 def _main(argv: list[str]) -> None:
-    """``_main(["warm", HALF])``: compile one half of ``_HALVES``; print the times as JSON.
+    """``_main(["only", "-"])``: compile the kernels named on stdin (``_compile_apart``).
 
-    ``_main(["only", "-"])``: compile the kernels named on stdin (``_compile_apart``).
+    Prints the seconds each compile took, as JSON.
     """
     skip_extension_scan(only_waldo=True)
-    if argv[0] == "only":
-        order = json.loads(sys.stdin.read())
-        _warm_only([(e, bool(m)) for e, m in order["pairs"]], list(order["kernels"]))
-        return
+    order = json.loads(sys.stdin.read())
     with on_compile(lambda name: None) as times:
-        for engine, masked in _HALVES[int(argv[1])]:
-            _warm(engine, masked)
+        _warm_only([(e, bool(m)) for e, m in order["pairs"]], list(order["kernels"]))
     print(json.dumps(times))
