@@ -199,7 +199,8 @@ def test_masked_kernels_compile_once(rng):
         for mask in (np.ones((4, 5), bool), rng.random((4, 5, channels)).astype(np.float32)):
             for engine in ("direct", "fft"):
                 match_template(image, image[2:6, 3:8], "sqdiff", engine=engine, mask=mask)
-    assert len(kernels._masked_direct.signatures) == 1
+    assert len(kernels._masked_maps.signatures) == 1
+    assert len(kernels._masked_rows.signatures) == 1
     assert len(kernels._masked_fft.signatures) == 1
 
 

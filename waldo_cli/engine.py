@@ -708,29 +708,57 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
     planes = masked.mask.shape[0]
     if plan.engine == "direct":
         index, count = _mask_taps(masked.mask)
-        SHARED.run_bands(
-            kernels._masked_direct,
-            (
-                code,
-                planar,
-                offsets,
-                masked.kern,
-                masked.weights,
-                masked.mask,
-                *common,
-                scores,
-                index,
-                count,
-                masked.kern.sum(axis=(1, 2)),
-            ),
-            out_shape[0],
-            threads=plan.threads,
-            scratch=lambda: (
-                np.zeros((planes if need_b else 0, h, width)),
-                np.zeros((2 + 2 * channels, 1, out_shape[1])),
-                np.empty((3, out_shape[1])),
-            ),
-        )
+        k_sum = masked.kern.sum(axis=(1, 2))
+        w_sum, m_sum, t_sq, tnorm, _, soft = common
+        # the maps of a few rows at a time: they stay in the cache between the
+        # two kernels, and each chunk's first row sums h rows of squares anew
+        maps_rows = max(4, h // 2)
+
+        def band(start: int, stop: int) -> None:
+            ring = np.zeros((planes if need_b else 0, h, width))
+            maps = np.empty((2 + 2 * channels, maps_rows, out_shape[1]))
+            work = np.empty((3, out_shape[1]))
+            for top in range(start, stop, maps_rows):
+                end = min(stop, top + maps_rows)
+                kernels._masked_maps(
+                    code,
+                    planar,
+                    offsets,
+                    masked.kern,
+                    masked.weights,
+                    masked.mask,
+                    w_sum,
+                    m_sum,
+                    soft,
+                    index,
+                    count,
+                    k_sum,
+                    ring,
+                    maps,
+                    top,
+                    end,
+                )
+                kernels._masked_rows(
+                    code,
+                    maps,
+                    planar,
+                    masked.kern,
+                    masked.weights,
+                    masked.mask,
+                    offsets,
+                    w_sum,
+                    m_sum,
+                    t_sq,
+                    tnorm,
+                    floor,
+                    soft,
+                    work,
+                    scores,
+                    top,
+                    end,
+                )
+
+        SHARED.run_bands(band, (), out_shape[0], threads=plan.threads)
     else:
         load_fft()
         side = plan.tile or 0
@@ -766,7 +794,7 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
 
 
 def _mask_taps(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index, count): the taps each row of each mask plane keeps, for ``_masked_direct``.
+    """(index, count): the taps each row of each mask plane keeps, for ``_masked_maps``.
 
     >>> index, count = _mask_taps(np.array([[[0.0, 2.0, 0.0, 1.0]]]))
     >>> index.tolist(), count.tolist()

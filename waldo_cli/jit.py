@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 # The kernels each engine runs, for the cache commands and the first-run notice.
 KERNELS: dict[str, tuple[str, ...]] = {
-    "direct": ("_correlate_direct", "_finish_scores", "_masked_direct"),
+    "direct": ("_correlate_direct", "_finish_scores", "_masked_maps", "_masked_rows"),
     "fft": ("_correlate_fft", "_finish_scores", "_masked_fft"),
 }
 
@@ -156,7 +156,7 @@ def kernel_names(engines: tuple[str, ...] | None = None) -> set[str]:
     """The kernels the given engines run (all of them for None).
 
     >>> sorted(kernel_names(("direct",)))
-    ['_correlate_direct', '_finish_scores', '_masked_direct']
+    ['_correlate_direct', '_finish_scores', '_masked_maps', '_masked_rows']
     """
     chosen = KERNELS if engines is None else {e: KERNELS[e] for e in engines}
     return {name for names in chosen.values() for name in names}
@@ -340,7 +340,8 @@ _COMPILE_WEIGHT = {
     "_correlate_direct": 2.0,
     "_finish_scores": 3.0,
     "_correlate_fft": 2.5,
-    "_masked_direct": 9.0,
+    "_masked_maps": 5.0,
+    "_masked_rows": 4.0,
     "_masked_fft": 6.0,
 }
 

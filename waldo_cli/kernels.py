@@ -405,7 +405,7 @@ def _masked_window(
 
     The energy is summed as sum W (J - mean_M J)**2 (ccoeff_normed) or
     sum W I**2, terms that are never negative: exact to rounding even where
-    the maps' differences cancel. Arguments as in _masked_direct.
+    the maps' differences cancel. Arguments as in _masked_maps.
     """
     n_channels = image.shape[0]
     _, h, w = kern.shape
@@ -462,12 +462,13 @@ def _masked_scores(
     """OpenCV's masked formulas and waldo's degenerate rules, from row y of the maps.
 
     maps (2+2C, rows, cols) float64 as above; image, kern, weights, mask as
-    in _masked_direct, (top, left) the window dst[0] scores; offsets, w_sum
+    in _masked_maps, (top, left) the window dst[0] scores; offsets, w_sum
     (sum W), m_sum (sum M) (C,) float64; t_sq = sum W T**2; tnorm the
     template's norm (sqrt of t_sq, or of sum W (T - mean_M T)**2 for
     ccoeff_normed); floor the energy below which a window counts as black
     or flat; work (3, cols) float64 scratch; dst (n,) float32, n <= cols.
-    Not cached itself: it is compiled into the kernels that call it.
+    Not cached itself: it is compiled into the kernels that call it (_masked_rows,
+    _masked_fft).
     """
     n = dst.shape[0]
     n_channels = offsets.shape[0]
@@ -631,7 +632,7 @@ def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover
 
 
 @njit(cache=True, nogil=True)
-def _masked_direct(
+def _masked_maps(
     method,
     image,
     offsets,
@@ -640,36 +641,31 @@ def _masked_direct(
     mask,
     w_sum,
     m_sum,
-    t_sq,
-    tnorm,
-    floor,
     soft,
-    out,
     index,
     count,
     k_sum,
     ring,
     maps,
-    work,
     y0,
     y1,
 ):  # pragma: no cover - compiled
-    """Masked scores by sliding windows: the maps of a row of windows, then its scores.
+    """The maps of the masked scores by sliding windows, for rows y0 <= y < y1.
 
     image (C, H, W) float32; offsets (C,) float64 (0 for ccorr and sqdiff);
     kern (C, h, w), weights and mask (C or 1, h, w) float64 (one plane: the
-    same for every channel); the rest as in _masked_scores; out (H-h+1,
-    W-w+1) float32. index (C or 1, h, w) int64 and count (C or 1, h) int64:
-    the taps each row of the mask keeps (the first count[p, i] of
-    index[p, i]; left-out pixels add to no map); k_sum (C,) the sum of each
-    kern plane. Scratch: ring (C or 1, or 0 when the method needs no
-    squares, h, W), maps (2 + 2C, 1, W-w+1) and work (3, W-w+1) float64.
-    Fills rows y0 <= y < y1.
+    same for every channel); w_sum, m_sum, soft as in _masked_scores.
+    index (C or 1, h, w) int64 and count (C or 1, h) int64: the taps each
+    row of the mask keeps (the first count[p, i] of index[p, i]; left-out
+    pixels add to no map); k_sum (C,) the sum of each kern plane. Scratch:
+    ring (C or 1, or 0 when the method needs no squares, h, W) float64.
+    Fills maps[:, y - y0] of maps (2 + 2C, at least y1 - y0, W-w+1) float64,
+    in the order the comment above _masked_window gives.
     """
     n_channels, _, width = image.shape
     _, h, w = kern.shape
     planes = mask.shape[0]
-    _, out_w = out.shape
+    out_w = maps.shape[2]
     if y0 >= y1:
         return
     need_b = method != CCORR and method != CCOEFF
@@ -680,6 +676,7 @@ def _masked_direct(
     # image rows of (I - o)**2, summed over channels when one weight plane
     # serves all, are kept in a ring, each row computed once.
     for y in range(y0, y1):
+        row = y - y0
         if need_b:
             for r in range(y0 if y == y0 else y + h - 1, y + h):
                 slot = ring[:, r % h]
@@ -691,20 +688,23 @@ def _masked_direct(
                     for x in range(width):
                         v = src[x] - o
                         dst[x] += v * v
-        maps[:] = 0.0
+        for k in range(maps.shape[0]):
+            clear = maps[k, row]
+            for x in range(out_w):
+                clear[x] = 0.0
         for i in range(h):
             if need_b:
                 for p in range(planes):
                     _accumulate(
-                        maps[1, 0], ring[p, (y + i) % h], weights[p, i], index[p, i], count[p, i]
+                        maps[1, row], ring[p, (y + i) % h], weights[p, i], index[p, i], count[p, i]
                     )
             for c in range(n_channels):
                 p = 0 if planes == 1 else c
                 src = image[c, y + i]
                 if need_a:
                     _accumulate2(
-                        maps[0, 0],
-                        maps[2 + c, 0],
+                        maps[0, row],
+                        maps[2 + c, row],
                         src,
                         kern[c, i],
                         weights[p, i],
@@ -712,32 +712,62 @@ def _masked_direct(
                         count[p, i],
                     )
                 else:
-                    _accumulate(maps[0, 0], src, kern[c, i], index[p, i], count[p, i])
+                    _accumulate(maps[0, row], src, kern[c, i], index[p, i], count[p, i])
                 if need_s:
                     _accumulate(
-                        maps[2 + n_channels + c, 0], src, mask[p, i], index[p, i], count[p, i]
+                        maps[2 + n_channels + c, row], src, mask[p, i], index[p, i], count[p, i]
                     )
         for c in range(n_channels):
             o = offsets[c]
             if o != 0.0:
                 shift = o * k_sum[c]
-                num = maps[0, 0]
+                num = maps[0, row]
                 for x in range(out_w):
                     num[x] -= shift
                 if need_a:
                     shift = o * w_sum[c]
-                    a = maps[2 + c, 0]
+                    a = maps[2 + c, row]
                     for x in range(out_w):
                         a[x] -= shift
                 if need_s:
                     shift = o * m_sum[c]
-                    a = maps[2 + n_channels + c, 0]
+                    a = maps[2 + n_channels + c, row]
                     for x in range(out_w):
                         a[x] -= shift
+
+
+@njit(cache=True, nogil=True)
+def _masked_rows(
+    method,
+    maps,
+    image,
+    kern,
+    weights,
+    mask,
+    offsets,
+    w_sum,
+    m_sum,
+    t_sq,
+    tnorm,
+    floor,
+    soft,
+    work,
+    out,
+    y0,
+    y1,
+):  # pragma: no cover - compiled
+    """Masked scores of rows y0 <= y < y1 of out (H-h+1, W-w+1) float32, from _masked_maps'.
+
+    maps as _masked_maps fills them (row y - y0 for row y); work (3,
+    W-w+1) float64 scratch; the rest as in _masked_maps and _masked_scores.
+    A kernel of its own, so that a first masked search compiles it and
+    _masked_maps in two processes at once.
+    """
+    for y in range(y0, y1):
         _masked_scores(
             method,
             maps,
-            0,
+            y - y0,
             image,
             kern,
             weights,
@@ -782,12 +812,12 @@ def _masked_fft(
     first,
     last,
 ):  # pragma: no cover - compiled
-    """The scores of _masked_direct, by overlap-save FFT tiles.
+    """The scores of _masked_maps and _masked_rows, by overlap-save FFT tiles.
 
     kern_spec (C, T, T//2+1) complex128, w_spec and m_spec (C or 1, T,
     T//2+1): the conjugate spectra of kern, weights and mask zero-padded to
     T×T (the planes themselves serve windows summed again directly); the
-    rest as in _masked_direct. Each plane of a tile is transformed
+    rest as in _masked_maps. Each plane of a tile is transformed
     once and its spectrum serves every map that needs it; with one weight
     plane for all channels, the squares are summed over channels before
     their one transform. Fills tiles first <= tile < last, row by row.

@@ -56,7 +56,7 @@ BAND_BYTES = 64 << 20
 _KERNELS = {
     ("direct", False): ("_correlate_direct", "_finish_scores"),
     ("fft", False): ("_correlate_fft", "_finish_scores"),
-    ("direct", True): ("_masked_direct",),
+    ("direct", True): ("_masked_maps", "_masked_rows"),
     ("fft", True): ("_masked_fft",),
 }
 
