@@ -404,7 +404,7 @@ def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):
     )
     assert warmed.returncode == 0 and "fft kernels ready" in warmed.stdout
     # each kernel's compile time, from Numba's event API
-    for name in ("_correlate_direct", "_correlate_fft", "_finish_scores", "_masked_fft"):
+    for name in ("_correlate_direct", "_correlate_fft", "_finish_scores", "_masked_tile"):
         assert re.search(rf"^{name}: \d+\.\d s$", warmed.stdout, re.M), warmed.stdout
     info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
     assert "not compiled" not in info.stdout

@@ -360,7 +360,7 @@ def test_cache_clear_deletes_only_numba_files(tmp_path):
     numba_files = [
         folder / f"kernels._finish_scores-191.{tag}.nbi",
         folder / f"kernels._finish_scores-191.{tag}.1.nbc",
-        folder / f"kernels._masked_fft-7.{tag}.12.nbc",
+        folder / f"kernels._masked_tile-7.{tag}.12.nbc",
     ]
     for path in numba_files:
         path.write_bytes(b"stale")

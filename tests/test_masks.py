@@ -201,7 +201,7 @@ def test_masked_kernels_compile_once(rng):
                 match_template(image, image[2:6, 3:8], "sqdiff", engine=engine, mask=mask)
     assert len(kernels._masked_maps.signatures) == 1
     assert len(kernels._masked_rows.signatures) == 1
-    assert len(kernels._masked_fft.signatures) == 1
+    assert len(kernels._masked_tile.signatures) == 1
 
 
 def test_prepared_template_keeps_each_mask_apart(rng):

@@ -706,10 +706,10 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
     need_b = method not in ("ccorr", "ccoeff")  # the methods with a norm
     need_a = method == "ccoeff_normed"
     planes = masked.mask.shape[0]
+    w_sum, m_sum, t_sq, tnorm, _, soft = common
     if plan.engine == "direct":
         index, count = _mask_taps(masked.mask)
         k_sum = masked.kern.sum(axis=(1, 2))
-        w_sum, m_sum, t_sq, tnorm, _, soft = common
         # the maps of a few rows at a time: they stay in the cache between the
         # two kernels, and each chunk's first row sums h rows of squares anew
         maps_rows = max(4, h // 2)
@@ -756,40 +756,70 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
                     scores,
                     top,
                     end,
+                    0,
+                    out_shape[1],
                 )
 
         SHARED.run_bands(band, (), out_shape[0], threads=plan.threads)
     else:
         load_fft()
         side = plan.tile or 0
-        spectra = masked.spectra(side)
-        _, tile_h, half = spectra[0].shape
+        kern_spec, w_spec, m_spec = masked.spectra(side)
+        _, tile_h, half = kern_spec.shape
         tile_w = 2 * (half - 1)
-        tiles = -(-out_shape[0] // (tile_h - h + 1)) * -(-out_shape[1] // (tile_w - w + 1))
+        step_y, step_x = tile_h - h + 1, tile_w - w + 1
+        out_h, out_w = out_shape
+        tiles_x = -(-out_w // step_x)
+        tiles = -(-out_h // step_y) * tiles_x
         layers = 2 + channels * (need_a + (need_a and masked.soft))
-        SHARED.run_bands(
-            kernels._masked_fft,
-            (
-                code,
-                planar,
-                offsets,
-                masked.kern,
-                masked.weights,
-                masked.mask,
-                *spectra,
-                *common,
-                scores,
-                np.arange(2, dtype=np.int64),
-            ),
-            tiles,
-            threads=plan.threads,
-            scratch=lambda: (
-                np.zeros((layers, tile_h, tile_w)),
-                np.empty((4, tile_h, half), np.complex128),
-                np.empty((2, tile_h, tile_w)),
-                np.empty((3, tile_w)),
-            ),
-        )
+        axes = np.arange(2, dtype=np.int64)
+
+        def tiles_of(first: int, last: int) -> None:
+            maps = np.zeros((layers, tile_h, tile_w))
+            spectral = np.empty((4, tile_h, half), np.complex128)
+            real = np.empty((2, tile_h, tile_w))
+            work = np.empty((3, tile_w))
+            for tile in range(first, last):
+                kernels._masked_tile(
+                    code,
+                    planar,
+                    offsets,
+                    kern_spec,
+                    w_spec,
+                    m_spec,
+                    masked.soft,
+                    out_h,
+                    out_w,
+                    axes,
+                    maps,
+                    spectral,
+                    real,
+                    tile,
+                )
+                y0, x0 = (tile // tiles_x) * step_y, (tile % tiles_x) * step_x
+                kernels._masked_rows(
+                    code,
+                    maps,
+                    planar,
+                    masked.kern,
+                    masked.weights,
+                    masked.mask,
+                    offsets,
+                    w_sum,
+                    m_sum,
+                    t_sq,
+                    tnorm,
+                    floor,
+                    soft,
+                    work,
+                    scores,
+                    y0,
+                    y0 + min(step_y, out_h - y0),
+                    x0,
+                    min(step_x, out_w - x0),
+                )
+
+        SHARED.run_bands(tiles_of, (), tiles, threads=plan.threads)
     return scores
 
 

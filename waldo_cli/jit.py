@@ -32,7 +32,7 @@ from typing import Any, Protocol
 # The kernels each engine runs, for the cache commands and the first-run notice.
 KERNELS: dict[str, tuple[str, ...]] = {
     "direct": ("_correlate_direct", "_finish_scores", "_masked_maps", "_masked_rows"),
-    "fft": ("_correlate_fft", "_finish_scores", "_masked_fft"),
+    "fft": ("_correlate_fft", "_finish_scores", "_masked_tile", "_masked_rows"),
 }
 
 
@@ -342,7 +342,7 @@ _COMPILE_WEIGHT = {
     "_correlate_fft": 2.5,
     "_masked_maps": 5.0,
     "_masked_rows": 4.0,
-    "_masked_fft": 6.0,
+    "_masked_tile": 3.0,
 }
 
 

@@ -467,8 +467,7 @@ def _masked_scores(
     template's norm (sqrt of t_sq, or of sum W (T - mean_M T)**2 for
     ccoeff_normed); floor the energy below which a window counts as black
     or flat; work (3, cols) float64 scratch; dst (n,) float32, n <= cols.
-    Not cached itself: it is compiled into the kernels that call it (_masked_rows,
-    _masked_fft).
+    Not cached itself: it is compiled into the kernel that calls it, _masked_rows.
     """
     n = dst.shape[0]
     n_channels = offsets.shape[0]
@@ -755,13 +754,16 @@ def _masked_rows(
     out,
     y0,
     y1,
+    x0,
+    n,
 ):  # pragma: no cover - compiled
-    """Masked scores of rows y0 <= y < y1 of out (H-h+1, W-w+1) float32, from _masked_maps'.
+    """Masked scores of out[y, x0 : x0 + n], y0 <= y < y1, from maps of those windows.
 
-    maps as _masked_maps fills them (row y - y0 for row y); work (3,
-    W-w+1) float64 scratch; the rest as in _masked_maps and _masked_scores.
-    A kernel of its own, so that a first masked search compiles it and
-    _masked_maps in two processes at once.
+    out (H-h+1, W-w+1) float32; maps as _masked_maps or _masked_tile fill
+    them: row y - y0, column x - x0 for window (y, x); work (3, at least n)
+    float64 scratch; the rest as in _masked_maps and _masked_scores. A
+    kernel of its own, shared by both engines, so that a first masked
+    search compiles it and the maps' kernel in two processes at once.
     """
     for y in range(y0, y1):
         _masked_scores(
@@ -773,7 +775,7 @@ def _masked_rows(
             weights,
             mask,
             y,
-            0,
+            x0,
             offsets,
             w_sum,
             m_sum,
@@ -782,150 +784,116 @@ def _masked_rows(
             floor,
             soft,
             work,
-            out[y],
+            out[y][x0 : x0 + n],
         )
 
 
 @njit(cache=True, nogil=True)
-def _masked_fft(
+def _masked_tile(
     method,
     image,
     offsets,
-    kern,
-    weights,
-    mask,
     kern_spec,
     w_spec,
     m_spec,
-    w_sum,
-    m_sum,
-    t_sq,
-    tnorm,
-    floor,
     soft,
-    out,
+    out_h,
+    out_w,
     axes,
     maps,
     spectral,
     real,
-    work,
-    first,
-    last,
+    tile,
 ):  # pragma: no cover - compiled
-    """The scores of _masked_maps and _masked_rows, by overlap-save FFT tiles.
+    """The maps of _masked_maps for one overlap-save FFT tile of the (out_h, out_w) windows.
 
     kern_spec (C, T, T//2+1) complex128, w_spec and m_spec (C or 1, T,
     T//2+1): the conjugate spectra of kern, weights and mask zero-padded to
-    T×T (the planes themselves serve windows summed again directly); the
-    rest as in _masked_maps. Each plane of a tile is transformed
+    T×T; the rest as in _masked_maps. Tiles step by T - h + 1 rows and
+    T - w + 1 columns, row by row; maps[:, i, j] is the window (y0 + i,
+    x0 + j) of the tile at (y0, x0). Each plane of a tile is transformed
     once and its spectrum serves every map that needs it; with one weight
     plane for all channels, the squares are summed over channels before
-    their one transform. Fills tiles first <= tile < last, row by row.
-    Scratch: axes (0, 1) int64; maps (2 + C (1 for ccoeff_normed, 2 with a
-    soft mask), T, T) float64; spectral (4, T, T//2+1) complex128; real
-    (2, T, T) float64; work (3, T) float64.
+    their one transform. Scratch: axes (0, 1) int64; maps (2 + C (1 for
+    ccoeff_normed, 2 with a soft mask), T, T) float64; spectral (4, T,
+    T//2+1) complex128; real (2, T, T) float64.
     """
     n_channels, height, width = image.shape
-    _, h, w = kern.shape
     tile_h = kern_spec.shape[1]
     half = kern_spec.shape[2]
     tile_w = 2 * (half - 1)
-    out_h, out_w = out.shape
+    h = height - out_h + 1  # the template's size
+    w = width - out_w + 1
     step_y = tile_h - h + 1
     step_x = tile_w - w + 1
-    tiles_y = (out_h + step_y - 1) // step_y
     tiles_x = (out_w + step_x - 1) // step_x
     need_b = method != CCORR and method != CCOEFF
     need_a = method == CCOEFF_NORMED
     need_s = need_a and soft
     shared = w_spec.shape[0] == 1
     scale = 1.0 / (tile_h * tile_w)  # the inverse transform's normalisation
-    # only the maps the method needs (the caller's): a tile's maps are large
     prod = spectral[0]
     freq = spectral[1]
     acc = spectral[2]
     acc_b = spectral[3]
     buf = real[0]
     squares = real[1]
-    for tile in range(first, min(last, tiles_y * tiles_x)):
-        y0 = (tile // tiles_x) * step_y
-        x0 = (tile % tiles_x) * step_x
-        rows = min(tile_h, height - y0)
-        cols = min(tile_w, width - x0)
-        acc[:] = 0.0
-        buf[:] = 0.0
-        if need_b:
-            acc_b[:] = 0.0
+    y0 = (tile // tiles_x) * step_y
+    x0 = (tile % tiles_x) * step_x
+    rows = min(tile_h, height - y0)
+    cols = min(tile_w, width - x0)
+    acc[:] = 0.0
+    buf[:] = 0.0
+    if need_b:
+        acc_b[:] = 0.0
+        squares[:] = 0.0
+    for c in range(n_channels):
+        off = offsets[c]
+        p = 0 if shared else c
+        if need_b and not shared:
             squares[:] = 0.0
-        for c in range(n_channels):
-            off = offsets[c]
-            p = 0 if shared else c
-            if need_b and not shared:
-                squares[:] = 0.0
-            for y in range(rows):
-                src = image[c, y0 + y, x0 : x0 + cols]
-                dst = buf[y]
+        for y in range(rows):
+            src = image[c, y0 + y, x0 : x0 + cols]
+            dst = buf[y]
+            for x in range(cols):
+                dst[x] = src[x] - off
+            if need_b:
+                sq = squares[y]
                 for x in range(cols):
-                    dst[x] = src[x] - off
-                if need_b:
-                    sq = squares[y]
-                    for x in range(cols):
-                        sq[x] += dst[x] * dst[x]
-            # float64 transforms: these sums are differenced, and their
-            # rounding must stay far below the 2e-5 the scores keep
-            _r2c(buf, freq, axes, True, 1.0, 1)
+                    sq[x] += dst[x] * dst[x]
+        # float64 transforms: these sums are differenced, and their
+        # rounding must stay far below the 2e-5 the scores keep
+        _r2c(buf, freq, axes, True, 1.0, 1)
+        for y in range(tile_h):
+            a = acc[y]
+            f = freq[y]
+            k = kern_spec[c, y]
+            for x in range(half):
+                a[x] += f[x] * k[x]
+        if need_a:
             for y in range(tile_h):
-                a = acc[y]
                 f = freq[y]
-                k = kern_spec[c, y]
+                k = w_spec[p, y]
+                d = prod[y]
+                for x in range(half):
+                    d[x] = f[x] * k[x]
+            _c2r(prod, maps[2 + c], axes, False, scale, 1)
+        if need_s:
+            for y in range(tile_h):
+                f = freq[y]
+                k = m_spec[p, y]
+                d = prod[y]
+                for x in range(half):
+                    d[x] = f[x] * k[x]
+            _c2r(prod, maps[2 + n_channels + c], axes, False, scale, 1)
+        if need_b and (not shared or c == n_channels - 1):
+            _r2c(squares, freq, axes, True, 1.0, 1)
+            for y in range(tile_h):
+                a = acc_b[y]
+                f = freq[y]
+                k = w_spec[p, y]
                 for x in range(half):
                     a[x] += f[x] * k[x]
-            if need_a:
-                for y in range(tile_h):
-                    f = freq[y]
-                    k = w_spec[p, y]
-                    d = prod[y]
-                    for x in range(half):
-                        d[x] = f[x] * k[x]
-                _c2r(prod, maps[2 + c], axes, False, scale, 1)
-            if need_s:
-                for y in range(tile_h):
-                    f = freq[y]
-                    k = m_spec[p, y]
-                    d = prod[y]
-                    for x in range(half):
-                        d[x] = f[x] * k[x]
-                _c2r(prod, maps[2 + n_channels + c], axes, False, scale, 1)
-            if need_b and (not shared or c == n_channels - 1):
-                _r2c(squares, freq, axes, True, 1.0, 1)
-                for y in range(tile_h):
-                    a = acc_b[y]
-                    f = freq[y]
-                    k = w_spec[p, y]
-                    for x in range(half):
-                        a[x] += f[x] * k[x]
-        _c2r(acc, maps[0], axes, False, scale, 1)
-        if need_b:
-            _c2r(acc_b, maps[1], axes, False, scale, 1)
-        n = min(step_x, out_w - x0)
-        for y in range(min(step_y, out_h - y0)):
-            _masked_scores(
-                method,
-                maps,
-                y,
-                image,
-                kern,
-                weights,
-                mask,
-                y0 + y,
-                x0,
-                offsets,
-                w_sum,
-                m_sum,
-                t_sq,
-                tnorm,
-                floor,
-                soft,
-                work,
-                out[y0 + y, x0 : x0 + n],
-            )
+    _c2r(acc, maps[0], axes, False, scale, 1)
+    if need_b:
+        _c2r(acc_b, maps[1], axes, False, scale, 1)

@@ -57,7 +57,7 @@ _KERNELS = {
     ("direct", False): ("_correlate_direct", "_finish_scores"),
     ("fft", False): ("_correlate_fft", "_finish_scores"),
     ("direct", True): ("_masked_maps", "_masked_rows"),
-    ("fft", True): ("_masked_fft",),
+    ("fft", True): ("_masked_tile", "_masked_rows"),
 }
 
 
