@@ -376,18 +376,18 @@ def test_bad_engine_options(args, needle, files):
 
 
 @pytest.fixture(scope="module")
-def cold_cache(tmp_path_factory, files):
+def cold_cache(cold_search, files, tmp_path_factory):
     """One fresh cache folder, used in order: each kernel is compiled in it once.
 
-    A plain direct search (cold, then warm), ``cache info``, a masked FFT
-    batch (its kernel still cold), ``cache warm`` (the kernels nobody ran
-    yet, in two processes where two cores are usable), ``cache info``,
-    ``cache clear``, ``cache info``. Compiling every kernel costs tens of
-    seconds on a busy machine: once is enough to see every notice and time.
+    A plain direct search, cold then warm (``cold_search``, shared with
+    tests/test_promises.py), ``cache info``, a masked FFT batch (its kernel
+    still cold), ``cache warm`` (the kernels nobody ran yet, in two processes
+    where two cores are usable), ``cache info``, ``cache clear``, ``cache
+    info``. Compiling every kernel costs tens of seconds on a busy machine:
+    once is enough to see every notice and time.
     """
-    root = tmp_path_factory.mktemp("cold")
-    cache = root / "cache"
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    root = tmp_path_factory.mktemp("masked")
+    cache, env = cold_search["cache"], cold_search["env"]
     waldo = _waldo_executable()
 
     def waldo_run(*args):
@@ -401,10 +401,7 @@ def cold_cache(tmp_path_factory, files):
     template.putalpha(Image.fromarray(alpha))
     template.save(root / "masked.png")
     scene = files / "scene.png"
-    search = ("find", scene, files / "waldo.png", "--engine", "direct", "--json")
-    runs = {"cache": cache}
-    runs["cold"] = waldo_run(*search)
-    runs["warm"] = waldo_run(*search)
+    runs = {"cache": cache, "cold": cold_search["cold"], "warm": cold_search["warm"]}
     runs["info"] = waldo_run("cache", "info")
     runs["masked"] = waldo_run(
         "find", "-t", root / "masked.png", scene, scene, "--engine", "fft", "--jsonl"
@@ -422,6 +419,7 @@ def test_cold_cache_says_it_compiles_and_cache_commands(cold_cache):
     cold, warm, info = cold_cache["cold"], cold_cache["warm"], cold_cache["info"]
     assert cold.returncode == 0, cold.stderr
     assert "compiling the search kernels, once" in cold.stderr
+    assert json.loads(cold.stdout)["matches"][0]["x"] == 40
     assert warm.returncode == 0 and "compiling" not in warm.stderr
     # the two kernels compiled in two processes at once (jit._compile_apart) met in the cache
     assert json.loads(cold.stdout)["matches"] == json.loads(warm.stdout)["matches"]
