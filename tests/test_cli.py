@@ -375,62 +375,87 @@ def test_bad_engine_options(args, needle, files):
     assert_one_line_error(run("find", files / "scene.png", files / "waldo.png", *args), needle)
 
 
-def test_cold_cache_says_it_compiles_and_cache_commands(tmp_path, files):
-    """A fresh cache folder: the first search says it compiles, the next is silent."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+@pytest.fixture(scope="module")
+def cold_cache(cold_search, files, tmp_path_factory):
+    """One fresh cache folder, used in order: each kernel is compiled in it once.
+
+    A plain direct search, cold then warm (``cold_search``, shared with
+    tests/test_promises.py), ``cache info``, a masked FFT batch (its kernel
+    still cold), ``cache warm`` (the kernels nobody ran yet, in two processes
+    where two cores are usable), ``cache info``, ``cache clear``, ``cache
+    info``. Compiling every kernel costs tens of seconds on a busy machine:
+    once is enough to see every notice and time.
+    """
+    root = tmp_path_factory.mktemp("masked")
+    cache, env = cold_search["cache"], cold_search["env"]
     waldo = _waldo_executable()
-    scene, template = str(files / "scene.png"), str(files / "waldo.png")
-    args = [waldo, "find", scene, template, "--engine", "direct", "--json"]
-    cold = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
-    assert cold.returncode == 0, cold.stderr
-    assert "compiling the search kernels, once" in cold.stderr
-    warm = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
-    assert warm.returncode == 0 and "compiling" not in warm.stderr
-    # the two kernels compiled in two processes at once (jit._compile_apart) met in the cache
-    assert json.loads(cold.stdout)["matches"] == json.loads(warm.stdout)["matches"]
-    assert json.loads(warm.stdout)["compile_seconds"] < json.loads(cold.stdout)["compile_seconds"]
-    info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
-    assert str(tmp_path / "cache") in info.stdout
-    assert "_correlate_direct: compiled" in info.stdout
-    assert "_finish_scores: compiled" in info.stdout
-    assert "_correlate_fft: not compiled yet" in info.stdout
-    cleared = subprocess.run([waldo, "cache", "clear"], capture_output=True, text=True, env=env)
-    assert cleared.returncode == 0 and "removed" in cleared.stdout
-    info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
-    assert "_correlate_direct: not compiled yet" in info.stdout
-    assert not list((tmp_path / "cache").rglob("*.nbi"))
-    warmed = subprocess.run(
-        [waldo, "cache", "warm"], capture_output=True, text=True, timeout=600, env=env
-    )
-    assert warmed.returncode == 0 and "fft kernels ready" in warmed.stdout
-    # each kernel's compile time, from Numba's event API
-    for name in ("_correlate_direct", "_correlate_fft", "_finish_scores", "_masked_tile"):
-        assert re.search(rf"^{name}: \d+\.\d s$", warmed.stdout, re.M), warmed.stdout
-    info = subprocess.run([waldo, "cache", "info"], capture_output=True, text=True, env=env)
-    assert "not compiled" not in info.stdout
 
+    def waldo_run(*args):
+        return subprocess.run(
+            [waldo, *map(str, args)], capture_output=True, text=True, timeout=600, env=env
+        )
 
-def test_a_masked_batch_says_it_compiles_too(tmp_path, files):
-    """The masked kernels and a batch's first image wait for the compiler too: said once."""
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     template = Image.open(files / "waldo.png").convert("RGBA")
     alpha = np.full(template.size[::-1], 255, np.uint8)
     alpha[:6, :6] = 0  # a transparent corner: a masked search
     template.putalpha(Image.fromarray(alpha))
-    template.save(tmp_path / "masked.png")
-    scene = str(files / "scene.png")
-    args = [_waldo_executable(), "find", "-t", str(tmp_path / "masked.png"), scene, scene]
-    cold = subprocess.run(
-        [*args, "--engine", "direct", "--jsonl"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    template.save(root / "masked.png")
+    scene = files / "scene.png"
+    runs = {"cache": cache, "cold": cold_search["cold"], "warm": cold_search["warm"]}
+    runs["info"] = waldo_run("cache", "info")
+    runs["masked"] = waldo_run(
+        "find", "-t", root / "masked.png", scene, scene, "--engine", "fft", "--jsonl"
     )
+    runs["warmed"] = waldo_run("cache", "warm")
+    runs["info_warmed"] = waldo_run("cache", "info")
+    runs["cleared"] = waldo_run("cache", "clear")
+    runs["info_cleared"] = waldo_run("cache", "info")
+    runs["nbi_cleared"] = list(cache.rglob("*.nbi"))
+    return runs
+
+
+def test_cold_cache_says_it_compiles_and_cache_commands(cold_cache):
+    """A fresh cache folder: the first search says it compiles, the next is silent."""
+    cold, warm, info = cold_cache["cold"], cold_cache["warm"], cold_cache["info"]
+    assert cold.returncode == 0, cold.stderr
+    assert "compiling the search kernels, once" in cold.stderr
+    assert json.loads(cold.stdout)["matches"][0]["x"] == 40
+    assert warm.returncode == 0 and "compiling" not in warm.stderr
+    # the two kernels compiled in two processes at once (jit._compile_apart) met in the cache
+    assert json.loads(cold.stdout)["matches"] == json.loads(warm.stdout)["matches"]
+    assert json.loads(warm.stdout)["compile_seconds"] < json.loads(cold.stdout)["compile_seconds"]
+    assert str(cold_cache["cache"]) in info.stdout
+    assert "_correlate_direct: compiled" in info.stdout
+    assert "_finish_scores: compiled" in info.stdout
+    assert "_correlate_fft: not compiled yet" in info.stdout
+    warmed = cold_cache["warmed"]
+    assert warmed.returncode == 0 and "fft kernels ready" in warmed.stdout
+    # each kernel's compile time, from Numba's event API, for the ones it
+    # compiles (shared out between two processes where two cores are usable);
+    # what the searches above compiled (plain direct, masked FFT) is only loaded
+    from waldo_cli import jit
+
+    loaded = {"_correlate_direct", "_finish_scores", "_masked_tile", "_masked_rows"}
+    assert loaded < jit.kernel_names()
+    for name in sorted(jit.kernel_names() - loaded):
+        assert re.search(rf"^{name}: \d+\.\d s$", warmed.stdout, re.M), warmed.stdout
+    for name in sorted(loaded):
+        assert f"{name}: loaded from the cache" in warmed.stdout, warmed.stdout
+    assert "not compiled" not in cold_cache["info_warmed"].stdout
+    cleared = cold_cache["cleared"]
+    assert cleared.returncode == 0 and "removed" in cleared.stdout
+    assert "_correlate_direct: not compiled yet" in cold_cache["info_cleared"].stdout
+    assert not cold_cache["nbi_cleared"]
+
+
+def test_a_masked_batch_says_it_compiles_too(cold_cache):
+    """The masked kernels and a batch's first image wait for the compiler too: said once."""
+    cold = cold_cache["masked"]
     assert cold.returncode == 0, cold.stderr
     assert cold.stderr.count("compiling the search kernels, once") == 1, cold.stderr
     records = [json.loads(line) for line in cold.stdout.splitlines()]
     assert [r["mask"] for r in records] == ["alpha", "alpha"]
+    assert {r["engine"] for r in records} == {"fft"}
 
 
 def test_subpixel_option_gives_decimal_positions(files):

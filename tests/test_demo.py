@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 import subprocess
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from waldo_cli.cli import cli
-from waldo_cli.demo import DEFAULT_CROWD, DEFAULT_SIZE, FILES, render_puzzle
+from waldo_cli.demo import DEFAULT_CROWD, DEFAULT_SIZE, FILES, render_puzzle, write_puzzle
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_images" / "puzzle"
@@ -41,14 +42,28 @@ def _box(doc) -> tuple[int, int, int, int]:
     return (doc["x"], doc["y"], doc["width"], doc["height"])
 
 
+@functools.cache
+def default_puzzle(seed: int):
+    """``render_puzzle(seed)`` at the default size and crowd, drawn once (about a second each).
+
+    The tests only read a puzzle; the ones below that draw a default puzzle
+    share these with the files of ``puzzles``.
+    """
+    return render_puzzle(seed)
+
+
 @pytest.fixture(scope="module")
 def puzzles(tmp_path_factory) -> dict[int, Path]:
-    """Twenty puzzles written by ``waldo demo`` at the default size and crowd."""
+    """Twenty puzzles at the default size and crowd, as ``waldo demo`` writes them.
+
+    Written by the API the command calls (``write_puzzle(render_puzzle(seed))``):
+    test_same_seed_gives_the_same_bytes runs ``waldo demo --seed 3`` itself and
+    compares its files with these, byte for byte.
+    """
     root = tmp_path_factory.mktemp("demo")
     made = {}
     for seed in SEEDS:
-        result = run("demo", root / str(seed), "--seed", seed)
-        assert result.exit_code == 0, result.stderr
+        write_puzzle(root / str(seed), default_puzzle(seed))
         made[seed] = root / str(seed)
     return made
 
@@ -135,7 +150,7 @@ def test_scene_is_busy(puzzles):
 
 
 def test_decoys_share_some_of_waldos_traits():
-    puzzle = render_puzzle(2)
+    puzzle = default_puzzle(2)
     people = puzzle.people
     assert len(people) == DEFAULT_CROWD + 1
     [waldo] = [p for p in people if p.is_waldo]
@@ -150,7 +165,10 @@ def test_decoys_share_some_of_waldos_traits():
 @pytest.mark.parametrize(("size", "crowd"), [(DEFAULT_SIZE, DEFAULT_CROWD), ((160, 120), 150)])
 def test_nobody_is_drawn_over_waldo(size, crowd):
     for seed in range(3):
-        puzzle = render_puzzle(seed, size=size, crowd=crowd)
+        if (size, crowd) == (DEFAULT_SIZE, DEFAULT_CROWD):
+            puzzle = default_puzzle(seed)
+        else:
+            puzzle = render_puzzle(seed, size=size, crowd=crowd)
         waldo = puzzle.waldo
         x, y, w, h = waldo.box
         for item in (*puzzle.people, *puzzle.things):
@@ -231,7 +249,7 @@ def test_committed_sample_is_seed_7():
         list(DEFAULT_SIZE),
         DEFAULT_CROWD,
     )
-    puzzle = render_puzzle(7)
+    puzzle = default_puzzle(7)
     assert puzzle.answer() == answer
     assert np.array_equal(np.asarray(Image.open(SAMPLE / "scene.png")), np.asarray(puzzle.scene))
     assert np.array_equal(np.asarray(Image.open(SAMPLE / "waldo.png")), np.asarray(puzzle.template))

@@ -663,35 +663,53 @@ def test_demo_normal_is_the_default_byte_for_byte(tmp_path):
     assert "difficulty" not in json.loads((tmp_path / "plain" / "answer.json").read_text())
 
 
+HARD = range(8)
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory) -> dict[int, tuple[object, Path]]:
+    """`waldo demo --difficulty hard` at 480×360 for each seed of HARD: (its result, its folder)."""
+    root = tmp_path_factory.mktemp("hard")
+    made = {}
+    for seed in HARD:
+        folder = root / str(seed)
+        made[seed] = (
+            run("demo", folder, "--seed", seed, "--difficulty", "hard", "--size", "480x360"),
+            folder,
+        )
+    return made
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_hard_puzzle_answer_records_what_was_done(seed, tmp_path):
-    result = run("demo", tmp_path, "--seed", seed, "--difficulty", "hard", "--size", "480x360")
+def test_hard_puzzle_answer_records_what_was_done(seed, hard):
+    result, folder = hard[seed]
     assert result.exit_code == 0, result.stderr
     assert "--difficulty hard" in result.stdout
-    doc = json.loads((tmp_path / "answer.json").read_text())
+    doc = json.loads((folder / "answer.json").read_text())
     assert doc["difficulty"] == "hard"
     assert 0.7 <= doc["scale"] <= 1.3 and 0 <= doc["hidden"] <= 1 / 3
     assert doc["degraded"] in ("blur", "jpeg")
     x, y, w, h = box_of(doc)
-    template = Image.open(tmp_path / "waldo.png")
+    template = Image.open(folder / "waldo.png")
     assert template.size == (w, h)
-    scene = np.asarray(Image.open(tmp_path / "scene.png"))
+    scene = np.asarray(Image.open(folder / "scene.png"))
     assert np.array_equal(np.asarray(template), scene[y : y + h, x : x + w])
     # his size follows his depth: larger lower in the picture
     assert abs(h / 42.0 - doc["scale"]) < 0.2
 
 
-def test_hard_puzzles_hide_him_sometimes_and_have_more_pair_decoys():
-    hidden = [render_puzzle(s, size=(480, 360), difficulty="hard").hidden for s in range(8)]
+def test_hard_puzzles_hide_him_sometimes_and_have_more_pair_decoys(hard):
+    # the hidden share each puzzle records (the puzzles above, not drawn again)
+    hidden = [json.loads((hard[s][1] / "answer.json").read_text())["hidden"] for s in HARD]
     assert any(v > 0 for v in hidden) and all(v <= 1 / 3 for v in hidden)
     normal = render_puzzle(2, size=(480, 360), difficulty="normal")
-    hard = render_puzzle(2, size=(480, 360), difficulty="hard")
+    hard_two = render_puzzle(2, size=(480, 360), difficulty="hard")
 
     def pairs(puzzle):
         return sum((p.striped_shirt + p.bobble_hat + p.round_glasses) == 2 for p in puzzle.people)
 
-    assert pairs(hard) > pairs(normal)
-    assert sum(p.is_waldo for p in hard.people) == 1
+    assert pairs(hard_two) > pairs(normal)
+    assert sum(p.is_waldo for p in hard_two.people) == 1
 
 
 def test_easy_puzzles_have_no_decoy_with_two_traits():

@@ -268,30 +268,16 @@ def test_scores_print_with_a_documented_precision(scene):
     )
 
 
-def test_seconds_leave_out_the_first_compile(scene, tmp_path):
-    """With an empty kernel cache the compile is reported apart, not in the search's seconds."""
-    proc = waldo(
-        "find",
-        scene / "scene.png",
-        scene / "patch.png",
-        "--engine",
-        "direct",
-        "--json",
-        env={"NUMBA_CACHE_DIR": str(tmp_path / "cache")},
-    )
+def test_seconds_leave_out_the_first_compile(cold_search):
+    """With an empty kernel cache the compile is reported apart, not in the search's seconds.
+
+    The search (``waldo find --engine direct --json``, twice in one empty
+    cache) is conftest's, shared with tests/test_cli.py's cold-cache tests.
+    """
+    proc = cold_search["cold"]
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["compile_seconds"] > 0.2
     assert doc["seconds"] < doc["compile_seconds"] / 4
-    again = json.loads(
-        waldo(
-            "find",
-            scene / "scene.png",
-            scene / "patch.png",
-            "--engine",
-            "direct",
-            "--json",
-            env={"NUMBA_CACHE_DIR": str(tmp_path / "cache")},
-        ).stdout
-    )
+    again = json.loads(cold_search["warm"].stdout)
     assert again["compile_seconds"] < doc["compile_seconds"]
