@@ -617,38 +617,6 @@ def _warm_up() -> None:
     finally:
         sys.stdin, sys.stdout, sys.stderr, sys.argv = saved
         os.close(null)
-    _heap_ready()
-
-
-# What a spare keeps of its heap, touched and ready: a 1024² search's arrays.
-_READY_BYTES = 64 << 20
-
-
-def _heap_ready() -> None:
-    """Linux with glibc: fault in heap pages now, and keep them, for the command's arrays.
-
-    A new process's large arrays come from fresh pages that the kernel
-    zeroes as they are first touched: about 25 ms of a 1024² search. A
-    spare asks malloc to serve blocks up to 32 MiB from its heap (glibc's
-    largest threshold) and to keep up to 256 MiB of freed heap, then
-    allocates and frees 64 MiB: the command's arrays reuse those pages.
-    The spare holds them while it waits; its worker gives them back when it
-    exits. Elsewhere nothing is done.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    if not (mallopt(m_mmap_threshold, 32 << 20) and mallopt(m_trim_threshold, 256 << 20)):
-        return
-    blocks = [bytearray(16 << 20) for _ in range(_READY_BYTES // (16 << 20))]
-    del blocks
 
 
 def _cannot_take_on(request: dict[str, Any]) -> tuple[str, bool] | None:
