@@ -674,7 +674,11 @@ def _correlate_shared(
 
 
 def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Plan) -> np.ndarray:
-    """One band of a masked search: the masked kernels compute every window sum in one pass.
+    """One band of a masked search: the window sums of a few rows (or of one FFT tile) at a time.
+
+    ``_masked_maps`` (sliding windows) or ``_masked_tile`` (FFT) computes
+    every masked window sum of those windows in one pass, and
+    ``_masked_rows`` turns them into scores while they are in the cache.
 
     The image is offset by its channel means (J = I - o) for the ccoeff
     methods, so their variance Σ W J² − 2 m Σ W J + m² Σ W cancels only
