@@ -611,15 +611,6 @@ def main() -> None:
         check=True,
     ).stdout.strip()
     subprocess.run([python_rt, "-m", "compileall", "-q", package], check=True)
-    # bytecode as `pip install` leaves it: where PYTHONDONTWRITEBYTECODE is
-    # set, a changed module would otherwise be compiled again by every call
-    package = subprocess.run(
-        [python_rt, "-c", "import os, waldo_cli; print(os.path.dirname(waldo_cli.__file__))"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    subprocess.run([python_rt, "-m", "compileall", "-q", package], check=True)
     waldo_version = subprocess.run(
         [waldo, "--version"], capture_output=True, text=True, cwd=tempfile.gettempdir(), check=True
     ).stdout.strip()
