@@ -21,18 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import rss_kib  # the script's folder is on sys.path
 from PIL import Image
-
-
-def rss_kib(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""What the benchmarks ran on, as one Markdown paragraph (imported by the benchmark scripts)."""
+"""What the benchmarks ran on (one Markdown paragraph), and a process's memory; imported by them."""
 
 from __future__ import annotations
 
@@ -84,3 +84,15 @@ def describe(
     parts += list(extra)
     command = " ".join(["python"] + sys.argv)
     return f"**Machine:** {'; '.join(parts)}. Command: `{command}`"
+
+
+def rss_kib(pid: int) -> int | None:
+    """A running process's resident memory in KiB (Linux's /proc), None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
