@@ -706,11 +706,35 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
     floor = 64.0 * DBL_EPSILON * float(masked.w_sum.sum()) * reach * reach
     code = METHOD_CODES[method]
     scores = np.empty(out_shape, np.float32)
-    common = (masked.w_sum, masked.m_sum, masked.t_sq, masked.tnorm, floor, masked.soft)
     need_b = method not in ("ccorr", "ccoeff")  # the methods with a norm
     need_a = method == "ccoeff_normed"
     planes = masked.mask.shape[0]
-    w_sum, m_sum, t_sq, tnorm, _, soft = common
+    w_sum, m_sum, soft = masked.w_sum, masked.m_sum, masked.soft
+
+    def scores_of(maps: np.ndarray, work: np.ndarray, y0: int, y1: int, x0: int, n: int) -> None:
+        """Scores of windows (y, x0 .. x0 + n), y0 <= y < y1, from their maps (_masked_rows)."""
+        kernels._masked_rows(
+            code,
+            maps,
+            planar,
+            masked.kern,
+            masked.weights,
+            masked.mask,
+            offsets,
+            w_sum,
+            m_sum,
+            masked.t_sq,
+            masked.tnorm,
+            floor,
+            soft,
+            work,
+            scores,
+            y0,
+            y1,
+            x0,
+            n,
+        )
+
     if plan.engine == "direct":
         index, count = _mask_taps(masked.mask)
         k_sum = masked.kern.sum(axis=(1, 2))
@@ -742,27 +766,7 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
                     top,
                     end,
                 )
-                kernels._masked_rows(
-                    code,
-                    maps,
-                    planar,
-                    masked.kern,
-                    masked.weights,
-                    masked.mask,
-                    offsets,
-                    w_sum,
-                    m_sum,
-                    t_sq,
-                    tnorm,
-                    floor,
-                    soft,
-                    work,
-                    scores,
-                    top,
-                    end,
-                    0,
-                    out_shape[1],
-                )
+                scores_of(maps, work, top, end, 0, out_shape[1])
 
         SHARED.run_bands(band, (), out_shape[0], threads=plan.threads)
     else:
@@ -775,7 +779,7 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
         out_h, out_w = out_shape
         tiles_x = -(-out_w // step_x)
         tiles = -(-out_h // step_y) * tiles_x
-        layers = 2 + channels * (need_a + (need_a and masked.soft))
+        layers = 2 + channels * (need_a + (need_a and soft))
         axes = np.arange(2, dtype=np.int64)
 
         def tiles_of(first: int, last: int) -> None:
@@ -791,7 +795,7 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
                     kern_spec,
                     w_spec,
                     m_spec,
-                    masked.soft,
+                    soft,
                     out_h,
                     out_w,
                     axes,
@@ -801,27 +805,7 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
                     tile,
                 )
                 y0, x0 = (tile // tiles_x) * step_y, (tile % tiles_x) * step_x
-                kernels._masked_rows(
-                    code,
-                    maps,
-                    planar,
-                    masked.kern,
-                    masked.weights,
-                    masked.mask,
-                    offsets,
-                    w_sum,
-                    m_sum,
-                    t_sq,
-                    tnorm,
-                    floor,
-                    soft,
-                    work,
-                    scores,
-                    y0,
-                    y0 + min(step_y, out_h - y0),
-                    x0,
-                    min(step_x, out_w - x0),
-                )
+                scores_of(maps, work, y0, min(y0 + step_y, out_h), x0, min(step_x, out_w - x0))
 
         SHARED.run_bands(tiles_of, (), tiles, threads=plan.threads)
     return scores
