@@ -575,19 +575,10 @@ def _silence_decoder_noise() -> bool:
     import logging
 
     logging.getLogger("PIL").addHandler(logging.NullHandler())
-    try:
+    libraries = loaded_libraries("libtiff")
+    for library in libraries:
         import ctypes
 
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            maps = fh.read()
-    except (ImportError, OSError):
-        return False
-    libraries = set(re.findall(r"(/\S*/libtiff[^/\s]*\.so[^/\s]*)$", maps, re.MULTILINE))
-    for path in sorted(libraries):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
         for setter in ("TIFFSetWarningHandler", "TIFFSetErrorHandler"):
             function = getattr(library, setter, None)
             if function is not None:
@@ -595,6 +586,31 @@ def _silence_decoder_noise() -> bool:
                 function.argtypes = [ctypes.c_void_p]
                 function(None)
     return bool(libraries)
+
+
+def loaded_libraries(name: str) -> list[Any]:
+    """The native libraries this process has loaded whose file name holds ``name``, opened.
+
+    Found in /proc/self/maps (Linux); elsewhere, or where one cannot be
+    opened, none. ctypes hands back the library already in memory: its
+    settings are the ones the process uses.
+
+    >>> all(hasattr(lib, "_name") for lib in loaded_libraries("libc"))
+    True
+    """
+    try:
+        import ctypes
+
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            maps = fh.read()
+    except (ImportError, OSError):
+        return []
+    pattern = rf"(/\S*/[^/\s]*{re.escape(name)}[^/\s]*\.so[^/\s]*)$"
+    opened = []
+    for path in sorted(set(re.findall(pattern, maps, re.MULTILINE))):
+        with contextlib.suppress(OSError):
+            opened.append(ctypes.CDLL(path))
+    return opened
 
 
 @contextlib.contextmanager

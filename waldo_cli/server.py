@@ -54,7 +54,6 @@ import gc
 import io
 import logging
 import os
-import re
 import selectors
 import signal
 import socket
@@ -719,12 +718,9 @@ def _blas_threads_as_the_client() -> None:
     threads split the sums). Linux with NumPy's OpenBLAS only: elsewhere
     nothing is done.
     """
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            maps = fh.read()
-    except OSError:
-        return
-    libraries = set(re.findall(r"(/\S*openblas[^/\s]*\.so[^/\s]*)$", maps, re.MULTILINE))
+    from waldo_cli.io import loaded_libraries
+
+    libraries = loaded_libraries("openblas")
     if not libraries:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -737,13 +733,11 @@ def _blas_threads_as_the_client() -> None:
                 break
     import ctypes
 
-    for path in sorted(libraries):
-        with contextlib.suppress(OSError):
-            library = ctypes.CDLL(path)
-            setter = next((getattr(library, n) for n in _BLAS_SETTERS if hasattr(library, n)), None)
-            if setter is not None:
-                setter.argtypes = [ctypes.c_int]
-                setter(count)
+    for library in libraries:
+        setter = next((getattr(library, n) for n in _BLAS_SETTERS if hasattr(library, n)), None)
+        if setter is not None:
+            setter.argtypes = [ctypes.c_int]
+            setter(count)
 
 
 def _std_stream(fd: int, write: bool, spec: list[Any], name: str) -> io.TextIOWrapper:
