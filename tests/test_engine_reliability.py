@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import record_resampled_scales
 from naive import match_template_masked_ref, match_template_ref, raw_scale, windows
 from PIL import Image
 
@@ -253,17 +254,9 @@ def test_variants_larger_than_the_image_are_never_made(pictures, monkeypatch):
     """--scales 400,1: the 400× variant is left out before resampling, and said so."""
     from click.testing import CliRunner
 
-    from waldo_cli import variants
     from waldo_cli.cli import cli
 
-    made = []
-    real = variants._transform
-
-    def spy(pixels, mask, scale, angle, flip):
-        made.append(scale)
-        return real(pixels, mask, scale, angle, flip)
-
-    monkeypatch.setattr(variants, "_transform", spy)
+    made = record_resampled_scales(monkeypatch)
     result = CliRunner().invoke(
         cli,
         ["find", str(pictures / "scene.png"), str(pictures / "patch.png"), "--scales", "400,1",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import record_resampled_scales
 
 from waldo_cli.errors import ImageReadError, OutputError, ShapeError, WaldoError
 
@@ -317,17 +318,8 @@ def test_padded_variants_in_a_region_keep_each_variant_to_its_own_overhang(scene
 def test_variants_larger_than_the_region_are_never_made(scene, monkeypatch):
     """A region bounds the variants as the image does (#13): one that cannot fit in it is
     left out before it is resampled, counted as skipped, and the search equals the crop's."""
-    from waldo_cli import variants
-
     image, template = scene  # 120×90, an 18×14 template at (70, 40)
-    made = []
-    real = variants._transform
-
-    def spy(pixels, mask, scale, angle, flip):
-        made.append(scale)
-        return real(pixels, mask, scale, angle, flip)
-
-    monkeypatch.setattr(variants, "_transform", spy)
+    made = record_resampled_scales(monkeypatch)
     region = (60, 30, 30, 25)  # 30×25: the 18×14 template fits, its 2× copy (36×28) does not
     found = _search(image, template, region=region, scales=(1.0, 2.0, 0.8), threshold=None)
     assert sorted(made) == [0.8, 1.0]
