@@ -29,10 +29,20 @@ from collections.abc import Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, Protocol
 
-# The kernels each engine runs, for the cache commands and the first-run notice.
+# The kernels each (engine, masked) pair runs: the planner's ``Plan.kernels``,
+# the warm-ups, the cache commands and the first-run notice read this one table.
+PAIR_KERNELS: dict[tuple[str, bool], tuple[str, ...]] = {
+    ("direct", False): ("_correlate_direct", "_finish_scores"),
+    ("direct", True): ("_masked_maps", "_masked_rows"),
+    ("fft", False): ("_correlate_fft", "_finish_scores"),
+    ("fft", True): ("_masked_tile", "_masked_rows"),
+}
+# The kernels each engine runs, masked or not.
 KERNELS: dict[str, tuple[str, ...]] = {
-    "direct": ("_correlate_direct", "_finish_scores", "_masked_maps", "_masked_rows"),
-    "fft": ("_correlate_fft", "_finish_scores", "_masked_tile", "_masked_rows"),
+    engine: tuple(
+        dict.fromkeys(n for (e, _), names in PAIR_KERNELS.items() if e == engine for n in names)
+    )
+    for engine, _ in PAIR_KERNELS
 }
 
 
@@ -401,10 +411,8 @@ def _warm_only(pairs: list[tuple[str, bool]], names: list[str]) -> None:
     try:
         for name in saved:
             setattr(module, name, _no_kernel)
-        from waldo_cli.plan import _KERNELS as PAIRS
-
         for engine, masked in pairs:
-            if set(PAIRS[engine, masked]) & set(names):
+            if set(PAIR_KERNELS[engine, masked]) & set(names):
                 _warm(engine, masked)
     finally:
         for name, kernel in saved.items():
@@ -482,10 +490,6 @@ def on_compile(started: Callable[[str], None]) -> Iterator[dict[str, float]]:
         yield seconds
 
 
-# Every (engine, masked) pair, each warmed by a tiny search of its own.
-_PAIRS = (("direct", False), ("direct", True), ("fft", False), ("fft", True))
-
-
 def warm_all(jobs: int = 2) -> dict[str, float]:
     """Compile (or load) every kernel; return the seconds each one's compile took.
 
@@ -495,7 +499,7 @@ def warm_all(jobs: int = 2) -> dict[str, float]:
     then this process loads what the child compiled.
     """
     skip_extension_scan(only_waldo=True)
-    pairs = list(_PAIRS)
+    pairs = list(PAIR_KERNELS)  # each warmed by a tiny search of its own
     missing = sorted(n for n in kernel_names() if not is_cached(n))
     seconds: dict[str, float] = {}
     with on_compile(lambda name: None) as times:

@@ -5,7 +5,7 @@ takes the real inputs of one search (the shapes after padding, channels,
 method, mask, threads) and returns a ``Plan``: what the engine runs, what
 ``--json`` reports as ``engine`` and what the first-run notice reads. A new
 engine is one more entry in ``ENGINES``, its cost function and its kernels
-in ``_KERNELS``.
+in ``jit.PAIR_KERNELS``.
 
 The cost model was measured with ``python benchmarks/calibrate.py`` on the
 project's 2-core machine (AVX-512): the direct kernel's multiply-adds per
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from waldo_cli.errors import WaldoError
+from waldo_cli.jit import PAIR_KERNELS
 
 if TYPE_CHECKING:
     from waldo_cli.templates import MaskedTemplate
@@ -51,14 +52,6 @@ _MASKED_DIRECT_SECONDS = {
 # of rows (each with its template's h - 1 rows of overlap), so that memory
 # stays near the image itself plus the score map however large it is.
 BAND_BYTES = 64 << 20
-
-# The kernels each (engine, masked) pair runs, for the first-run notice.
-_KERNELS = {
-    ("direct", False): ("_correlate_direct", "_finish_scores"),
-    ("fft", False): ("_correlate_fft", "_finish_scores"),
-    ("direct", True): ("_masked_maps", "_masked_rows"),
-    ("fft", True): ("_masked_tile", "_masked_rows"),
-}
 
 
 @dataclass(frozen=True)
@@ -95,7 +88,7 @@ class Plan:
     @property
     def kernels(self) -> tuple[str, ...]:
         """The compiled kernels this plan calls (none when the scores are constant)."""
-        return () if self.constant else _KERNELS[self.engine, self.masked]
+        return () if self.constant else PAIR_KERNELS[self.engine, self.masked]
 
 
 def check_engine(engine: str) -> str:
