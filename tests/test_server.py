@@ -547,6 +547,20 @@ def test_the_spare_worker_takes_the_next_request_and_holds_no_clients_pipe(live,
     assert _status(live.runtime)["spare"] not in (None, spare)  # a new one waits
 
 
+def test_the_spare_warm_up_starts_no_thread(tmp_path):
+    """A search thread started before the request would keep the server's CPU affinity."""
+    out = tmp_path / "threads.txt"
+    code = (
+        "import sys, threading\n"
+        "from waldo_cli import server\n"
+        "server.load_everything()\n"
+        "server._warm_up()\n"
+        "open(sys.argv[1], 'w').write(str(threading.active_count()))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, timeout=300)
+    assert out.read_text() == "1"
+
+
 def test_socket_folder_is_private(live):
     folder = live.runtime / "waldo"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700

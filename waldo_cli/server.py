@@ -50,6 +50,7 @@ open.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import io
 import logging
@@ -573,23 +574,37 @@ def _could_not_start() -> NoReturn:
 _WARM_UPS = (("--json",), ())
 
 
+@functools.cache
+def _warm_up_pictures() -> tuple[bytes, bytes]:
+    """The warm-up's image and template as PNG files: 12×6 and 6×6, one row of windows.
+
+    Made once, in the server, before it forks its spares.
+    """
+    from PIL import Image
+
+    picture = Image.linear_gradient("L").resize((12, 6)).convert("RGB")
+    image, template = (_png(picture.crop(box)) for box in ((0, 0, 12, 6), (3, 0, 9, 6)))
+    return image, template
+
+
+def _png(picture: Any) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
 def _warm_up() -> None:
     """Run two tiny ``waldo find`` commands into /dev/null, as a command would run.
 
     What a process's first command does once (its first calls into the
     modules, the pages fork shares until they are written) is then done
     before a client waits. The images come through pipes, so nothing is
-    written to disk, and the search is one row, so no thread starts.
-    Whatever fails here fails quietly: the request still runs.
+    written to disk, and the search is one row of windows, so no search
+    thread starts (a thread started here would keep the server's CPU
+    affinity, not the client's). Whatever fails here fails quietly: the
+    request still runs.
     """
-    from PIL import Image
-
-    picture = Image.linear_gradient("L").resize((12, 12)).convert("RGB")
-    pngs = []
-    for box in ((0, 0, 12, 12), (3, 3, 9, 9)):
-        buffer = io.BytesIO()
-        picture.crop(box).save(buffer, "PNG", compress_level=1)
-        pngs.append(buffer.getvalue())
+    pngs = _warm_up_pictures()
     null = os.open(os.devnull, os.O_RDWR)
     saved = (sys.stdin, sys.stdout, sys.stderr, sys.argv)
     try:
@@ -912,6 +927,7 @@ def serve(idle_timeout: float = client.DEFAULT_IDLE_TIMEOUT) -> int:
     os.write(lock, f"{os.getpid()}\n".encode())
     started = time.perf_counter()
     kernels = load_everything()
+    _warm_up_pictures()  # once here, not in every spare
     identity = client.identity()
     _log.info(
         "loaded in %.1f s (compiled: %s); waldo %s, %s",
