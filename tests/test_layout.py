@@ -366,3 +366,59 @@ def test_compiling_apart_runs_only_the_named_kernels_and_puts_the_others_back():
         module._correlate_direct = real
     assert seen  # the named kernel ran, and _finish_scores was the no-op meanwhile
     assert {name: getattr(module, name) for name in jit.kernel_names()} == before
+
+
+_COMPILE_APART = """
+import json, sys
+from waldo_cli import jit
+jit.skip_extension_scan(only_waldo=True)
+if sys.argv[1] == "fork":
+    jit._spawn_compiler = None  # a TypeError if the child were not forked
+    seconds = jit._compile_apart([("direct", False)], ["_correlate_direct", "_finish_scores"])
+else:
+    seconds = jit._spawn_compiler([("direct", False)], ["_correlate_direct"])()
+names = ["_correlate_direct", "_finish_scores"]
+print(json.dumps({"seconds": seconds, "cached": [jit.is_cached(n) for n in names],
+                  "loaded": [jit.is_loaded(n) for n in names]}))
+"""
+
+
+@pytest.mark.parametrize("how", ["fork", "spawn"])
+def test_a_child_compiles_its_share_into_the_cache(how, tmp_path):
+    """jit._compile_apart: the child (forked, or a new Python) compiles its kernels into the cache.
+
+    Ours (the heavier, _finish_scores) is compiled here; the child's is in
+    the cache for this process to load, and not yet loaded here.
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _COMPILE_APART, how],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert list(report["seconds"]) == ["_correlate_direct"]
+    assert report["seconds"]["_correlate_direct"] > 0
+    if how == "fork":
+        assert report["cached"] == [True, True] and report["loaded"] == [False, True]
+    else:
+        assert report["cached"] == [True, False] and report["loaded"] == [False, False]
+
+
+def test_a_child_is_forked_only_while_no_other_thread_runs():
+    """A fork copies only the calling thread: with another running, a new Python is started."""
+    from waldo_cli import jit
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not jit._can_fork()
+    finally:
+        stop.set()
+        other.join()
+    if threading.active_count() == 1:
+        assert jit._can_fork() == sys.platform.startswith("linux")

@@ -338,43 +338,122 @@ def load_kernels(plans: Iterable[_Planned]) -> float:
             from waldo_cli.pool import usable_cores
 
             if usable_cores() > 1:
-                _compile_apart(sorted(needed), missing)
+                _compile_apart(sorted(needed), missing, usable_cores())
         for engine, masked in sorted(needed):
             _warm(engine, masked)  # loads what _compile_apart compiled
     return time.perf_counter() - started
 
 
 # About how many seconds each kernel takes to compile (bench_startup.py's
-# compile section), to share them out between two processes.
+# compile section, AMD EPYC), to share them out between processes.
 _COMPILE_WEIGHT = {
-    "_correlate_direct": 2.0,
-    "_finish_scores": 3.0,
-    "_correlate_fft": 2.5,
-    "_masked_maps": 5.0,
-    "_masked_rows": 4.0,
+    "_correlate_direct": 2.3,
+    "_finish_scores": 3.2,
+    "_correlate_fft": 2.3,
+    "_masked_maps": 4.9,
+    "_masked_rows": 3.4,
     "_masked_tile": 3.0,
 }
 
 
-def _compile_apart(pairs: list[tuple[str, bool]], missing: list[str]) -> dict[str, float]:
-    """Compile the missing kernels in two processes at once: a child's share, then ours.
+def _shares(names: list[str], processes: int) -> list[list[str]]:
+    """The kernels shared out between processes, the heaviest first to the lightest share.
+
+    >>> _shares(["_correlate_direct", "_finish_scores", "_masked_maps"], 2)
+    [['_masked_maps'], ['_finish_scores', '_correlate_direct']]
+    """
+    shares: list[list[str]] = [[] for _ in range(max(1, processes))]
+    for name in sorted(names, key=lambda n: (-_COMPILE_WEIGHT.get(n, 1.0), n)):
+        min(shares, key=lambda s: sum(_COMPILE_WEIGHT.get(n, 1.0) for n in s)).append(name)
+    return [share for share in shares if share]
+
+
+def _can_fork() -> bool:
+    """Whether a compiling child can be forked from this process, rather than started afresh.
+
+    On Linux, with no other Python thread running (a fork copies only the
+    calling thread: a lock another thread held would stay held in the child).
+    """
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+def _compile_apart(
+    pairs: list[tuple[str, bool]], missing: list[str], processes: int = 2
+) -> dict[str, float]:
+    """Compile the missing kernels in several processes at once: children's shares, then ours.
 
     Numba compiles one kernel at a time, in one thread, so a first search
-    that needs two or more kernels waits for their sum; two processes on
-    two cores wait for about the larger share. Each process runs the
-    warm-ups of ``pairs`` with the other's kernels replaced by a function
+    that needs two or more kernels waits for their sum; ``processes`` on as
+    many cores wait for about the largest share. Each process runs the
+    warm-ups of ``pairs`` with the others' kernels replaced by a function
     that does nothing (``_warm_only``), and the kernels meet in the cache.
-    Only where this process runs waldo alone (``skip_extension_scan``): the
-    kernels module is changed for a moment. Returns the child's compile
-    seconds of each kernel it compiled.
+    A child is forked once Numba's target is ready, so it starts compiling
+    at once (where it can be: ``_can_fork``); otherwise it is a new Python
+    process, which first spends about a second importing Numba. Only where
+    this process runs waldo alone (``skip_extension_scan``): the kernels
+    module is changed for a moment. Returns the children's compile seconds
+    of each kernel they compiled.
     """
-    theirs: list[str] = []
-    ours: list[str] = []
-    for name in sorted(missing, key=lambda n: -_COMPILE_WEIGHT.get(n, 1.0)):
-        share = sum(_COMPILE_WEIGHT.get(n, 1.0) for n in theirs)
-        mine = sum(_COMPILE_WEIGHT.get(n, 1.0) for n in ours)
-        (theirs if share <= mine else ours).append(name)
-    order = json.dumps({"pairs": pairs, "kernels": theirs})
+    ours, *theirs = _shares(missing, min(processes, len(missing)))
+    fork = _can_fork()
+    if fork:
+        _ready_target()  # once, here, rather than in each child
+    children = [(_fork_compiler if fork else _spawn_compiler)(pairs, share) for share in theirs]
+    seconds: dict[str, float] = {}
+    try:
+        _warm_only(pairs, ours)
+    finally:
+        for child in children:
+            if child is not None:
+                seconds.update(child())  # what a child did not compile, _warm compiles here
+    return seconds
+
+
+def _fork_compiler(
+    pairs: list[tuple[str, bool]], names: list[str]
+) -> Callable[[], dict[str, float]] | None:
+    """Fork a child that compiles ``names``; return what waits for it (its compile seconds).
+
+    The child writes nothing but its seconds, on a pipe of its own (its
+    standard streams are /dev/null), and ends with ``os._exit``, so no
+    buffer, handler or ``finally`` of this process runs twice.
+    """
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return None  # this process compiles them
+    if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
+        code = 1
+        try:
+            os.close(read)
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            with on_compile(lambda name: None) as times:
+                _warm_only(pairs, names)
+            os.write(write, json.dumps(times).encode())  # a few bytes: within the pipe's buffer
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+
+    def finish() -> dict[str, float]:
+        with open(read, "rb") as pipe:
+            out = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        return _seconds_from(out) if os.waitstatus_to_exitcode(status) == 0 else {}
+
+    return finish
+
+
+def _spawn_compiler(
+    pairs: list[tuple[str, bool]], names: list[str]
+) -> Callable[[], dict[str, float]] | None:
+    """Start a new Python that compiles ``names`` (``_main``); return what waits for it."""
+    order = json.dumps({"pairs": pairs, "kernels": names})
     try:
         child = subprocess.Popen(
             [sys.executable, "-c", "from waldo_cli.jit import _main; _main(['only', '-'])"],
@@ -384,20 +463,25 @@ def _compile_apart(pairs: list[tuple[str, bool]], missing: list[str]) -> dict[st
             env=_child_environment(),
         )
     except OSError:
-        return {}  # this process compiles them all
+        return None  # this process compiles them
     with contextlib.suppress(OSError):
         assert child.stdin is not None
         child.stdin.write(order.encode())
         child.stdin.close()
-    out = b""
-    try:
-        _warm_only(pairs, ours)
-    finally:
+
+    def finish() -> dict[str, float]:
         assert child.stdout is not None
-        out = child.stdout.read()  # whatever it did not compile, _warm compiles here
+        out = child.stdout.read()
         child.wait()
+        return _seconds_from(out) if child.returncode == 0 else {}
+
+    return finish
+
+
+def _seconds_from(out: bytes) -> dict[str, float]:
+    """A child's report, ``{"kernel": seconds}`` as JSON; {} for anything else."""
     try:
-        seconds = json.loads(out) if child.returncode == 0 else {}
+        seconds = json.loads(out)
     except ValueError:
         return {}
     return {str(k): float(v) for k, v in seconds.items()} if isinstance(seconds, dict) else {}
@@ -493,10 +577,10 @@ def on_compile(started: Callable[[str], None]) -> Iterator[dict[str, float]]:
 def warm_all(jobs: int = 2) -> dict[str, float]:
     """Compile (or load) every kernel; return the seconds each one's compile took.
 
-    With ``jobs`` > 1 the kernels are compiled in two processes at once
-    (Numba compiles in one thread, under a lock, so threads would not
-    help), shared out by their usual compile times (``_compile_apart``);
-    then this process loads what the child compiled.
+    With ``jobs`` > 1 the kernels are compiled in up to ``jobs`` processes
+    at once (Numba compiles in one thread, under a lock, so threads would
+    not help), shared out by their usual compile times (``_compile_apart``);
+    then this process loads what the children compiled.
     """
     skip_extension_scan(only_waldo=True)
     pairs = list(PAIR_KERNELS)  # each warmed by a tiny search of its own
@@ -504,7 +588,7 @@ def warm_all(jobs: int = 2) -> dict[str, float]:
     seconds: dict[str, float] = {}
     with on_compile(lambda name: None) as times:
         if jobs > 1 and len(missing) > 1:
-            seconds.update(_compile_apart(pairs, missing))
+            seconds.update(_compile_apart(pairs, missing, jobs))
         for engine, masked in pairs:
             _warm(engine, masked)  # loads, or compiles what the child did not
     seconds.update(times)

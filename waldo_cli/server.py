@@ -858,7 +858,7 @@ def load_everything() -> dict[str, float]:
     cached = all(jit.is_cached(name) for name in jit.kernel_names())
     from waldo_cli.pool import usable_cores
 
-    return jit.warm_all(jobs=1 if cached else min(2, usable_cores()))
+    return jit.warm_all(jobs=1 if cached else usable_cores())
 
 
 def _threads() -> int:

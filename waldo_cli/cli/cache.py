@@ -35,7 +35,7 @@ def cache_info() -> None:
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Processes compiling at once (1 or 2). Default: 2 when two cores are usable.",
+    help="Processes compiling at once. Default: the usable cores.",
 )
 def cache_warm(jobs: int | None) -> None:
     """Compile every kernel now, so no later search waits for the compiler.
@@ -48,7 +48,7 @@ def cache_warm(jobs: int | None) -> None:
     from waldo_cli import jit
     from waldo_cli.pool import usable_cores
 
-    jobs = min(2, jobs or usable_cores())
+    jobs = min(jobs or usable_cores(), len(jit.kernel_names()))
     started = time.perf_counter()
     seconds = jit.warm_all(jobs)
     for name in sorted(jit.kernel_names()):
