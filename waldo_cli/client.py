@@ -712,6 +712,149 @@ def _server_died(worker: Any) -> None:
     os.write(2, message.encode(errors="replace"))
 
 
+# --- help, answered without Click ------------------------------------------
+
+HELP_FLAGS = ("-h", "--help")
+# Bump when the help cache's layout changes.
+_HELP_FORMAT = 1
+
+
+def help_request(argv: list[str]) -> bool:
+    """Whether ``argv`` only asks for help: ``waldo``, or command names then ``-h``/``--help``."""
+    if argv and argv[-1] not in HELP_FLAGS:
+        return False
+    return not any(word.startswith("-") for word in argv[:-1])
+
+
+def _columns() -> int:
+    """The terminal's columns as ``shutil.get_terminal_size`` gives them, which Click's help reads.
+
+    ``COLUMNS`` when it is a positive number, else the size of the terminal
+    on the standard output, else 80 (``shutil`` costs the client an import).
+    """
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _help_path() -> str:
+    return os.path.join(user_cache_dir(), "help", f"{installation_key()}.marshal")
+
+
+def _help_stamp() -> tuple[object, ...]:
+    """What the help text depends on besides argv and the width: waldo's files, Click, Python."""
+    return (_HELP_FORMAT, package_hash(), distribution_version("click"), _python())
+
+
+def _help_key(argv: list[str]) -> str:
+    return "\0".join([str(_columns()), *argv])
+
+
+def cached_help(argv: list[str]) -> str | None:
+    """The help text Click printed for ``argv`` at this width, if this installation saved it."""
+    import marshal
+
+    path = _help_path()
+    if not _is_private_dir(os.path.dirname(path)):
+        return None  # only a folder nobody else can write into
+    try:
+        with open(path, "rb") as fh:
+            saved = marshal.load(fh)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if not isinstance(saved, dict) or saved.get("stamp") != _help_stamp():
+        return None
+    texts = saved.get("texts")
+    text = texts.get(_help_key(argv)) if isinstance(texts, dict) else None
+    return text if isinstance(text, str) else None
+
+
+def save_help(argv: list[str], text: str) -> None:
+    """Keep the help text Click printed for ``argv``, for the next ``cached_help`` (best effort).
+
+    One file per installation in waldo's cache folder, written whole and
+    renamed into place; stamped with the package's files, Click's version
+    and the Python, so any change to them makes it void.
+    """
+    import marshal
+
+    path = _help_path()
+    partial = f"{path}.{os.getpid()}.part"
+    stamp = _help_stamp()
+    try:
+        make_private_dir(os.path.dirname(path))
+        try:
+            with open(path, "rb") as fh:
+                saved = marshal.load(fh)
+        except (OSError, EOFError, ValueError, TypeError):
+            saved = None
+        texts = saved.get("texts") if isinstance(saved, dict) else None
+        if not isinstance(texts, dict) or saved.get("stamp") != stamp:
+            texts = {}
+        texts[_help_key(argv)] = text
+        with open(partial, "wb") as fh:
+            marshal.dump({"stamp": stamp, "texts": texts}, fh)
+        os.replace(partial, path)
+    except (OSError, ValueError):
+        with _suppressed():
+            os.unlink(partial)
+
+
+class _suppressed:
+    """``contextlib.suppress(OSError)``, without importing contextlib."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, value: object, tb: object) -> bool:
+        return isinstance(value, OSError)
+
+
+def _print_help(text: str) -> int | None:
+    """Write the help text and a newline as Click's ``echo`` would; None if nothing could be.
+
+    stdout is written as ``waldo_cli.cli.main`` sets it up (its encoding,
+    ``backslashreplace`` for what it cannot take), straight to its file
+    descriptor. A failure before the first byte leaves it to the in-process
+    run, which reports it as it always does; a closed pipe later ends this
+    process by SIGPIPE, as the in-process run ends.
+    """
+    stream = sys.stdout
+    if stream is None:
+        return None
+    try:
+        data = (text + "\n").encode(stream.encoding or "utf-8", "backslashreplace")
+        fd = stream.fileno()
+    except (AttributeError, LookupError, OSError, ValueError):
+        return None
+    written = 0
+    while written < len(data):
+        try:
+            written += os.write(fd, data[written:])
+        except InterruptedError:
+            continue
+        except OSError as exc:
+            if written == 0:
+                return None
+            import _signal
+            import errno
+
+            if exc.errno == errno.EPIPE:
+                _die_of(_signal.SIGPIPE)
+            message = f"waldo: error: cannot write the output: {exc.strerror or exc}\n"
+            with _suppressed():
+                os.write(2, message.encode(errors="replace"))
+            return 2
+    return 0
+
+
 def _die_of(signum: int) -> None:
     """End this process as the worker ended: killed by ``signum`` (SIGPIPE: 141 in a shell)."""
     import _signal
@@ -731,6 +874,11 @@ def _die_of(signum: int) -> None:
 def main() -> None:
     """Entry point of the ``waldo`` console script."""
     argv = sys.argv[1:]
+    if help_request(argv) and "_WALDO_COMPLETE" not in os.environ:
+        text = cached_help(argv)
+        status = None if text is None else _print_help(text)
+        if status is not None:
+            sys.exit(status)
     mode = os.environ.get("WALDO_SERVER", "").strip().lower()
     if (
         mode != "off"

@@ -20,6 +20,7 @@ import click
 
 from waldo_cli import __version__
 from waldo_cli.cli.terminal import die_of_sigpipe, flush_stdout, install_cleanup_handlers
+from waldo_cli.client import HELP_FLAGS, help_request, save_help
 from waldo_cli.errors import WaldoError
 
 EXIT_MATCH, EXIT_NO_MATCH, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -38,6 +39,23 @@ def usage_error(message: str) -> click.UsageError:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+class WaldoContext(click.Context):
+    """Click's context, which keeps the help it prints for ``client.cached_help``."""
+
+    def get_help(self) -> str:
+        text = super().get_help()
+        asked = _HELP_ASKED
+        if asked is not None and self.command_path.split()[1:] == [
+            word for word in asked if word not in HELP_FLAGS
+        ]:
+            save_help(asked, text)  # the next `waldo ... --help` prints it without Click
+        return text
+
+
+# The argv of this run when it only asks for help (client.help_request), else None.
+_HELP_ASKED: list[str] | None = None
 
 
 class WaldoGroup(click.Group):
@@ -62,6 +80,9 @@ class WaldoGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         name = "waldo"  # the command users type, whatever Click was told
+        global _HELP_ASKED
+        asked = list(sys.argv[1:] if args is None else args)
+        _HELP_ASKED = asked if help_request(asked) else None
         try:
             rv = super().main(args, name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -152,6 +173,16 @@ cli.add_command(params_command)
 cli.add_command(demo_command)
 cli.add_command(conv_command)
 cli.add_command(server_group)
+
+
+def _keep_help(command: click.Command) -> None:
+    """Give every command the context that keeps its help (``WaldoContext``)."""
+    command.context_class = WaldoContext
+    for sub in getattr(command, "commands", {}).values():
+        _keep_help(sub)
+
+
+_keep_help(cli)
 
 __all__ = [
     "EXIT_ERROR",
