@@ -561,6 +561,41 @@ def test_the_spare_warm_up_starts_no_thread(tmp_path):
     assert out.read_text() == "1"
 
 
+def test_a_worker_reports_its_status_and_lets_go_of_the_streams_before_it_ends(tmp_path):
+    """server._report: the client has the status, and a pipe's reader its end, at once.
+
+    The worker here then lingers for 30 s, as a slow teardown would: neither
+    may wait for it.
+    """
+    ours, theirs = socket.socketpair()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        try:
+            ours.close()
+            os.close(read_end)
+            os.dup2(write_end, 1)
+            os.close(write_end)
+            os.write(1, b"record\n")
+            server._report(theirs.detach(), 7)
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    theirs.close()
+    os.close(write_end)
+    try:
+        ours.settimeout(20)
+        message, _ = client.Channel(ours).receive()
+        assert message == {"exit": 7}
+        with os.fdopen(read_end, "rb") as pipe:
+            assert pipe.read() == b"record\n"  # its end came: the worker let go of stdout
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # and it is still there
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        ours.close()
+
+
 def test_socket_folder_is_private(live):
     folder = live.runtime / "waldo"
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700

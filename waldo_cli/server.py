@@ -301,6 +301,7 @@ class Server:
         os.close(gate_in)
         request = _Request(channel, pid)
         self.requests[pid] = request
+        self.served += 1
         try:
             channel.send({"ok": True, "worker": pid})
             os.write(gate_out, b"go")
@@ -360,12 +361,14 @@ class Server:
         if spare is None:
             return False
         try:
-            spare.channel.send(message, fds)
+            # the client's connection goes too, for the worker to send the status on
+            spare.channel.send({**message, "reply": True}, [*fds, channel.sock.fileno()])
         except OSError:  # it died: a worker is forked for this request instead
             spare.channel.sock.close()
             return False
         request = _Request(channel, spare.pid)
         self.requests[spare.pid] = request
+        self.served += 1
         try:
             channel.send({"ok": True, "worker": spare.pid})
             spare.channel.send({"go": True})  # the gate: the client knows its worker
@@ -437,7 +440,6 @@ class Server:
             request = self.requests.pop(pid, None)
             if request is None:
                 continue
-            self.served += 1
             self.last_activity = time.monotonic()
             if os.WIFSIGNALED(status):
                 end = {"signal": os.WTERMSIG(status)}
@@ -486,13 +488,13 @@ def _work(
     """In the forked child: become the client's process, run its command, exit as it ended."""
     try:
         forwarded = _leave_server(server)
-        channel.sock.close()
+        reply = channel.sock.detach()  # the client's connection: how the command ended
         if os.read(gate, 2) != b"go":
             os._exit(0)  # the client left before it learnt of us
         os.close(gate)
     except BaseException:  # noqa: BLE001 - a worker must end, and say why
         _could_not_start()
-    _run_request(request, fds, forwarded)
+    _run_request(request, fds, forwarded, reply)
 
 
 def _wait_as_spare(server: Server, sock: socket.socket) -> None:
@@ -504,6 +506,7 @@ def _wait_as_spare(server: Server, sock: socket.socket) -> None:
         request, fds = channel.receive(with_fds=True)
         if request is None:
             os._exit(0)  # the server let us go
+        reply = fds.pop() if request.get("reply") and fds else None
         # a signal sent to this process while it waited was not the client's
         # (the server passes those on only after the gate below)
         while signal.sigtimedwait(forwarded, 0) is not None:
@@ -516,7 +519,7 @@ def _wait_as_spare(server: Server, sock: socket.socket) -> None:
             os._exit(0)  # the client left before it learnt of us
     except BaseException:  # noqa: BLE001 - a worker must end, and say why
         _could_not_start()
-    _run_request(request, fds, forwarded)
+    _run_request(request, fds, forwarded, reply)
 
 
 def _leave_server(server: Server) -> list[int]:
@@ -548,8 +551,14 @@ def _leave_server(server: Server) -> list[int]:
     return forwarded
 
 
-def _run_request(request: dict[str, Any], fds: list[int], forwarded: list[int]) -> None:
-    """Take on the client's process, run its command, exit with its status."""
+def _run_request(
+    request: dict[str, Any], fds: list[int], forwarded: list[int], reply: int | None
+) -> None:
+    """Take on the client's process, run its command, exit with its status.
+
+    ``reply``: the client's connection, on which the status is sent as soon
+    as the command has ended (``_report``).
+    """
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         for signum in request.get("ignored") or []:
@@ -559,7 +568,29 @@ def _run_request(request: dict[str, Any], fds: list[int], forwarded: list[int]) 
     except BaseException:  # noqa: BLE001 - a worker must end, and say why
         _could_not_start()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
-    os._exit(_run_command(request["argv"]))
+    status = _run_command(request["argv"])
+    _report(reply, status)
+    os._exit(status)
+
+
+def _report(reply: int | None, status: int) -> None:
+    """Tell the client how its command ended, before this process is torn down.
+
+    A worker's exit takes about 10 ms (the kernel unmaps a copy of the
+    server's memory), which the client would wait for if it learnt the
+    status from the server's ``waitpid``. The client's streams are let go
+    first, so a pipe's reader sees its end before the client does; the
+    server still reaps the worker, and its message then finds the client
+    gone. A command that ends by a signal (SIGPIPE, Ctrl-C) is reported as
+    before, by the server, when the worker has died of it.
+    """
+    if reply is None:
+        return
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        Channel(socket.socket(fileno=reply)).send({"exit": status})
 
 
 def _could_not_start() -> NoReturn:
@@ -733,10 +764,8 @@ def _blas_threads_as_the_client() -> None:
     threads split the sums). Linux with NumPy's OpenBLAS only: elsewhere
     nothing is done.
     """
-    from waldo_cli.io import loaded_libraries
-
-    libraries = loaded_libraries("openblas")
-    if not libraries:
+    setters = _blas_setters()
+    if not setters:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     count = cores or 1
@@ -746,13 +775,29 @@ def _blas_threads_as_the_client() -> None:
             if wanted > 0:
                 count = min(wanted, count)
                 break
+    for setter in setters:
+        setter(count)
+
+
+@functools.cache
+def _blas_setters() -> list[Any]:
+    """OpenBLAS's thread-count setters, one per copy loaded; found once, in the server.
+
+    Reading the server's /proc/self/maps (Numba and LLVM map thousands of
+    regions) took a worker about 8 ms of every request; ``load_everything``
+    finds them before the first fork, and every worker inherits them.
+    """
     import ctypes
 
-    for library in libraries:
+    from waldo_cli.io import loaded_libraries
+
+    setters = []
+    for library in loaded_libraries("openblas"):
         setter = next((getattr(library, n) for n in _BLAS_SETTERS if hasattr(library, n)), None)
         if setter is not None:
             setter.argtypes = [ctypes.c_int]
-            setter(count)
+            setters.append(setter)
+    return setters
 
 
 def _std_stream(fd: int, write: bool, spec: list[Any], name: str) -> io.TextIOWrapper:
@@ -853,6 +898,7 @@ def load_everything() -> dict[str, float]:
     from PIL import Image
 
     Image.init()  # every image plugin, once, not in each worker
+    _blas_setters()  # found once, not in each worker
     jit.skip_extension_scan(only_waldo=True)
     jit.load_fft()
     cached = all(jit.is_cached(name) for name in jit.kernel_names())
