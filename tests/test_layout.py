@@ -376,7 +376,7 @@ if sys.argv[1] == "fork":
     jit._spawn_compiler = None  # a TypeError if the child were not forked
     seconds = jit._compile_apart([("direct", False)], ["_correlate_direct", "_finish_scores"])
 else:
-    seconds = jit._spawn_compiler([("direct", False)], ["_correlate_direct"])()
+    seconds = jit._spawn_compiler([("direct", False)], ["_correlate_direct"])[1]()
 names = ["_correlate_direct", "_finish_scores"]
 print(json.dumps({"seconds": seconds, "cached": [jit.is_cached(n) for n in names],
                   "loaded": [jit.is_loaded(n) for n in names]}))
@@ -406,6 +406,36 @@ def test_a_child_compiles_its_share_into_the_cache(how, tmp_path):
         assert report["cached"] == [True, True] and report["loaded"] == [False, True]
     else:
         assert report["cached"] == [True, False] and report["loaded"] == [False, False]
+
+
+_INTERRUPTED = """
+import os, sys
+from waldo_cli import jit
+jit.skip_extension_scan(only_waldo=True)
+real, parent = jit._warm_only, os.getpid()
+
+def interrupted(pairs, names):
+    if os.getpid() == parent:
+        raise KeyboardInterrupt  # this process's share, interrupted at once
+    return real(pairs, names)
+
+jit._warm_only = interrupted
+try:
+    jit._compile_apart([("direct", False)], ["_correlate_direct", "_finish_scores"])
+except KeyboardInterrupt:
+    print(jit.is_cached("_correlate_direct"), jit.is_cached("_finish_scores"))
+"""
+
+
+def test_an_interrupted_compile_does_not_wait_for_its_children(tmp_path):
+    """Interrupted while its child compiles, the process kills the child rather than wait for it."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    # the child's kernel takes seconds to compile: killed at once, it is not in the cache
+    assert done.stdout.split() == ["False", "False"]
 
 
 def test_a_child_is_forked_only_while_no_other_thread_runs():

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -398,21 +399,28 @@ def _compile_apart(
     fork = _can_fork()
     if fork:
         _ready_target()  # once, here, rather than in each child
-    children = [(_fork_compiler if fork else _spawn_compiler)(pairs, share) for share in theirs]
+    start = _fork_compiler if fork else _spawn_compiler
+    children = [child for share in theirs if (child := start(pairs, share)) is not None]
     seconds: dict[str, float] = {}
     try:
         _warm_only(pairs, ours)
+    except BaseException:
+        # interrupted (SIGTERM from `timeout`, Ctrl-C): the children's work is
+        # not waited for; Numba writes each cache file whole, so none is left half-written
+        for pid, _ in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        raise
     finally:
-        for child in children:
-            if child is not None:
-                seconds.update(child())  # what a child did not compile, _warm compiles here
+        for _, finish in children:
+            seconds.update(finish())  # what a child did not compile, _warm compiles here
     return seconds
 
 
 def _fork_compiler(
     pairs: list[tuple[str, bool]], names: list[str]
-) -> Callable[[], dict[str, float]] | None:
-    """Fork a child that compiles ``names``; return what waits for it (its compile seconds).
+) -> tuple[int, Callable[[], dict[str, float]]] | None:
+    """Fork a child that compiles ``names``; its pid, and what waits for it (its compile seconds).
 
     The child writes nothing but its seconds, on a pipe of its own (its
     standard streams are /dev/null), and ends with ``os._exit``, so no
@@ -446,13 +454,13 @@ def _fork_compiler(
         _, status = os.waitpid(pid, 0)
         return _seconds_from(out) if os.waitstatus_to_exitcode(status) == 0 else {}
 
-    return finish
+    return pid, finish
 
 
 def _spawn_compiler(
     pairs: list[tuple[str, bool]], names: list[str]
-) -> Callable[[], dict[str, float]] | None:
-    """Start a new Python that compiles ``names`` (``_main``); return what waits for it."""
+) -> tuple[int, Callable[[], dict[str, float]]] | None:
+    """Start a new Python that compiles ``names`` (``_main``); its pid, and what waits for it."""
     order = json.dumps({"pairs": pairs, "kernels": names})
     try:
         child = subprocess.Popen(
@@ -475,7 +483,7 @@ def _spawn_compiler(
         child.wait()
         return _seconds_from(out) if child.returncode == 0 else {}
 
-    return finish
+    return child.pid, finish
 
 
 def _seconds_from(out: bytes) -> dict[str, float]:
