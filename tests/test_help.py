@@ -45,10 +45,23 @@ def _imported(result) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "args", [[], ["--help"], ["-h"], ["find", "--help"], ["cache", "warm", "-h"], ["server", "-h"]]
+    ("args", "encoding"),
+    [
+        ([], None),
+        (["--help"], None),
+        (["-h"], None),
+        (["find", "--help"], None),
+        (["cache", "warm", "-h"], None),
+        (["server", "-h"], None),
+        # Click writes UTF-8 to a stream it finds ASCII; find's help has × and °
+        (["find", "--help"], "ascii"),
+        (["conv", "-h"], "latin-1"),
+    ],
 )
-def test_help_is_printed_again_without_click_byte_for_byte(args, tmp_path):
+def test_help_is_printed_again_without_click_byte_for_byte(args, encoding, tmp_path):
     env = _env(tmp_path, COLUMNS="100")
+    if encoding:
+        env["PYTHONIOENCODING"] = encoding
     first = _waldo(args, env, importtime=True)
     again = _waldo(args, env, importtime=True)
     assert first.returncode == again.returncode == 0
@@ -70,8 +83,9 @@ def test_each_width_keeps_its_own_text(tmp_path):
         assert kept.stdout == fresh.stdout
         shown[columns] = kept.stdout
     assert shown["60"] != shown["120"]
-    piped = _waldo(["find", "-h"], _env(tmp_path))  # not a terminal, no COLUMNS: 80
-    assert piped.stdout == _waldo(["find", "-h"], _env(tmp_path / "fresh80")).stdout
+    # not a terminal, no COLUMNS: 80, kept by the first run and printed by the second
+    piped = [_waldo(["find", "-h"], _env(tmp_path)).stdout for _ in range(2)]
+    assert piped[0] == piped[1] == _waldo(["find", "-h"], _env(tmp_path / "fresh80")).stdout
 
 
 @pytest.mark.parametrize("cols", [72, 132])
@@ -137,3 +151,51 @@ def test_help_that_cannot_be_written_is_one_line_as_in_process(tmp_path):
     assert results[0].returncode == results[1].returncode == 2
     assert results[0].stderr == results[1].stderr
     assert results[0].stderr.count(b"\n") == 1 and b"No space left" in results[0].stderr
+
+
+class _Stdout:
+    """A text stream whose descriptor is fake: what ``_print_help`` writes goes to ``os.write``."""
+
+    encoding = "utf-8"
+
+    def fileno(self) -> int:
+        return 1
+
+
+def test_help_cut_short_by_a_closed_pipe_ends_by_sigpipe(monkeypatch):
+    """Part written, then EPIPE (`| head -c 100` on a pipe smaller than the help): SIGPIPE."""
+    import errno
+    import signal
+
+    writes = iter([100, OSError(errno.EPIPE, "Broken pipe")])
+
+    def write(fd, data):
+        step = next(writes)
+        if isinstance(step, OSError):
+            raise step
+        return step
+
+    died = []
+
+    def die_of(signum):
+        died.append(signum)
+        raise SystemExit(128 + signum)
+
+    monkeypatch.setattr(sys, "stdout", _Stdout())
+    monkeypatch.setattr(client.os, "write", write)
+    monkeypatch.setattr(client, "_die_of", die_of)
+    with pytest.raises(SystemExit):
+        client._print_help("x" * 1000)
+    assert died == [signal.SIGPIPE]
+
+
+def test_help_that_cannot_be_written_at_all_is_left_to_click(monkeypatch):
+    """Nothing written (a full disk, a closed stdout): Click runs, and reports it as it does."""
+    import errno
+
+    def write(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sys, "stdout", _Stdout())
+    monkeypatch.setattr(client.os, "write", write)
+    assert client._print_help("help") is None

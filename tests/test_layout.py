@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +64,17 @@ def test_heavy_packages_are_imported_only_in_their_rooms():
 
 
 def _modules_after(code: str) -> set[str]:
-    proc = subprocess.run(
-        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "80"},
-    )
+    """The modules a Python running ``code`` imported; no help text kept, so Click prints it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        proc = subprocess.run(
+            [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "80", "XDG_CACHE_HOME": cache},
+        )
     assert proc.returncode == 0, proc.stderr
     return set(proc.stdout.split())
 
@@ -436,6 +441,68 @@ def test_an_interrupted_compile_does_not_wait_for_its_children(tmp_path):
     assert done.returncode == 0, done.stderr
     # the child's kernel takes seconds to compile: killed at once, it is not in the cache
     assert done.stdout.split() == ["False", "False"]
+
+
+_KILLED = """
+import os, sys, time
+from waldo_cli import jit
+jit.skip_extension_scan(only_waldo=True)
+real, parent = jit._warm_only, os.getpid()
+
+
+def children():
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                if int(fh.read().rsplit(")", 1)[1].split()[1]) == parent:
+                    found.append(pid)
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def killed_meanwhile(pairs, names):
+    if os.getpid() == parent:
+        print(*children(), flush=True)
+        time.sleep(120)  # killed here, while the child compiles
+    return real(pairs, names)
+
+
+jit._warm_only = killed_meanwhile
+jit._compile_apart([("direct", False)], ["_correlate_direct", "_finish_scores"])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl's parent-death signal")
+def test_a_compiling_child_dies_with_the_process_it_compiles_for(tmp_path):
+    """Killed (SIGKILL, or `timeout`'s SIGTERM), it leaves no forked child compiling on."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _KILLED], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert parent.stdout is not None
+        kids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(kids) == 1
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(kids[0]):
+        time.sleep(0.05)
+    assert not _alive(kids[0])
+    files = list(tmp_path.rglob("*_correlate_direct*.nbi"))
+    assert not files  # it died before it had compiled anything
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid runs (a zombie waiting for PID 1 to reap it has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def test_a_child_is_forked_only_while_no_other_thread_runs():

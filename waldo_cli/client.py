@@ -720,8 +720,11 @@ _HELP_FORMAT = 1
 
 
 def help_request(argv: list[str]) -> bool:
-    """Whether ``argv`` only asks for help: ``waldo``, or command names then ``-h``/``--help``."""
-    if argv and argv[-1] not in HELP_FLAGS:
+    """Whether ``argv`` only asks for help: ``waldo``, or command names then ``-h``/``--help``.
+
+    Always False where the user's folders cannot be told private (no ``os.getuid``).
+    """
+    if not hasattr(os, "getuid") or (argv and argv[-1] not in HELP_FLAGS):
         return False
     return not any(word.startswith("-") for word in argv[:-1])
 
@@ -765,7 +768,14 @@ def cached_help(argv: list[str]) -> str | None:
     if not _is_private_dir(os.path.dirname(path)):
         return None  # only a folder nobody else can write into
     try:
-        with open(path, "rb") as fh:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        with open(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return None  # only a file nobody else could have written
             saved = marshal.load(fh)
     except (OSError, EOFError, ValueError, TypeError):
         return None
@@ -829,8 +839,15 @@ def _print_help(text: str) -> int | None:
     stream = sys.stdout
     if stream is None:
         return None
+    import codecs
+
     try:
-        data = (text + "\n").encode(stream.encoding or "utf-8", "backslashreplace")
+        encoding = codecs.lookup(stream.encoding or "utf-8").name
+        if encoding == "ascii":
+            # Click takes an ASCII stream for a misconfigured one and writes UTF-8
+            data = (text + "\n").encode("utf-8", "replace")
+        else:
+            data = (text + "\n").encode(encoding, "backslashreplace")
         fd = stream.fileno()
     except (AttributeError, LookupError, OSError, ValueError):
         return None
@@ -855,6 +872,26 @@ def _print_help(text: str) -> int | None:
     return 0
 
 
+def die_with(parent: int) -> None:
+    """Linux: be killed (SIGKILL) when ``parent`` dies; end now if it has already died.
+
+    For a process forked to work for another (a server's worker, a child
+    compiling kernels for a ``waldo`` command), so that none works on, or
+    holds a descriptor open, after the process it works for is gone.
+    Elsewhere nothing is done.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import _signal
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, _signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died before we asked
+        os._exit(2)
+
+
 def _die_of(signum: int) -> None:
     """End this process as the worker ended: killed by ``signum`` (SIGPIPE: 141 in a shell)."""
     import _signal
@@ -875,8 +912,12 @@ def main() -> None:
     """Entry point of the ``waldo`` console script."""
     argv = sys.argv[1:]
     if help_request(argv) and "_WALDO_COMPLETE" not in os.environ:
-        text = cached_help(argv)
-        status = None if text is None else _print_help(text)
+        try:
+            text = cached_help(argv)
+            status = None if text is None else _print_help(text)
+        except KeyboardInterrupt:  # as the in-process run says it
+            os.write(2, b"waldo: interrupted\n")
+            sys.exit(130)
         if status is not None:
             sys.exit(status)
     mode = os.environ.get("WALDO_SERVER", "").strip().lower()

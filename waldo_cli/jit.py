@@ -400,20 +400,27 @@ def _compile_apart(
     if fork:
         _ready_target()  # once, here, rather than in each child
     start = _fork_compiler if fork else _spawn_compiler
-    children = [child for share in theirs if (child := start(pairs, share)) is not None]
+    children: list[tuple[int, Callable[[], dict[str, float]]]] = []
     seconds: dict[str, float] = {}
     try:
+        for share in theirs:
+            child = start(pairs, share)
+            if child is not None:
+                children.append(child)
         _warm_only(pairs, ours)
+        while children:
+            seconds.update(children[0][1]())  # what a child did not compile, _warm compiles
+            children.pop(0)
     except BaseException:
-        # interrupted (SIGTERM from `timeout`, Ctrl-C): the children's work is
-        # not waited for; Numba writes each cache file whole, so none is left half-written
-        for pid, _ in children:
+        # interrupted (Ctrl-C to this process alone, an error): the children's
+        # work is not waited for; Numba writes each cache file whole, so none is
+        # left half-written. A forked child also dies with this process
+        # (SIGTERM from `timeout`, SIGKILL): ``client.die_with``.
+        for pid, finish in children:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+            finish()
         raise
-    finally:
-        for _, finish in children:
-            seconds.update(finish())  # what a child did not compile, _warm compiles here
     return seconds
 
 
@@ -427,6 +434,7 @@ def _fork_compiler(
     buffer, handler or ``finally`` of this process runs twice.
     """
     read, write = os.pipe()
+    parent = os.getpid()
     try:
         pid = os.fork()
     except OSError:
@@ -436,7 +444,12 @@ def _fork_compiler(
     if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
         code = 1
         try:
-            os.close(read)
+            from waldo_cli.client import die_with
+
+            die_with(parent)
+            # nothing of this process's but the pipe: no client's stream, socket or lock
+            os.closerange(3, write)
+            os.closerange(write + 1, _max_fd())
             null = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(null, fd)
@@ -455,6 +468,14 @@ def _fork_compiler(
         return _seconds_from(out) if os.waitstatus_to_exitcode(status) == 0 else {}
 
     return pid, finish
+
+
+def _max_fd() -> int:
+    """One more than the highest descriptor this process may have open."""
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 3)
+    except (AttributeError, OSError, ValueError):
+        return 65536
 
 
 def _spawn_compiler(

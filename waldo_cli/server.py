@@ -382,11 +382,17 @@ class Server:
         return True
 
     def _from_client(self, conn: socket.socket) -> None:
+        if conn.fileno() < 0:
+            # closed (and unregistered) earlier in this round of events: the
+            # worker told its client how the command ended, the client left,
+            # and ``_reap`` was handed the worker's end before this
+            return
         request = next(
             (r for r in self.requests.values() if r.channel and r.channel.sock is conn), None
         )
         if request is None or request.channel is None:
-            self.selector.unregister(conn)
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(conn)
             conn.close()
             return
         try:
@@ -530,7 +536,7 @@ def _leave_server(server: Server) -> list[int]:
     forwarded = [s for s in _FORWARDABLE if s not in (signal.SIGSTOP, signal.SIGCONT)]
     # Signals wait until the command runs (and so can be handled as in-process).
     signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
-    _die_with(os.getppid())
+    client.die_with(os.getppid())
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
@@ -688,19 +694,6 @@ def _cannot_take_on(request: dict[str, Any]) -> tuple[str, bool] | None:
     if isinstance(nice, int) and nice < os.getpriority(os.PRIO_PROCESS, 0):
         return "the client runs at a higher priority than the server", False
     return None
-
-
-def _die_with(parent: int) -> None:
-    """Linux: be killed if the server dies, so no command writes on after its client left."""
-    if not sys.platform.startswith("linux"):
-        return  # elsewhere the client kills the worker (it knows its pid)
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # it died before we asked
-        os._exit(2)
 
 
 def _become_client(request: dict[str, Any], fds: list[int]) -> None:

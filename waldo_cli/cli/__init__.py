@@ -47,14 +47,20 @@ class WaldoContext(click.Context):
     def get_help(self) -> str:
         text = super().get_help()
         asked = _HELP_ASKED
-        if asked is not None and self.command_path.split()[1:] == [
-            word for word in asked if word not in HELP_FLAGS
-        ]:
+        if (
+            asked is not None
+            # the width is the terminal's, as the client works it out (not a test runner's)
+            and click.formatting.FORCED_WIDTH is None
+            and self.terminal_width is None
+            and self.max_content_width is None
+            and self.command_path.split()[1:] == [word for word in asked if word not in HELP_FLAGS]
+        ):
             save_help(asked, text)  # the next `waldo ... --help` prints it without Click
         return text
 
 
-# The argv of this run when it only asks for help (client.help_request), else None.
+# The argv of this run when it only asks for help (client.help_request), else None:
+# set by ``main``, the console script's way in, not by Click's test runner.
 _HELP_ASKED: list[str] | None = None
 
 
@@ -80,9 +86,6 @@ class WaldoGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         name = "waldo"  # the command users type, whatever Click was told
-        global _HELP_ASKED
-        asked = list(sys.argv[1:] if args is None else args)
-        _HELP_ASKED = asked if help_request(asked) else None
         try:
             rv = super().main(args, name, complete_var, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -149,6 +152,9 @@ def main(argv: list[str] | None = None) -> None:
         _say("waldo: error: standard output is closed; give waldo somewhere to write")
         sys.exit(EXIT_ERROR)
     install_cleanup_handlers()
+    global _HELP_ASKED
+    asked = list(sys.argv[1:] if argv is None else argv)
+    _HELP_ASKED = asked if help_request(asked) else None
     try:
         cli.main(args=argv, prog_name="waldo")
     except SystemExit as exit:
