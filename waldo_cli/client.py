@@ -760,13 +760,16 @@ def _help_key(argv: list[str]) -> str:
     return "\0".join([str(_columns()), *argv])
 
 
-def cached_help(argv: list[str]) -> str | None:
-    """The help text Click printed for ``argv`` at this width, if this installation saved it."""
+def _kept_texts(path: str, stamp: tuple[object, ...]) -> dict[Any, Any] | None:
+    """The help texts kept in ``path``, if they carry ``stamp``; None for anything else.
+
+    Read only from a folder and a file of this user's that nobody else may
+    write into (``marshal`` must not be fed another user's bytes).
+    """
     import marshal
 
-    path = _help_path()
     if not _is_private_dir(os.path.dirname(path)):
-        return None  # only a folder nobody else can write into
+        return None
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
@@ -775,14 +778,20 @@ def cached_help(argv: list[str]) -> str | None:
         with open(fd, "rb") as fh:
             st = os.fstat(fh.fileno())
             if st.st_uid != os.getuid() or st.st_mode & 0o022:
-                return None  # only a file nobody else could have written
+                return None
             saved = marshal.load(fh)
     except (OSError, EOFError, ValueError, TypeError):
         return None
-    if not isinstance(saved, dict) or saved.get("stamp") != _help_stamp():
+    if not isinstance(saved, dict) or saved.get("stamp") != stamp:
         return None
     texts = saved.get("texts")
-    text = texts.get(_help_key(argv)) if isinstance(texts, dict) else None
+    return texts if isinstance(texts, dict) else None
+
+
+def cached_help(argv: list[str]) -> str | None:
+    """The help text Click printed for ``argv`` at this width, if this installation saved it."""
+    texts = _kept_texts(_help_path(), _help_stamp())
+    text = texts.get(_help_key(argv)) if texts is not None else None
     return text if isinstance(text, str) else None
 
 
@@ -800,31 +809,16 @@ def save_help(argv: list[str], text: str) -> None:
     stamp = _help_stamp()
     try:
         make_private_dir(os.path.dirname(path))
-        try:
-            with open(path, "rb") as fh:
-                saved = marshal.load(fh)
-        except (OSError, EOFError, ValueError, TypeError):
-            saved = None
-        texts = saved.get("texts") if isinstance(saved, dict) else None
-        if not isinstance(texts, dict) or saved.get("stamp") != stamp:
-            texts = {}
+        texts = _kept_texts(path, stamp) or {}
         texts[_help_key(argv)] = text
         with open(partial, "wb") as fh:
             marshal.dump({"stamp": stamp, "texts": texts}, fh)
         os.replace(partial, path)
     except (OSError, ValueError):
-        with _suppressed():
+        try:
             os.unlink(partial)
-
-
-class _suppressed:
-    """``contextlib.suppress(OSError)``, without importing contextlib."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, value: object, tb: object) -> bool:
-        return isinstance(value, OSError)
+        except OSError:
+            pass
 
 
 def _print_help(text: str) -> int | None:
@@ -866,10 +860,25 @@ def _print_help(text: str) -> int | None:
             if exc.errno == errno.EPIPE:
                 _die_of(_signal.SIGPIPE)
             message = f"waldo: error: cannot write the output: {exc.strerror or exc}\n"
-            with _suppressed():
+            try:
                 os.write(2, message.encode(errors="replace"))
+            except OSError:
+                pass
             return 2
     return 0
+
+
+def let_go_of_streams() -> None:
+    """Point descriptors 0, 1 and 2 at /dev/null: a forked helper's, done with the user's streams.
+
+    A pipe's reader then sees its end when the process that runs the
+    command lets go, not when the helper ends.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
 
 
 def die_with(parent: int) -> None:

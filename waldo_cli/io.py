@@ -575,10 +575,10 @@ def _silence_decoder_noise() -> bool:
     import logging
 
     logging.getLogger("PIL").addHandler(logging.NullHandler())
+    import ctypes
+
     libraries = loaded_libraries("libtiff")
     for library in libraries:
-        import ctypes
-
         for setter in ("TIFFSetWarningHandler", "TIFFSetErrorHandler"):
             function = getattr(library, setter, None)
             if function is not None:

@@ -338,8 +338,9 @@ def load_kernels(plans: Iterable[_Planned]) -> float:
         if _ONLY_WALDO and len(missing) > 1:
             from waldo_cli.pool import usable_cores
 
-            if usable_cores() > 1:
-                _compile_apart(sorted(needed), missing, usable_cores())
+            cores = usable_cores()
+            if cores > 1:
+                _compile_apart(sorted(needed), missing, cores)
         for engine, masked in sorted(needed):
             _warm(engine, masked)  # loads what _compile_apart compiled
     return time.perf_counter() - started
@@ -444,18 +445,15 @@ def _fork_compiler(
     if pid == 0:  # pragma: no cover - the child (coverage does not follow a fork)
         code = 1
         try:
-            from waldo_cli.client import die_with
+            from waldo_cli.client import die_with, let_go_of_streams
 
             die_with(parent)
             # nothing of this process's but the pipe: no client's stream, socket or lock
             os.closerange(3, write)
             os.closerange(write + 1, _max_fd())
-            null = os.open(os.devnull, os.O_RDWR)
-            for fd in (0, 1, 2):
-                os.dup2(null, fd)
-            with on_compile(lambda name: None) as times:
-                _warm_only(pairs, names)
-            os.write(write, json.dumps(times).encode())  # a few bytes: within the pipe's buffer
+            let_go_of_streams()
+            report = _compile_share(pairs, names)
+            os.write(write, report.encode())  # a few bytes: within the pipe's buffer
             code = 0
         finally:
             os._exit(code)
@@ -505,6 +503,13 @@ def _spawn_compiler(
         return _seconds_from(out) if child.returncode == 0 else {}
 
     return child.pid, finish
+
+
+def _compile_share(pairs: list[tuple[str, bool]], names: list[str]) -> str:
+    """Compile ``names`` (``_warm_only``): a child's work; its report, ``_seconds_from``'s input."""
+    with on_compile(lambda name: None) as times:
+        _warm_only(pairs, names)
+    return json.dumps(times)
 
 
 def _seconds_from(out: bytes) -> dict[str, float]:
@@ -643,6 +648,4 @@ def _main(argv: list[str]) -> None:
     """
     skip_extension_scan(only_waldo=True)
     order = json.loads(sys.stdin.read())
-    with on_compile(lambda name: None) as times:
-        _warm_only([(e, bool(m)) for e, m in order["pairs"]], list(order["kernels"]))
-    print(json.dumps(times))
+    print(_compile_share([(e, bool(m)) for e, m in order["pairs"]], list(order["kernels"])))

@@ -593,9 +593,7 @@ def _report(reply: int | None, status: int) -> None:
     if reply is None:
         return
     with contextlib.suppress(OSError):
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
+        client.let_go_of_streams()
         Channel(socket.socket(fileno=reply)).send({"exit": status})
 
 
@@ -642,11 +640,9 @@ def _warm_up() -> None:
     request still runs.
     """
     pngs = _warm_up_pictures()
-    null = os.open(os.devnull, os.O_RDWR)
     saved = (sys.stdin, sys.stdout, sys.stderr, sys.argv)
     try:
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
+        client.let_go_of_streams()
         sys.stdin = _std_stream(0, False, ["utf-8", "strict", False, False], "<stdin>")
         sys.stdout = _std_stream(1, True, ["utf-8", "strict", False, False], "<stdout>")
         sys.stderr = _std_stream(2, True, ["utf-8", "backslashreplace", False, False], "<stderr>")
@@ -667,7 +663,6 @@ def _warm_up() -> None:
         _log.exception("a spare worker's warm-up failed")
     finally:
         sys.stdin, sys.stdout, sys.stderr, sys.argv = saved
-        os.close(null)
 
 
 def _cannot_take_on(request: dict[str, Any]) -> tuple[str, bool] | None:
@@ -760,8 +755,9 @@ def _blas_threads_as_the_client() -> None:
     setters = _blas_setters()
     if not setters:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    count = cores or 1
+    from waldo_cli.pool import usable_cores
+
+    count = usable_cores()
     for name in ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS"):
         with contextlib.suppress(ValueError):
             wanted = int(os.environ.get(name, "").strip() or 0)
