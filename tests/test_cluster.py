@@ -580,19 +580,49 @@ def _reading(pids: set[int], fifo: Path) -> set[int]:
     return readers
 
 
-def _until(what, seconds: float = 90, proc=None):
-    """Poll what() until it is true, and return its value; fail if PROC ends first."""
+def _until(what, seconds: float = 90, proc=None, state=None):
+    """Poll what() until it is true, and return its value; fail if PROC ends first.
+
+    On a timeout the message says what state() (if given) returns then.
+    """
     deadline = time.monotonic() + seconds
     while not (value := what()):
         if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            pytest.fail(f"waldo ended ({proc.returncode}) first: {err.decode()!r}")
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what.__doc__ or what}"
+            _, err = proc.communicate()
+            told = err.decode() if err is not None else state() if state else ""
+            pytest.fail(f"waldo ended ({proc.returncode}) first: {told!r}")
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"waited {seconds} s for {what.__doc__ or what}; {state() if state else ''}"
+            )
         time.sleep(0.05)
     return value
 
 
-def _writer_once_read(fifo: Path, proc) -> int:
+def _search_tasks(client) -> dict[str, tuple[str, str | None]]:
+    """The waldo tasks the scheduler holds that are not done: state, and the worker running each."""
+
+    def states(dask_scheduler):
+        return {
+            str(k): (ts.state, ts.processing_on and ts.processing_on.address)
+            for k, ts in dask_scheduler.tasks.items()
+            if str(k).startswith("waldo-search") and ts.state != "memory"
+        }
+
+    return client.run_on_scheduler(states)
+
+
+def _what_workers_read(cluster) -> dict[int, list[str]]:
+    """The images each live worker holds open now."""
+    held: dict[int, list[str]] = {}
+    for pid in _worker_pids(cluster):
+        with contextlib.suppress(OSError):
+            links = (os.path.realpath(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+            held[pid] = [link for link in links if link.endswith(".png")]
+    return held
+
+
+def _writer_once_read(fifo: Path, proc, state=None) -> int:
     """A write end of FIFO, opened once a worker is reading it (its search then waits for us)."""
 
     def opened():
@@ -602,7 +632,7 @@ def _writer_once_read(fifo: Path, proc) -> int:
         except OSError:  # ENXIO: nobody reads it yet
             return None
 
-    return _until(opened, proc=proc)
+    return _until(opened, proc=proc, state=state)
 
 
 def test_workers_killed_mid_batch_cost_no_record(images, local_session, address, tmp_path):
@@ -619,22 +649,43 @@ def test_workers_killed_mid_batch_cost_no_record(images, local_session, address,
     """
     cluster = local_session.cluster
     template, _ = images
-    count = 120
+    count = 160
     listing, names = _slow_list(images, tmp_path, count)
     picture = (tmp_path / "big.png").read_bytes()
-    gates = [Path(names[k]) for k in (15, 80)]
+    # The second gate lies beyond what the other worker can reach while the
+    # first holds its task: with the first gate's task out, at most three more
+    # are (two per worker thread), each at most a quarter of the images left,
+    # so they end before image 116. A worker waiting at the second gate while
+    # the first is killed would hold the one thread the task run again could
+    # be given, and nothing would move until it timed out.
+    gates = [Path(names[k]) for k in (15, 150)]
     for gate in gates:
         gate.unlink()
         os.mkfifo(gate)
-    proc = subprocess.Popen(
-        [WALDO, "find", "-t", template, "--files-from", listing, "--jsonl", "--dask", address],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    # files, not pipes: records nobody reads while the test waits at a gate
+    # would fill a pipe and stop the batch (150 records are over 64 KiB)
+    records, errors = tmp_path / "records.jsonl", tmp_path / "errors.txt"
+    with records.open("wb") as out, errors.open("wb") as err:
+        proc = subprocess.Popen(
+            [WALDO, "find", "-t", template, "--files-from", listing, "--jsonl", "--dask", address],
+            stdout=out,
+            stderr=err,
+        )
     killed: set[int] = set()
+
+    def state() -> str:
+        tasks = _search_tasks(local_session.client)
+        done = len(records.read_bytes().splitlines())
+        return (
+            f"{done} records; workers read {_what_workers_read(cluster)}; tasks {tasks}; "
+            f"stderr {errors.read_text()!r}"
+        )
+
     for gate, everyone in zip(gates, (False, True), strict=True):
-        writer = _writer_once_read(gate, proc)
+        writer = _writer_once_read(gate, proc, state)
         [reader] = _until(lambda gate=gate: _reading(_worker_pids(cluster), gate), proc=proc)
+        for other in gates[gates.index(gate) + 1 :]:
+            assert not _reading(_worker_pids(cluster), other), f"{other} is read early"
         victims = _worker_pids(cluster) | {reader} if everyone else {reader}
         for pid in victims:
             os.kill(pid, signal.SIGKILL)
@@ -643,6 +694,7 @@ def test_workers_killed_mid_batch_cost_no_record(images, local_session, address,
         _until(
             lambda gate=gate, gone=set(killed): _reading(_worker_pids(cluster) - gone, gate),
             proc=proc,
+            state=state,
         )
         os.set_blocking(writer, True)
         spare = gate.with_name(f"{gate.name}.image")
@@ -651,22 +703,14 @@ def test_workers_killed_mid_batch_cost_no_record(images, local_session, address,
         with open(writer, "wb") as fh:
             fh.write(picture)
     try:
-        out, err = proc.communicate(timeout=180)
+        proc.wait(timeout=180)
     except subprocess.TimeoutExpired:
+        then = state()
         proc.kill()
-        out, err = proc.communicate()
-
-        def states(dask_scheduler):
-            return {
-                str(k): (ts.state, ts.processing_on and ts.processing_on.address)
-                for k, ts in dask_scheduler.tasks.items()
-                if str(k).startswith("waldo-search") and ts.state != "memory"
-            }
-
-        state = local_session.client.run_on_scheduler(states)
-        pytest.fail(f"waldo hung: {len(out.splitlines())} records; tasks: {state}; {err!r}")
-    assert proc.returncode == 0, err.decode()
-    got = [json.loads(line) for line in out.decode().splitlines()]
+        proc.wait()
+        pytest.fail(f"waldo hung: {then}")
+    assert proc.returncode == 0, errors.read_text()
+    got = [json.loads(line) for line in records.read_text().splitlines()]
     assert [r["image"] for r in got] == names  # each image exactly once, in order
     assert all((r["matches"][0]["x"], r["matches"][0]["y"]) == (70, 50) for r in got)
     assert not killed & _worker_pids(cluster)  # they really died, and others took over
