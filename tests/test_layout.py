@@ -355,7 +355,7 @@ def test_compiling_apart_runs_only_the_named_kernels_and_puts_the_others_back():
     """jit._warm_only: the other kernels are no-ops for a moment (another process compiles them)."""
     from waldo_cli import jit
 
-    module = jit.kernels()
+    module = jit._module()
     before = {name: getattr(module, name) for name in jit.kernel_names()}
     seen = []
     real = module._correlate_direct
@@ -371,6 +371,39 @@ def test_compiling_apart_runs_only_the_named_kernels_and_puts_the_others_back():
         module._correlate_direct = real
     assert seen  # the named kernel ran, and _finish_scores was the no-op meanwhile
     assert {name: getattr(module, name) for name in jit.kernel_names()} == before
+
+
+def test_kernels_left_out_while_compiling_apart_are_left_out_for_that_thread_alone(monkeypatch):
+    """A batch's other threads keep the real kernels while one thread compiles its share.
+
+    Before, _warm_only swapped the module's kernels for no-ops: another
+    thread then searched with a kernel that did nothing, or failed in
+    is_loaded on a cold masked batch.
+    """
+    from waldo_cli import jit
+
+    module = jit.kernels()
+    seen: dict[str, object] = {}
+
+    def warm(engine, masked):
+        seen["here"] = jit.kernels()._finish_scores
+        seen["kept"] = jit.kernels()._correlate_direct
+
+        def elsewhere():
+            seen["there"] = jit.kernels()._finish_scores
+            seen["loaded"] = jit.is_loaded("_finish_scores")
+
+        other = threading.Thread(target=elsewhere)
+        other.start()
+        other.join()
+
+    monkeypatch.setattr(jit, "_warm", warm)
+    jit._warm_only([("direct", False)], ["_correlate_direct"])
+    assert seen["here"] is jit._no_kernel
+    assert seen["kept"] is module._correlate_direct
+    assert seen["there"] is module._finish_scores
+    assert isinstance(seen["loaded"], bool)
+    assert jit.kernels() is module  # and this thread has the module back
 
 
 _COMPILE_APART = """

@@ -155,12 +155,27 @@ def cache_dir() -> str:
     return folder
 
 
-def kernels() -> ModuleType:
+def _module() -> ModuleType:
     """The ``kernels`` module, imported once Numba has a cache folder it can write."""
     cache_dir()
     from waldo_cli import kernels as module
 
     return module
+
+
+# What kernels() gives the thread that compiles a share of them (_warm_only):
+# this thread's own view, so no other thread ever runs a kernel left out.
+_VIEW = threading.local()
+
+
+def kernels() -> Any:
+    """The kernels a search calls: the ``kernels`` module (``_module``).
+
+    In a thread running ``_warm_only``, a view of it where the kernels other
+    processes compile do nothing; every other thread sees the module itself.
+    """
+    view = getattr(_VIEW, "kernels", None)
+    return view if view is not None else _module()
 
 
 def kernel_names(engines: tuple[str, ...] | None = None) -> set[str]:
@@ -236,7 +251,7 @@ def load_fft() -> None:
     Importing rocket-fft also registers the native library their machine
     code calls, so this is needed before a cached FFT kernel runs too.
     """
-    module: Any = kernels()
+    module: Any = _module()
     if module._r2c is None:
         with _without_scipy("scipy.fft") if _ONLY_WALDO else contextlib.nullcontext():
             from rocket_fft import c2r, r2c
@@ -261,7 +276,7 @@ def _numba_file_pattern(stem: str, name: str) -> re.Pattern[str]:
 
 def _cache_files(name: str) -> tuple[str, list[str]]:
     """The cache folder of one kernel and the files Numba wrote there for it (regular files)."""
-    module = kernels()
+    module = _module()
     folder = getattr(module, name)._cache.cache_path
     stem = os.path.basename(module.__file__ or "kernels.py").rsplit(".", 1)[0]
     pattern = _numba_file_pattern(stem, name)
@@ -279,7 +294,7 @@ def _cache_files(name: str) -> tuple[str, list[str]]:
 
 def is_cached(name: str) -> bool:
     """Whether Numba's on-disk cache holds an index for this kernel's current source."""
-    return os.path.exists(getattr(kernels(), name)._cache._cache_file._index_path)
+    return os.path.exists(getattr(_module(), name)._cache._cache_file._index_path)
 
 
 def cache_folders() -> list[str]:
@@ -317,7 +332,7 @@ _LOADING = threading.Lock()
 
 def is_loaded(name: str) -> bool:
     """Whether this process has the kernel's machine code already (compiled or loaded)."""
-    return bool(getattr(kernels(), name).signatures)
+    return bool(getattr(_module(), name).signatures)
 
 
 def load_kernels(plans: Iterable[_Planned]) -> float:
@@ -392,9 +407,10 @@ def _compile_apart(
     A child is forked once Numba's target is ready, so it starts compiling
     at once (where it can be: ``_can_fork``); otherwise it is a new Python
     process, which first spends about a second importing Numba. Only where
-    this process runs waldo alone (``skip_extension_scan``): the kernels
-    module is changed for a moment. Returns the children's compile seconds
-    of each kernel they compiled.
+    this process runs waldo alone (``skip_extension_scan``): a library's
+    caller may not want children. The no-op kernels are this thread's alone
+    (``kernels``), so a batch's other threads search on meanwhile. Returns
+    the children's compile seconds of each kernel they compiled.
     """
     ours, *theirs = _shares(missing, min(processes, len(missing)))
     fork = _can_fork()
@@ -522,19 +538,31 @@ def _seconds_from(out: bytes) -> dict[str, float]:
 
 
 def _warm_only(pairs: list[tuple[str, bool]], names: list[str]) -> None:
-    """Run the warm-ups of ``pairs`` that call ``names``, every other kernel a no-op."""
-    module = kernels()
-    every = kernel_names()
-    saved = {n: getattr(module, n) for n in every if n not in names}
+    """Run the warm-ups of ``pairs`` that call ``names``, every other kernel a no-op.
+
+    Only for this thread (``kernels``): a batch's other threads, searching
+    meanwhile, keep the real kernels.
+    """
+    module = _module()
+    view = _Only(module, kernel_names() - set(names))
+    _VIEW.kernels = view
     try:
-        for name in saved:
-            setattr(module, name, _no_kernel)
         for engine, masked in pairs:
             if set(PAIR_KERNELS[engine, masked]) & set(names):
                 _warm(engine, masked)
     finally:
-        for name, kernel in saved.items():
-            setattr(module, name, kernel)
+        _VIEW.kernels = None
+
+
+class _Only:
+    """The kernels module, but the kernels named in ``left_out`` do nothing (``_warm_only``)."""
+
+    def __init__(self, module: ModuleType, left_out: set[str]) -> None:
+        self._module = module
+        self._left_out = left_out
+
+    def __getattr__(self, name: str) -> Any:
+        return _no_kernel if name in self._left_out else getattr(self._module, name)
 
 
 def _no_kernel(*args: object) -> None:
