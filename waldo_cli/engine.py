@@ -746,11 +746,17 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
             ring = np.zeros((planes if need_b else 0, h, width))
             maps = np.empty((2 + 2 * channels, maps_rows, out_shape[1]))
             work = np.empty((3, out_shape[1]))
+            # the image rows a chunk reads, in float64: the kernel then sums
+            # rows of one type (its callees compile once, not once a type),
+            # and the float32 pixels convert exactly, as they would in it
+            rows = np.empty((channels, maps_rows + h - 1, width))
             for top in range(start, stop, maps_rows):
                 end = min(stop, top + maps_rows)
+                span = end - top + h - 1
+                rows[:, :span] = planar[:, top : top + span]
                 kernels._masked_maps(
                     code,
-                    planar,
+                    rows,
                     offsets,
                     masked.kern,
                     masked.weights,
@@ -763,8 +769,8 @@ def _match_masked(img: np.ndarray, masked: MaskedTemplate, method: str, plan: Pl
                     k_sum,
                     ring,
                     maps,
-                    top,
-                    end,
+                    0,
+                    end - top,
                 )
                 scores_of(maps, work, top, end, 0, out_shape[1])
 

@@ -397,11 +397,15 @@ def _finish_scores(
 # where M is the mask, W = M**2 and * is the window sum of the product.
 
 
-@njit(nogil=True)
+@njit(nogil=True, inline="always")
 def _masked_window(
     method, image, offsets, kern, weights, mask, m_sum, t_sq, top, left
 ):  # pragma: no cover - compiled
     """(numerator, energy, sum W I**2) of the window at (top, left), summed directly.
+
+    Inlined into _masked_scores at Numba's IR (a rare path): compiled as
+    part of it, not as a function of its own with its own optimisation,
+    which took about 0.8 s of a first masked search's compile.
 
     The energy is summed as sum W (J - mean_M J)**2 (ccoeff_normed) or
     sum W I**2, terms that are never negative: exact to rounding even where
@@ -547,7 +551,7 @@ def _masked_scores(
 def _accumulate(acc, row, taps, index, count):  # pragma: no cover - compiled
     """acc[x] += taps[j] * row[j + x] for j in index[:count]: one row of a window sum.
 
-    acc (n,) float64, row (n + w - 1,) float32 or float64, taps (w,) float64;
+    acc (n,) float64, row (n + w - 1,) float64, taps (w,) float64;
     index (w,) int64, the taps that are not 0. Not cached itself: compiled
     into its callers.
     """
@@ -611,10 +615,10 @@ def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover
         r2 = row[j2 : j2 + n]
         r3 = row[j3 : j3 + n]
         for x in range(n):
-            v0 = np.float64(r0[x])
-            v1 = np.float64(r1[x])
-            v2 = np.float64(r2[x])
-            v3 = np.float64(r3[x])
+            v0 = r0[x]
+            v1 = r1[x]
+            v2 = r2[x]
+            v3 = r3[x]
             acc[x] += c0 * v0 + c1 * v1 + c2 * v2 + c3 * v3
             acc2[x] += d0 * v0 + d1 * v1 + d2 * v2 + d3 * v3
         t += 4
@@ -624,7 +628,7 @@ def _accumulate2(acc, acc2, row, taps, taps2, index, count):  # pragma: no cover
         d0 = taps2[j0]
         r0 = row[j0 : j0 + n]
         for x in range(n):
-            v0 = np.float64(r0[x])
+            v0 = r0[x]
             acc[x] += c0 * v0
             acc2[x] += d0 * v0
         t += 1
@@ -651,7 +655,9 @@ def _masked_maps(
 ):  # pragma: no cover - compiled
     """The maps of the masked scores by sliding windows, for rows y0 <= y < y1.
 
-    image (C, H, W) float32; offsets (C,) float64 (0 for ccorr and sqdiff);
+    image (C, H, W) float64 (the rows the windows read: float32 pixels,
+    converted, so that _accumulate is compiled for one row type); offsets
+    (C,) float64 (0 for ccorr and sqdiff);
     kern (C, h, w), weights and mask (C or 1, h, w) float64 (one plane: the
     same for every channel); w_sum, m_sum, soft as in _masked_scores.
     index (C or 1, h, w) int64 and count (C or 1, h) int64: the taps each
