@@ -364,12 +364,12 @@ def load_kernels(plans: Iterable[_Planned]) -> float:
 # About how many seconds each kernel takes to compile (bench_startup.py's
 # compile section, AMD EPYC), to share them out between processes.
 _COMPILE_WEIGHT = {
-    "_correlate_direct": 2.3,
-    "_finish_scores": 3.2,
-    "_correlate_fft": 2.3,
-    "_masked_maps": 4.9,
+    "_correlate_direct": 2.5,
+    "_finish_scores": 3.3,
+    "_correlate_fft": 3.1,
+    "_masked_maps": 3.6,
     "_masked_rows": 3.4,
-    "_masked_tile": 3.0,
+    "_masked_tile": 2.5,
 }
 
 
