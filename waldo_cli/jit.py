@@ -544,14 +544,14 @@ def _warm_only(pairs: list[tuple[str, bool]], names: list[str]) -> None:
     meanwhile, keep the real kernels.
     """
     module = _module()
-    view = _Only(module, kernel_names() - set(names))
-    _VIEW.kernels = view
+    outer = getattr(_VIEW, "kernels", None)
+    _VIEW.kernels = _Only(module, kernel_names() - set(names))
     try:
         for engine, masked in pairs:
             if set(PAIR_KERNELS[engine, masked]) & set(names):
                 _warm(engine, masked)
     finally:
-        _VIEW.kernels = None
+        _VIEW.kernels = outer
 
 
 class _Only:

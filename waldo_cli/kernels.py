@@ -676,7 +676,8 @@ def _masked_maps(
     need_b = method != CCORR and method != CCOEFF
     need_a = method == CCOEFF_NORMED
     need_s = need_a and soft
-    # The linear maps are summed from the float32 pixels and offset after:
+    # The linear maps are summed from the pixels (float32 values, given as
+    # float64) and offset after:
     # sum K (I - o) = sum K I - o sum K. The squares cannot be: the last h
     # image rows of (I - o)**2, summed over channels when one weight plane
     # serves all, are kept in a ring, each row computed once.
