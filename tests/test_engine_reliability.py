@@ -354,6 +354,9 @@ def test_cache_clear_deletes_only_numba_files(tmp_path):
         folder / f"kernels._finish_scores-191.{tag}.nbi",
         folder / f"kernels._finish_scores-191.{tag}.1.nbc",
         folder / f"kernels._masked_tile-7.{tag}.12.nbc",
+        # an older waldo's kernel, by a name this one no longer has
+        folder / f"kernels._masked_direct-400.{tag}.nbi",
+        folder / f"kernels._masked_direct-400.{tag}.3.nbc",
     ]
     for path in numba_files:
         path.write_bytes(b"stale")

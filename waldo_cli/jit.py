@@ -259,37 +259,45 @@ def load_fft() -> None:
         module._r2c, module._c2r = r2c, c2r
 
 
-def _numba_file_pattern(stem: str, name: str) -> re.Pattern[str]:
+def _numba_file_pattern(stem: str, name: str | None) -> re.Pattern[str]:
     """The names Numba gives one function's cache files: index ``.nbi`` and data ``.N.nbc``.
 
     ``<module>.<function>-<first line>.py<major><minor><abi flags>``, then
     ``.nbi`` or ``.<number>.nbc`` (numba.core.caching), for any line and
-    Python version: older compilations are waldo's too.
+    Python version: older compilations are waldo's too. ``name`` None: any
+    function's (the kernels of an older waldo had other names).
 
     >>> p = _numba_file_pattern("kernels", "_finish_scores")
     >>> [bool(p.fullmatch(n)) for n in ("kernels._finish_scores-191.py311.nbi",
     ...  "kernels._finish_scores-191.py313t.2.nbc", "kernels._finish_scores-x.nbi")]
     [True, True, False]
+    >>> bool(_numba_file_pattern("kernels", None).fullmatch("kernels._masked_fft-9.py311.nbi"))
+    True
     """
-    return re.compile(rf"{re.escape(stem)}\.{re.escape(name)}-\d+\.py\d+[a-z]*\.(?:nbi|\d+\.nbc)")
+    function = r"[A-Za-z_][A-Za-z0-9_]*" if name is None else re.escape(name)
+    return re.compile(rf"{re.escape(stem)}\.{function}-\d+\.py\d+[a-z]*\.(?:nbi|\d+\.nbc)")
 
 
-def _cache_files(name: str) -> tuple[str, list[str]]:
-    """The cache folder of one kernel and the files Numba wrote there for it (regular files)."""
-    module = _module()
-    folder = getattr(module, name)._cache.cache_path
-    stem = os.path.basename(module.__file__ or "kernels.py").rsplit(".", 1)[0]
+def _numba_files(folder: str, name: str | None) -> list[str]:
+    """The files Numba wrote in ``folder`` for one kernel (any, for None): regular files only."""
+    stem = os.path.basename(_module().__file__ or "kernels.py").rsplit(".", 1)[0]
     pattern = _numba_file_pattern(stem, name)
     try:
         entries = list(os.scandir(folder))
     except OSError:  # no folder yet: nothing cached
-        return folder, []
+        return []
     found = [
         entry.path
         for entry in entries
         if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False)
     ]
-    return folder, sorted(found)
+    return sorted(found)
+
+
+def _cache_files(name: str) -> tuple[str, list[str]]:
+    """The cache folder of one kernel and the files Numba wrote there for it (regular files)."""
+    folder = getattr(_module(), name)._cache.cache_path
+    return folder, _numba_files(folder, name)
 
 
 def is_cached(name: str) -> bool:
@@ -303,10 +311,14 @@ def cache_folders() -> list[str]:
 
 
 def clear_cache() -> list[str]:
-    """Delete every cached compilation of waldo's kernels; return the files removed."""
+    """Delete every cached compilation of waldo's kernels; return the files removed.
+
+    Those of kernels an older waldo had (other names, the same module) too:
+    nothing would ever load them again.
+    """
     removed = []
-    for name in sorted(kernel_names()):
-        for path in _cache_files(name)[1]:
+    for folder in cache_folders():
+        for path in _numba_files(folder, None):
             os.remove(path)
             removed.append(path)
     return removed

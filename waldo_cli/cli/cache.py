@@ -62,7 +62,7 @@ def cache_warm(jobs: int | None) -> None:
 
 @cache_group.command("clear")
 def cache_clear() -> None:
-    """Delete the compiled kernels (the next search compiles them again)."""
+    """Delete the compiled kernels (the next search compiles them again), old names too."""
     from waldo_cli import jit
 
     removed = jit.clear_cache()
