@@ -653,12 +653,14 @@ def test_workers_killed_mid_batch_cost_no_record(images, local_session, address,
     listing, names = _slow_list(images, tmp_path, count)
     picture = (tmp_path / "big.png").read_bytes()
     # The second gate lies beyond what the other worker can reach while the
-    # first holds its task: with the first gate's task out, at most three more
-    # are (two per worker thread), each at most a quarter of the images left,
-    # so they end by image 99 (118 if a recount saw a third thread: a dead
-    # worker still listed beside its replacement). A worker waiting at the
-    # second gate while the first is killed would hold the one thread the task
-    # run again could be given, and nothing would move until it timed out.
+    # first holds its task: four tasks of one image each, then the first gate's
+    # (images 4-42, a quarter of those left), and with it out at most three
+    # more (two tasks per worker thread), each at most a quarter of the images
+    # left: they end by image 111 (114 if a recount saw a third thread, a dead
+    # worker still listed beside its replacement). With 120 images they reached
+    # 83, past a second gate at 80: a worker waiting there while the first was
+    # killed held the one thread the task run again could be given, and nothing
+    # moved until the test timed out (CI, 9d1ce64).
     gates = [Path(names[k]) for k in (15, 150)]
     for gate in gates:
         gate.unlink()
