@@ -569,15 +569,16 @@ def _worker_pids(cluster) -> set[int]:
     return {pid for nanny in list(cluster.workers.values()) if (pid := nanny.pid) is not None}
 
 
+def _open_files(pid: int) -> list[str]:
+    """The paths process PID has open now ([] for one that just died)."""
+    with contextlib.suppress(OSError):
+        return [os.path.realpath(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+    return []
+
+
 def _reading(pids: set[int], fifo: Path) -> set[int]:
     """Which of these processes have FIFO open."""
-    readers = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):  # one that just died
-            fds = Path(f"/proc/{pid}/fd")
-            if any(os.path.realpath(fd) == str(fifo) for fd in fds.iterdir()):
-                readers.add(pid)
-    return readers
+    return {pid for pid in pids if str(fifo) in _open_files(pid)}
 
 
 def _until(what, seconds: float = 90, proc=None, state=None):
@@ -614,12 +615,10 @@ def _search_tasks(client) -> dict[str, tuple[str, str | None]]:
 
 def _what_workers_read(cluster) -> dict[int, list[str]]:
     """The images each live worker holds open now."""
-    held: dict[int, list[str]] = {}
-    for pid in _worker_pids(cluster):
-        with contextlib.suppress(OSError):
-            links = (os.path.realpath(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
-            held[pid] = [link for link in links if link.endswith(".png")]
-    return held
+    return {
+        pid: [path for path in _open_files(pid) if path.endswith(".png")]
+        for pid in _worker_pids(cluster)
+    }
 
 
 def _writer_once_read(fifo: Path, proc, state=None) -> int:
